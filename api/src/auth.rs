@@ -1,0 +1,263 @@
+//! Bearer-token authentication. A token is a JWT whose `sub` is the tenant id; `exp` is required
+//! and `scope` lists what it may do. Tokens are HS256 with the installation's secret, or, when an
+//! external identity provider issues them, RS256 / ES256 / EdDSA verified with its public key.
+//! Only the configured algorithm is accepted, so `alg: none` and algorithm swaps are refused.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{web, FromRequest, HttpRequest};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use hookbeat_entity::{setting, TenantId};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, DbBackend, EntityTrait, Set};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::tenants;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    SchedulesRead,
+    SchedulesWrite,
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::SchedulesRead => "schedules:read",
+            Scope::SchedulesWrite => "schedules:write",
+            Scope::Admin => "admin",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Scope> {
+        [Scope::SchedulesRead, Scope::SchedulesWrite, Scope::Admin]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// What `hookbeat token` grants when no `--scope` is given.
+pub const DEFAULT_SCOPES: &str = "schedules:read schedules:write";
+/// Clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECONDS: u64 = 5;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    #[serde(default)]
+    pub scope: String,
+}
+
+/// A secret that does not print.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+pub struct TokenVerifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    /// Verifies HS256 tokens signed with the installation's secret.
+    pub fn hs256(secret: &Secret) -> Self {
+        Self::with(
+            DecodingKey::from_secret(secret.expose().as_bytes()),
+            Algorithm::HS256,
+        )
+    }
+
+    /// Verifies tokens of an external issuer with its PEM public key (RSA, EC P-256 or Ed25519).
+    pub fn public_key(pem: &[u8]) -> anyhow::Result<Self> {
+        if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
+            return Ok(Self::with(key, Algorithm::RS256));
+        }
+        if let Ok(key) = DecodingKey::from_ec_pem(pem) {
+            return Ok(Self::with(key, Algorithm::ES256));
+        }
+        if let Ok(key) = DecodingKey::from_ed_pem(pem) {
+            return Ok(Self::with(key, Algorithm::EdDSA));
+        }
+        anyhow::bail!("the JWT public key is not a PEM RSA, EC (P-256) or Ed25519 public key")
+    }
+
+    fn with(key: DecodingKey, algorithm: Algorithm) -> Self {
+        let mut validation = Validation::new(algorithm);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECONDS;
+        Self { key, validation }
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                let reason = match e.kind() {
+                    ErrorKind::ExpiredSignature => "the token has expired",
+                    ErrorKind::ImmatureSignature => "the token is not valid yet",
+                    ErrorKind::InvalidAlgorithm => "the token's algorithm is not accepted",
+                    ErrorKind::InvalidSignature => "the token's signature is invalid",
+                    ErrorKind::MissingRequiredClaim(_) => {
+                        "the token lacks a required claim (sub, exp)"
+                    }
+                    _ => "the token is malformed",
+                };
+                ApiError::Unauthorized(reason.to_owned())
+            })
+    }
+}
+
+/// Signs an HS256 token for `tenant`.
+pub fn mint_token(
+    secret: &Secret,
+    tenant: &str,
+    scope: &str,
+    ttl: chrono::Duration,
+    now: DateTime<Utc>,
+) -> anyhow::Result<String> {
+    let claims = Claims {
+        sub: tenant.to_owned(),
+        exp: (now + ttl).timestamp(),
+        iat: Some(now.timestamp()),
+        nbf: None,
+        scope: scope.to_owned(),
+    };
+    Ok(jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.expose().as_bytes()),
+    )?)
+}
+
+/// The installation's HS256 secret: the configured one, or for an embedded (SQLite) install one
+/// generated on first start and kept in the database, so `hookbeat token` and the server agree.
+pub async fn resolve_secret(
+    db: &DatabaseConnection,
+    configured: Option<Secret>,
+) -> anyhow::Result<Secret> {
+    if let Some(secret) = configured {
+        if secret.expose().len() < 32 {
+            anyhow::bail!("the JWT secret must be at least 32 characters long");
+        }
+        return Ok(secret);
+    }
+    if db.get_database_backend() != DbBackend::Sqlite {
+        anyhow::bail!("--jwt-secret (HOOKBEAT_JWT_SECRET) is required with PostgreSQL");
+    }
+    if let Some(row) = setting::Entity::find_by_id(setting::JWT_SECRET_KEY)
+        .one(db)
+        .await?
+    {
+        return Ok(Secret::new(row.value));
+    }
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    let generated = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    setting::ActiveModel {
+        key: Set(setting::JWT_SECRET_KEY.to_owned()),
+        value: Set(generated.clone()),
+    }
+    .insert(db)
+    .await?;
+    tracing::info!("generated a JWT secret for this embedded database");
+    Ok(Secret::new(generated))
+}
+
+use sea_orm::ConnectionTrait;
+
+/// The verified caller of a `/v1` request: its tenant and its scopes.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub tenant: TenantId,
+    scopes: Vec<Scope>,
+}
+
+impl Caller {
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(ApiError::MissingScope(scope.as_str()))
+        }
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let header = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .map(|v| v.to_str().map(str::to_owned));
+        Box::pin(async move {
+            let state = state.ok_or_else(|| anyhow::anyhow!("application state is missing"))?;
+            let token = match header {
+                None => {
+                    return Err(ApiError::Unauthorized(
+                        "an Authorization: Bearer token is required".into(),
+                    ))
+                }
+                Some(Err(_)) => {
+                    return Err(ApiError::Unauthorized(
+                        "the Authorization header is not readable".into(),
+                    ))
+                }
+                Some(Ok(value)) => match value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+                {
+                    Some(token) => token.trim().to_owned(),
+                    None => {
+                        return Err(ApiError::Unauthorized(
+                            "the Authorization header must be `Bearer <token>`".into(),
+                        ))
+                    }
+                },
+            };
+            let claims = state.verifier.verify(&token)?;
+            if claims.sub.is_empty() || claims.sub.len() > tenants::MAX_TENANT_ID_LEN {
+                return Err(ApiError::Unauthorized(
+                    "the token's sub is not a valid tenant id".into(),
+                ));
+            }
+            let scopes = claims
+                .scope
+                .split_whitespace()
+                .filter_map(Scope::parse)
+                .collect();
+            let tenant = TenantId(claims.sub);
+            // Tokens from an external issuer may name a tenant hookbeat has not seen yet.
+            tenants::ensure(&state.db, &tenant, state.clock.now()).await?;
+            Ok(Caller { tenant, scopes })
+        })
+    }
+}

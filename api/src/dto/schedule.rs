@@ -1,0 +1,287 @@
+//! A schedule as clients write it (`ScheduleInput`) and read it (`Schedule`), and the validation
+//! between the two.
+
+use chrono::{DateTime, Utc};
+use hookbeat_entity::schedule;
+use hookbeat_scheduler::definition::{Catchup, Overlap, RetryPolicy, Target};
+use hookbeat_scheduler::schedule::{ScheduleSpec, Timing};
+use hookbeat_scheduler::validation::FieldErrors;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+const MAX_NAME_CHARS: usize = 200;
+const MAX_DESCRIPTION_CHARS: usize = 4_000;
+const MAX_METADATA_BYTES: usize = 16 * 1024;
+const MAX_JITTER_MS: i64 = 3_600_000;
+
+/// The writable members of a schedule: the body of `POST /v1/schedules`, and the document a
+/// `PATCH` merge patch applies to.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleInput {
+    /// Unique per tenant, 1 to 200 characters.
+    #[schema(example = "nightly-report")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub schedule: ScheduleSpec,
+    pub target: Target,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// No fire before this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<DateTime<Utc>>,
+    /// No fire after this instant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_at: Option<DateTime<Utc>>,
+    /// The schedule stops after this many runs (manual triggers count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub max_runs: Option<i64>,
+    /// Each fire is delayed by a deterministic 0 to `jitter_ms` milliseconds (at most 3600000).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 3600000)]
+    pub jitter_ms: i64,
+    #[serde(default)]
+    pub catchup: Catchup,
+    #[serde(default)]
+    pub overlap: Overlap,
+    #[serde(default = "enabled_by_default")]
+    #[schema(default = true)]
+    pub enabled: bool,
+    /// Free-form data kept with the schedule (at most 16 KiB).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// A schedule as the API returns it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Schedule {
+    pub id: Uuid,
+    #[serde(flatten)]
+    pub input: ScheduleInput,
+    /// Why the schedule is paused, when it is.
+    pub paused_reason: Option<String>,
+    /// The next fire; `null` when paused or when the schedule will not fire again.
+    pub next_run_at: Option<DateTime<Utc>>,
+    /// The latest fire that made a run.
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub total_runs: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Increases with every change; the `ETag` is this number in quotes.
+    pub version: i64,
+}
+
+/// Read-only members, refused in a PATCH rather than silently ignored.
+pub const READ_ONLY: &[&str] = &[
+    "id",
+    "paused_reason",
+    "next_run_at",
+    "last_run_at",
+    "total_runs",
+    "created_at",
+    "updated_at",
+    "version",
+];
+
+impl ScheduleInput {
+    /// Validates every member, returning the schedule's timing on success.
+    pub fn validate(&self, allow_private_targets: bool) -> Result<Timing, ApiError> {
+        let mut errors = FieldErrors::new();
+        let name_chars = self.name.chars().count();
+        if name_chars == 0 || name_chars > MAX_NAME_CHARS {
+            errors.add("name", format!("must be 1 to {MAX_NAME_CHARS} characters"));
+        } else if self.name.chars().any(char::is_control) {
+            errors.add("name", "must not contain control characters");
+        }
+        if self
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
+        {
+            errors.add(
+                "description",
+                format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+            );
+        }
+        let spec = self.schedule.compile("schedule");
+        if let Err(spec_errors) = &spec {
+            for e in spec_errors {
+                errors.add(e.field.clone(), e.message.clone());
+            }
+        }
+        self.target
+            .validate("target", allow_private_targets, &mut errors);
+        self.retry.validate("retry", &mut errors);
+        if let (Some(start), Some(end)) = (self.start_at, self.end_at) {
+            if end <= start {
+                errors.add("end_at", "must be after start_at");
+            }
+        }
+        if self.max_runs.is_some_and(|n| n < 1) {
+            errors.add("max_runs", "must be at least 1");
+        }
+        if !(0..=MAX_JITTER_MS).contains(&self.jitter_ms) {
+            errors.add(
+                "jitter_ms",
+                format!(
+                    "must be between 0 and {MAX_JITTER_MS}, got {}",
+                    self.jitter_ms
+                ),
+            );
+        }
+        if serde_json::to_vec(&self.metadata).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
+            errors.add(
+                "metadata",
+                format!("must be at most {MAX_METADATA_BYTES} bytes as JSON"),
+            );
+        }
+        match (errors.is_empty(), spec) {
+            (true, Ok(spec)) => Ok(Timing {
+                spec,
+                start_at: self.start_at,
+                end_at: self.end_at,
+                max_runs: self.max_runs,
+            }),
+            _ => Err(ApiError::Validation(errors.into_vec())),
+        }
+    }
+
+    /// The members that decide when the schedule fires; a change to any of them recomputes
+    /// `next_run_at`.
+    pub fn timing_key(
+        &self,
+    ) -> (
+        ScheduleSpec,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        Option<i64>,
+        bool,
+    ) {
+        (
+            self.schedule.clone(),
+            self.start_at,
+            self.end_at,
+            self.max_runs,
+            self.enabled,
+        )
+    }
+
+    /// The writable members of a stored schedule.
+    pub fn from_model(m: &schedule::Model) -> Result<Self, ApiError> {
+        let parse = |what: &str, value: &serde_json::Value| {
+            anyhow::anyhow!("schedule {} has an unreadable {what}: {value}", m.id)
+        };
+        Ok(Self {
+            name: m.name.clone(),
+            description: m.description.clone(),
+            schedule: serde_json::from_value(m.spec.clone()).map_err(|_| parse("spec", &m.spec))?,
+            target: serde_json::from_value(m.target.clone())
+                .map_err(|_| parse("target", &m.target))?,
+            retry: serde_json::from_value(m.retry.clone()).map_err(|_| parse("retry", &m.retry))?,
+            start_at: m.start_at,
+            end_at: m.end_at,
+            max_runs: m.max_runs,
+            jitter_ms: m.jitter_ms,
+            catchup: Catchup::from_db(&m.catchup),
+            overlap: Overlap::from_db(&m.overlap),
+            enabled: m.enabled,
+            metadata: match &m.metadata {
+                serde_json::Value::Object(map) => map.clone(),
+                _ => serde_json::Map::new(),
+            },
+        })
+    }
+}
+
+/// The first fire of a schedule saved at `now`, refusing a schedule that can no longer fire.
+pub fn first_fire(
+    input: &ScheduleInput,
+    timing: &Timing,
+    now: DateTime<Utc>,
+    runs_so_far: i64,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    if !input.enabled {
+        return Ok(None);
+    }
+    match timing.next_fire(now, runs_so_far) {
+        Some(next) => Ok(Some(next)),
+        None => Err(match input.schedule {
+            ScheduleSpec::Once { .. } => {
+                ApiError::validation("schedule.at", "is not in the future")
+            }
+            _ => ApiError::validation(
+                "schedule",
+                "never fires after now (check end_at and max_runs)",
+            ),
+        }),
+    }
+}
+
+impl Schedule {
+    pub fn from_model(m: schedule::Model) -> Result<Self, ApiError> {
+        Ok(Self {
+            input: ScheduleInput::from_model(&m)?,
+            id: m.id,
+            paused_reason: m.paused_reason,
+            next_run_at: if m.enabled { m.next_run_at } else { None },
+            last_run_at: m.last_run_at,
+            total_runs: m.total_runs,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            version: m.version,
+        })
+    }
+
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.version)
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SchedulePage {
+    pub items: Vec<Schedule>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScheduleFilter {
+    /// Only enabled (`true`) or paused (`false`) schedules.
+    pub enabled: Option<bool>,
+    /// Only schedules whose name starts with this text.
+    pub name_prefix: Option<String>,
+}
+
+/// `POST /v1/schedules/preview`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PreviewRequest {
+    pub schedule: ScheduleSpec,
+    /// Fires strictly after this instant (default: now).
+    #[serde(default)]
+    pub after: Option<DateTime<Utc>>,
+    /// How many fires, 1 to 1000 (default 10).
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000, default = 10)]
+    pub count: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FireTimes {
+    /// RFC 3339 UTC instants, ascending.
+    pub fire_times: Vec<DateTime<Utc>>,
+}
+
+pub const DEFAULT_PREVIEW_COUNT: i64 = 10;
+pub const MAX_PREVIEW_COUNT: i64 = 1000;

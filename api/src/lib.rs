@@ -1,0 +1,16 @@
+//! hookbeat's HTTP API (actix-web): authentication, problem+json errors, the `/v1` routes, and
+//! the operational endpoints (`/healthz`, `/readyz`, `/metrics`, `/openapi.yaml`).
+
+pub mod auth;
+pub mod body;
+pub mod dto;
+pub mod error;
+pub mod http_metrics;
+pub mod openapi;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod tenants;
+
+pub use startup::run;
+pub use state::AppState;

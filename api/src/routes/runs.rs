@@ -1,0 +1,179 @@
+//! Run history (`/v1/runs`, `/v1/schedules/{id}/runs`), one run with its attempts, and
+//! redelivery of failed runs.
+
+use actix_web::{web, HttpResponse};
+use hookbeat_entity::{attempt, run, schedule};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use uuid::Uuid;
+
+use crate::auth::{Caller, Scope};
+use crate::body::Query;
+use crate::dto::page::{finish_page, PageQuery};
+use crate::dto::run::{Attempt, Run, RunDetail, RunFilter, RunPage};
+use crate::error::{ApiError, Problem};
+use crate::routes::parse_id;
+use crate::state::AppState;
+
+async fn page(
+    state: &AppState,
+    caller: &Caller,
+    schedule_id: Option<Uuid>,
+    page: &PageQuery,
+    filter: &RunFilter,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesRead)?;
+    let limit = page.limit()?;
+    let mut query = run::Entity::find_for_tenant(caller.tenant.as_str());
+    if let Some(schedule_id) = schedule_id {
+        query = query.filter(run::Column::ScheduleId.eq(schedule_id));
+    }
+    if let Some(status) = filter.status()? {
+        query = query.filter(run::Column::Status.eq(status));
+    }
+    if let Some(cursor) = page.cursor()? {
+        query = query.filter(run::Column::Id.lt(cursor));
+    }
+    let rows = query
+        .order_by_desc(run::Column::Id)
+        .limit(limit + 1)
+        .all(&state.db)
+        .await?;
+    let (rows, next_cursor) = finish_page(rows, limit, |r| r.id);
+    Ok(HttpResponse::Ok().json(RunPage {
+        items: rows.into_iter().map(Run::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// The tenant's runs, newest first.
+#[utoipa::path(
+    get, path = "/v1/runs", tag = "runs",
+    params(PageQuery, RunFilter),
+    responses(
+        (status = 200, description = "A page of runs", body = RunPage),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: Query<PageQuery>,
+    filter: Query<RunFilter>,
+) -> Result<HttpResponse, ApiError> {
+    page(&state, &caller, None, &query.0, &filter.0).await
+}
+
+/// One schedule's runs, newest first.
+#[utoipa::path(
+    get, path = "/v1/schedules/{id}/runs", tag = "runs",
+    params(("id" = Uuid, Path, description = "Schedule id"), PageQuery, RunFilter),
+    responses(
+        (status = 200, description = "A page of runs", body = RunPage),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown schedule", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_for_schedule(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    query: Query<PageQuery>,
+    filter: Query<RunFilter>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesRead)?;
+    let id = parse_id(&id, "schedule")?;
+    schedule::Entity::find_for_tenant(caller.tenant.as_str())
+        .filter(schedule::Column::Id.eq(id))
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("schedule"))?;
+    page(&state, &caller, Some(id), &query.0, &filter.0).await
+}
+
+async fn load(state: &AppState, caller: &Caller, raw_id: &str) -> Result<run::Model, ApiError> {
+    let id = parse_id(raw_id, "run")?;
+    run::Entity::find_for_tenant(caller.tenant.as_str())
+        .filter(run::Column::Id.eq(id))
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run"))
+}
+
+/// One run with every attempt.
+#[utoipa::path(
+    get, path = "/v1/runs/{id}", tag = "runs",
+    params(("id" = Uuid, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The run and its attempts", body = RunDetail),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesRead)?;
+    let run = load(&state, &caller, &id).await?;
+    let attempts = attempt::Entity::find()
+        .filter(attempt::Column::RunId.eq(run.id))
+        .order_by_asc(attempt::Column::Attempt)
+        .order_by_asc(attempt::Column::Id)
+        .all(&state.db)
+        .await?;
+    Ok(HttpResponse::Ok().json(RunDetail {
+        run: Run::from(run),
+        attempts: attempts.into_iter().map(Attempt::from).collect(),
+    }))
+}
+
+/// Deliver a failed run again, with a fresh retry budget and the same `webhook-id`.
+#[utoipa::path(
+    post, path = "/v1/runs/{id}/redeliver", tag = "runs",
+    params(("id" = Uuid, Path, description = "Run id")),
+    responses(
+        (status = 202, description = "The run, queued again", body = Run),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The run has not failed", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn redeliver(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesWrite)?;
+    let current = load(&state, &caller, &id).await?;
+    if current.status != run::status::FAILED {
+        return Err(ApiError::Conflict(format!(
+            "only failed runs can be redelivered; this one is {}",
+            current.status
+        )));
+    }
+    let now = state.clock.now();
+    let attempts = current.attempts;
+    let mut model = current.into_active_model();
+    model.status = Set(run::status::PENDING.to_owned());
+    model.retry_base = Set(attempts);
+    model.due_at = Set(Some(now));
+    model.finished_at = Set(None);
+    model.updated_at = Set(now);
+    let updated = model.update(&state.db).await?;
+    state.wakeup.wake();
+    Ok(HttpResponse::Accepted().json(Run::from(updated)))
+}

@@ -1,0 +1,514 @@
+//! `/v1/schedules`: create, list, read, change, delete, pause, resume, trigger and preview.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use hookbeat_entity::{run, schedule};
+use hookbeat_scheduler::materialise::shard_of;
+use hookbeat_scheduler::schedule::preview as preview_fires;
+use sea_orm::sea_query::{Expr, LikeExpr};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+use uuid::Uuid;
+
+use crate::auth::{Caller, Scope};
+use crate::body::{merge_patch, typed, JsonValue, Query};
+use crate::dto::page::{finish_page, PageQuery};
+use crate::dto::run::Run;
+use crate::dto::schedule::{
+    first_fire, FireTimes, PreviewRequest, Schedule, ScheduleFilter, ScheduleInput, SchedulePage,
+    DEFAULT_PREVIEW_COUNT, MAX_PREVIEW_COUNT, READ_ONLY,
+};
+use crate::error::{ApiError, Problem};
+use crate::routes::{if_match, parse_id};
+use crate::state::AppState;
+
+/// Read-modify-write attempts of a PATCH without `If-Match` before it gives up to a racing writer.
+const PATCH_ATTEMPTS: usize = 3;
+
+fn created(schedule: Schedule) -> HttpResponse {
+    HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/v1/schedules/{}", schedule.id)))
+        .insert_header((header::ETAG, schedule.etag()))
+        .json(schedule)
+}
+
+fn ok(schedule: Schedule) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::ETAG, schedule.etag()))
+        .json(schedule)
+}
+
+async fn load(state: &AppState, caller: &Caller, id: Uuid) -> Result<schedule::Model, ApiError> {
+    schedule::Entity::find_for_tenant(caller.tenant.as_str())
+        .filter(schedule::Column::Id.eq(id))
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("schedule"))
+}
+
+/// Create a schedule.
+#[utoipa::path(
+    post, path = "/v1/schedules", tag = "schedules",
+    request_body = ScheduleInput,
+    responses(
+        (status = 201, description = "Created", body = Schedule,
+         headers(("Location" = String, description = "/v1/schedules/{id}"), ("ETag" = String))),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: JsonValue,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesWrite)?;
+    let input: ScheduleInput = typed(body.0, "")?;
+    let timing = input.validate(state.allow_private_targets)?;
+    let now = state.clock.now();
+    let next_run_at = first_fire(&input, &timing, now, 0)?;
+    let id = Uuid::now_v7();
+    let model = schedule::ActiveModel {
+        id: Set(id),
+        tenant_id: Set(caller.tenant.0.clone()),
+        shard: Set(shard_of(id)),
+        name: Set(input.name.clone()),
+        description: Set(input.description.clone()),
+        spec: Set(json(&input.schedule)?),
+        target: Set(json(&input.target)?),
+        retry: Set(json(&input.retry)?),
+        start_at: Set(input.start_at),
+        end_at: Set(input.end_at),
+        max_runs: Set(input.max_runs),
+        jitter_ms: Set(input.jitter_ms),
+        catchup: Set(input.catchup.as_str().to_owned()),
+        overlap: Set(input.overlap.as_str().to_owned()),
+        enabled: Set(input.enabled),
+        paused_reason: Set(None),
+        metadata: Set(serde_json::Value::Object(input.metadata.clone())),
+        next_run_at: Set(next_run_at),
+        last_run_at: Set(None),
+        total_runs: Set(0),
+        created_at: Set(now),
+        updated_at: Set(now),
+        version: Set(1),
+    }
+    .insert(&state.db)
+    .await?;
+    state.wakeup.wake();
+    Ok(created(Schedule::from_model(model)?))
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(value).map_err(|e| ApiError::Internal(e.into()))
+}
+
+/// List schedules, oldest first.
+#[utoipa::path(
+    get, path = "/v1/schedules", tag = "schedules",
+    params(PageQuery, ScheduleFilter),
+    responses(
+        (status = 200, description = "A page of schedules", body = SchedulePage),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    page: Query<PageQuery>,
+    filter: Query<ScheduleFilter>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesRead)?;
+    let limit = page.0.limit()?;
+    let mut query = schedule::Entity::find_for_tenant(caller.tenant.as_str());
+    if let Some(cursor) = page.0.cursor()? {
+        query = query.filter(schedule::Column::Id.gt(cursor));
+    }
+    if let Some(enabled) = filter.0.enabled {
+        query = query.filter(schedule::Column::Enabled.eq(enabled));
+    }
+    if let Some(prefix) = &filter.0.name_prefix {
+        let escaped = prefix
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        query = query.filter(
+            Expr::col(schedule::Column::Name)
+                .like(LikeExpr::new(format!("{escaped}%")).escape('\\')),
+        );
+    }
+    let rows = query
+        .order_by_asc(schedule::Column::Id)
+        .limit(limit + 1)
+        .all(&state.db)
+        .await?;
+    let (rows, next_cursor) = finish_page(rows, limit, |s| s.id);
+    let items = rows
+        .into_iter()
+        .map(Schedule::from_model)
+        .collect::<Result<_, _>>()?;
+    Ok(HttpResponse::Ok().json(SchedulePage { items, next_cursor }))
+}
+
+/// Read a schedule.
+#[utoipa::path(
+    get, path = "/v1/schedules/{id}", tag = "schedules",
+    params(("id" = Uuid, Path, description = "Schedule id")),
+    responses(
+        (status = 200, description = "The schedule", body = Schedule, headers(("ETag" = String))),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:read", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesRead)?;
+    let id = parse_id(&id, "schedule")?;
+    Ok(ok(Schedule::from_model(load(&state, &caller, id).await?)?))
+}
+
+/// Change a schedule with a JSON merge patch (RFC 7396). The change takes effect at once;
+/// `next_run_at` is recomputed when the timing changed.
+#[utoipa::path(
+    patch, path = "/v1/schedules/{id}", tag = "schedules",
+    params(
+        ("id" = Uuid, Path, description = "Schedule id"),
+        ("If-Match" = Option<String>, Header, description = "The ETag the change is based on; 412 if stale"),
+    ),
+    request_body(content = Object, content_type = "application/merge-patch+json",
+        description = "Members of ScheduleInput to change; null removes an optional member"),
+    responses(
+        (status = 200, description = "The changed schedule", body = Schedule, headers(("ETag" = String))),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Name taken, or changed concurrently", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn patch(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: JsonValue,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesWrite)?;
+    let id = parse_id(&id, "schedule")?;
+    let expected = if_match(&req)?;
+    let patch = body.0;
+    let Some(members) = patch.as_object() else {
+        return Err(ApiError::validation(
+            "body",
+            "a merge patch must be a JSON object",
+        ));
+    };
+    if let Some(field) = READ_ONLY.iter().find(|f| members.contains_key(**f)) {
+        return Err(ApiError::validation(*field, "is read-only"));
+    }
+
+    for _ in 0..PATCH_ATTEMPTS {
+        let current = load(&state, &caller, id).await?;
+        if let Some(versions) = &expected {
+            if !versions.contains(&current.version) {
+                return Err(ApiError::PreconditionFailed(format!(
+                    "the schedule is at version {}, not the one If-Match names",
+                    current.version
+                )));
+            }
+        }
+        let before = ScheduleInput::from_model(&current)?;
+        let mut document = json(&before)?;
+        merge_patch(&mut document, &patch);
+        let after: ScheduleInput = typed(document, "")?;
+        let timing = after.validate(state.allow_private_targets)?;
+        let now = state.clock.now();
+
+        let mut model = current.clone().into_active_model();
+        if after.timing_key() != before.timing_key() {
+            model.next_run_at = Set(first_fire(&after, &timing, now, current.total_runs)?);
+        }
+        if after.enabled && !before.enabled {
+            model.paused_reason = Set(None);
+        }
+        model.name = Set(after.name.clone());
+        model.description = Set(after.description.clone());
+        model.spec = Set(json(&after.schedule)?);
+        model.target = Set(json(&after.target)?);
+        model.retry = Set(json(&after.retry)?);
+        model.start_at = Set(after.start_at);
+        model.end_at = Set(after.end_at);
+        model.max_runs = Set(after.max_runs);
+        model.jitter_ms = Set(after.jitter_ms);
+        model.catchup = Set(after.catchup.as_str().to_owned());
+        model.overlap = Set(after.overlap.as_str().to_owned());
+        model.enabled = Set(after.enabled);
+        model.metadata = Set(serde_json::Value::Object(after.metadata.clone()));
+        if let Some(updated) = save_if_unchanged(&state, model, &current, now).await? {
+            state.wakeup.wake();
+            return Ok(ok(Schedule::from_model(updated)?));
+        }
+        if expected.is_some() {
+            return Err(ApiError::PreconditionFailed(
+                "the schedule changed while this request ran".into(),
+            ));
+        }
+    }
+    Err(ApiError::Conflict(
+        "the schedule kept changing under this request; try again".into(),
+    ))
+}
+
+/// Saves `model` only if the row is still at `current.version` (optimistic concurrency), bumping
+/// the version. `None` when another writer got there first.
+async fn save_if_unchanged(
+    state: &AppState,
+    mut model: schedule::ActiveModel,
+    current: &schedule::Model,
+    now: chrono::DateTime<Utc>,
+) -> Result<Option<schedule::Model>, ApiError> {
+    model.version = Set(current.version + 1);
+    model.updated_at = Set(now);
+    // Runtime state belongs to the worker; only the columns set above are written.
+    model.last_run_at = sea_orm::ActiveValue::NotSet;
+    model.total_runs = sea_orm::ActiveValue::NotSet;
+    let result = schedule::Entity::update_many()
+        .set(model)
+        .filter(schedule::Column::Id.eq(current.id))
+        .filter(schedule::Column::TenantId.eq(current.tenant_id.as_str()))
+        .filter(schedule::Column::Version.eq(current.version))
+        .exec(&state.db)
+        .await?;
+    if result.rows_affected == 0 {
+        return Ok(None);
+    }
+    Ok(schedule::Entity::find_by_id(current.id)
+        .one(&state.db)
+        .await?)
+}
+
+/// Delete a schedule and its run history.
+#[utoipa::path(
+    delete, path = "/v1/schedules/{id}", tag = "schedules",
+    params(
+        ("id" = Uuid, Path, description = "Schedule id"),
+        ("If-Match" = Option<String>, Header, description = "Delete only at this ETag; 412 if stale"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesWrite)?;
+    let id = parse_id(&id, "schedule")?;
+    let mut query = schedule::Entity::delete_many()
+        .filter(schedule::Column::Id.eq(id))
+        .filter(schedule::Column::TenantId.eq(caller.tenant.as_str()));
+    if let Some(versions) = if_match(&req)? {
+        let current = load(&state, &caller, id).await?;
+        if !versions.contains(&current.version) {
+            return Err(ApiError::PreconditionFailed(format!(
+                "the schedule is at version {}, not the one If-Match names",
+                current.version
+            )));
+        }
+        query = query.filter(schedule::Column::Version.eq(current.version));
+    }
+    match query.exec(&state.db).await?.rows_affected {
+        0 => Err(ApiError::not_found("schedule")),
+        _ => Ok(HttpResponse::NoContent().finish()),
+    }
+}
+
+/// Pause a schedule: it stops firing until resumed. Runs already made are still delivered.
+#[utoipa::path(
+    post, path = "/v1/schedules/{id}/pause", tag = "schedules",
+    params(("id" = Uuid, Path, description = "Schedule id")),
+    responses(
+        (status = 200, description = "The paused schedule", body = Schedule),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn pause(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_enabled(&state, &caller, &id, false).await
+}
+
+/// Resume a paused schedule. It fires from now on; fires that fell in the pause are not made up.
+#[utoipa::path(
+    post, path = "/v1/schedules/{id}/resume", tag = "schedules",
+    params(("id" = Uuid, Path, description = "Schedule id")),
+    responses(
+        (status = 200, description = "The resumed schedule", body = Schedule),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn resume(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_enabled(&state, &caller, &id, true).await
+}
+
+async fn set_enabled(
+    state: &AppState,
+    caller: &Caller,
+    raw_id: &str,
+    enabled: bool,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesWrite)?;
+    let id = parse_id(raw_id, "schedule")?;
+    for _ in 0..PATCH_ATTEMPTS {
+        let current = load(state, caller, id).await?;
+        if current.enabled == enabled {
+            return Ok(ok(Schedule::from_model(current)?));
+        }
+        let now = state.clock.now();
+        let mut model = current.clone().into_active_model();
+        model.enabled = Set(enabled);
+        if enabled {
+            let input = ScheduleInput::from_model(&current)?;
+            let timing = input.validate(true)?;
+            model.next_run_at = Set(timing.next_fire(now, current.total_runs));
+            model.paused_reason = Set(None);
+        } else {
+            model.paused_reason = Set(Some("paused through the API".to_owned()));
+        }
+        if let Some(updated) = save_if_unchanged(state, model, &current, now).await? {
+            state.wakeup.wake();
+            return Ok(ok(Schedule::from_model(updated)?));
+        }
+    }
+    Err(ApiError::Conflict(
+        "the schedule kept changing under this request; try again".into(),
+    ))
+}
+
+/// Fire a schedule once now, outside its timing. The run is delivered like any other.
+#[utoipa::path(
+    post, path = "/v1/schedules/{id}/trigger", tag = "schedules",
+    params(("id" = Uuid, Path, description = "Schedule id")),
+    responses(
+        (status = 202, description = "The run, accepted for delivery", body = Run),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn trigger(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesWrite)?;
+    let id = parse_id(&id, "schedule")?;
+    let schedule = load(&state, &caller, id).await?;
+    let now = state.clock.now();
+    let txn = hookbeat_scheduler::sql::begin_write(&state.db).await?;
+    let run = run::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(schedule.tenant_id.clone()),
+        schedule_id: Set(schedule.id),
+        scheduled_for: Set(now),
+        trigger: Set(run::trigger::MANUAL.to_owned()),
+        status: Set(run::status::PENDING.to_owned()),
+        attempts: Set(0),
+        retry_base: Set(0),
+        due_at: Set(Some(now)),
+        locked_by: Set(None),
+        last_status_code: Set(None),
+        last_error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        finished_at: Set(None),
+    }
+    .insert(&txn)
+    .await?;
+    schedule::Entity::update_many()
+        .col_expr(
+            schedule::Column::TotalRuns,
+            Expr::col(schedule::Column::TotalRuns).add(1),
+        )
+        .filter(schedule::Column::Id.eq(schedule.id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    state.wakeup.wake();
+    Ok(HttpResponse::Accepted().json(Run::from(run)))
+}
+
+/// The next fire times of a schedule spec, without saving anything.
+#[utoipa::path(
+    post, path = "/v1/schedules/preview", tag = "schedules",
+    request_body = PreviewRequest,
+    responses(
+        (status = 200, description = "The next fires", body = FireTimes),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid spec", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn preview(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: JsonValue,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesRead)?;
+    let request: PreviewRequest = typed(body.0, "")?;
+    let count = request.count.unwrap_or(DEFAULT_PREVIEW_COUNT);
+    if !(1..=MAX_PREVIEW_COUNT).contains(&count) {
+        return Err(ApiError::validation(
+            "count",
+            format!("must be between 1 and {MAX_PREVIEW_COUNT}, got {count}"),
+        ));
+    }
+    let after = request.after.unwrap_or_else(|| state.clock.now());
+    let fire_times =
+        preview_fires(&request.schedule, after, count as usize).map_err(ApiError::Validation)?;
+    Ok(HttpResponse::Ok().json(FireTimes { fire_times }))
+}

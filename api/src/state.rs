@@ -1,0 +1,21 @@
+//! What every handler can reach: the database, the clock, token verification, the worker's
+//! wake-up, and the settings that shape validation.
+
+use std::sync::Arc;
+
+use hookbeat_scheduler::notify::Wakeup;
+use hookbeat_scheduler::Clock;
+use sea_orm::DatabaseConnection;
+
+use crate::auth::TokenVerifier;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub clock: Arc<dyn Clock>,
+    pub verifier: Arc<TokenVerifier>,
+    /// Wakes an in-process worker when a schedule becomes due earlier than it planned.
+    pub wakeup: Wakeup,
+    pub allow_private_targets: bool,
+    pub registry: prometheus::Registry,
+}

@@ -1,0 +1,14 @@
+//! sea-orm models of hookbeat's tables, typed ids, and the tenant-scoped query roots.
+//!
+//! Every tenant-owned table is reached through a `find_for_tenant` root so that a query cannot
+//! forget the tenant filter; the tenant itself only ever comes from a verified token.
+
+pub mod attempt;
+pub mod ids;
+pub mod run;
+pub mod schedule;
+pub mod setting;
+pub mod signing_secret;
+pub mod tenant;
+
+pub use ids::{RunId, ScheduleId, TenantId};

@@ -1,0 +1,47 @@
+//! A schedule: *when* to fire (the spec and its bounds) and *what* to send (the target).
+//!
+//! `spec`, `target` and `retry` are stored as JSON in their API shape; the scheduler crate owns
+//! their typed form. `next_run_at` is NULL when the schedule will never fire again.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "schedules")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub shard: i32,
+    pub name: String,
+    pub description: Option<String>,
+    pub spec: Json,
+    pub target: Json,
+    pub retry: Json,
+    pub start_at: Option<DateTimeUtc>,
+    pub end_at: Option<DateTimeUtc>,
+    pub max_runs: Option<i64>,
+    pub jitter_ms: i64,
+    pub catchup: String,
+    pub overlap: String,
+    pub enabled: bool,
+    pub paused_reason: Option<String>,
+    pub metadata: Json,
+    pub next_run_at: Option<DateTimeUtc>,
+    pub last_run_at: Option<DateTimeUtc>,
+    pub total_runs: i64,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub version: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+impl Entity {
+    /// The root of every tenant-facing schedule query.
+    pub fn find_for_tenant(tenant: &str) -> Select<Entity> {
+        Self::find().filter(Column::TenantId.eq(tenant))
+    }
+}

@@ -1,0 +1,35 @@
+//! A tenant's webhook signing secret (`whsec_…`). A rotated-out secret keeps signing until
+//! `expires_at`, so receivers can switch over without dropping deliveries.
+
+use sea_orm::entity::prelude::*;
+use sea_orm::{Condition, QueryOrder};
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "signing_secrets")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub tenant_id: String,
+    pub secret: String,
+    pub created_at: DateTimeUtc,
+    pub expires_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+impl Entity {
+    /// The tenant's secrets that still sign at `now`, newest first.
+    pub fn find_valid_for_tenant(tenant: &str, now: DateTimeUtc) -> Select<Entity> {
+        Self::find()
+            .filter(Column::TenantId.eq(tenant))
+            .filter(
+                Condition::any()
+                    .add(Column::ExpiresAt.is_null())
+                    .add(Column::ExpiresAt.gt(now)),
+            )
+            .order_by_desc(Column::CreatedAt)
+    }
+}

@@ -1,0 +1,15 @@
+//! hookbeat's schema, as sea-orm migrations. Partial indexes are raw SQL because sea-query
+//! cannot express their `WHERE` clause; the SQL is the same on PostgreSQL and SQLite.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_initial::Migration)]
+    }
+}

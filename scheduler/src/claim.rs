@@ -1,0 +1,153 @@
+//! Claiming runs for delivery and writing back what happened, as hand-written SQL.
+//!
+//! A claim is a lease, not a transaction: one statement marks a batch of due runs `delivering`,
+//! owned by this worker until `due_at` (the lease expiry), and commits at once. The HTTP call
+//! happens outside any transaction. Every write-back is fenced by (owner, attempt): if the lease
+//! expired and another worker claimed the run, zero rows match and this worker's result is only
+//! kept as history, never applied to the run.
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use hookbeat_entity::{attempt, run};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, Set, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::sql;
+
+/// Takes up to `$4` due runs, oldest `due_at` first, skipping rows another worker is claiming.
+/// An expired lease (`delivering` with `due_at` in the past) is claimable again: that is how a
+/// crashed worker's runs come back, with the same run id and so the same `webhook-id`.
+/// Served by `runs_claim_idx`.
+const CLAIM: &str =
+    "UPDATE runs SET status = 'delivering', locked_by = $1, attempts = attempts + 1, \
+     due_at = $2, updated_at = $3 \
+     WHERE id IN (SELECT id FROM runs \
+         WHERE status IN ('pending', 'retrying', 'delivering') AND due_at <= $3 \
+         ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+     RETURNING *";
+
+/// Moves a lease's expiry, for attempts whose timeout outlasts the default lease.
+const EXTEND_LEASE: &str = "UPDATE runs SET due_at = $1 \
+     WHERE id = $2 AND locked_by = $3 AND attempts = $4 AND status = 'delivering'";
+
+/// Applies an attempt's result to its run, only while this worker still holds the lease.
+const FINISH_ATTEMPT: &str = "UPDATE runs SET status = $1, due_at = $2, locked_by = NULL, \
+     last_status_code = $3, last_error = $4, updated_at = $5, finished_at = $6 \
+     WHERE id = $7 AND locked_by = $8 AND attempts = $9 AND status = 'delivering'";
+
+pub async fn claim(
+    db: &DatabaseConnection,
+    worker_id: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: usize,
+) -> anyhow::Result<Vec<run::Model>> {
+    let statement = sql::statement(
+        db.get_database_backend(),
+        CLAIM,
+        vec![
+            worker_id.into(),
+            lease_until.into(),
+            now.into(),
+            (limit as i64).into(),
+        ],
+    );
+    run::Entity::find()
+        .from_raw_sql(statement)
+        .all(db)
+        .await
+        .context("claiming runs")
+}
+
+pub async fn extend_lease(
+    db: &DatabaseConnection,
+    worker_id: &str,
+    run: &run::Model,
+    until: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let result = db
+        .execute(sql::statement(
+            db.get_database_backend(),
+            EXTEND_LEASE,
+            vec![
+                until.into(),
+                run.id.into(),
+                worker_id.into(),
+                run.attempts.into(),
+            ],
+        ))
+        .await
+        .context("extending a lease")?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// The state a run moves to after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunUpdate {
+    pub status: &'static str,
+    /// When to try again (`retrying`); `None` once the run is finished.
+    pub due_at: Option<DateTime<Utc>>,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What one attempt did, as kept in `attempts`.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub outcome: &'static str,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+}
+
+/// Records the attempt and, if the lease is still ours, the run's new state, in one short
+/// transaction. Returns whether the lease was still held.
+pub async fn finish_attempt(
+    db: &DatabaseConnection,
+    worker_id: &str,
+    run: &run::Model,
+    attempt: &AttemptRecord,
+    update: &RunUpdate,
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let txn = db.begin().await.context("beginning write-back")?;
+    let result = txn
+        .execute(sql::statement(
+            db.get_database_backend(),
+            FINISH_ATTEMPT,
+            vec![
+                update.status.into(),
+                update.due_at.into(),
+                update.status_code.into(),
+                update.error.clone().into(),
+                now.into(),
+                update.finished_at.into(),
+                run.id.into(),
+                worker_id.into(),
+                run.attempts.into(),
+            ],
+        ))
+        .await
+        .context("writing back a run")?;
+    attempt::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        run_id: Set(run.id),
+        attempt: Set(run.attempts),
+        started_at: Set(attempt.started_at),
+        duration_ms: Set(attempt.duration_ms),
+        outcome: Set(attempt.outcome.to_owned()),
+        status_code: Set(attempt.status_code),
+        error: Set(attempt.error.clone()),
+        response_excerpt: Set(attempt.response_excerpt.clone()),
+    }
+    .insert(&txn)
+    .await
+    .context("recording an attempt")?;
+    txn.commit().await.context("committing write-back")?;
+    Ok(result.rows_affected() == 1)
+}

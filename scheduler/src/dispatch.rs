@@ -1,0 +1,516 @@
+//! The worker: the loop that materialises due schedules, claims due runs as far as it has free
+//! delivery slots, delivers them concurrently and records the results.
+//!
+//! The loop sleeps until the earliest due instant (of a schedule or a run), woken earlier by a
+//! [`Wakeup`] when the API changes something; `max_idle` bounds the sleep for changes that arrive
+//! without a wake-up (another process on the same database). Database errors back off and retry;
+//! nothing is lost, because the rows stay due until a pass succeeds.
+//!
+//! Shutdown: stop claiming, let in-flight deliveries finish until `shutdown_grace`, then drop the
+//! rest: their leases expire and another worker delivers them again, with the same `webhook-id`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, Utc};
+use hookbeat_entity::{run, schedule, signing_secret};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::claim::{self, AttemptRecord, RunUpdate};
+use crate::clock::Clock;
+use crate::definition::{RetryPolicy, Target};
+use crate::deliver::{AttemptResult, Deliverer, Delivery};
+use crate::materialise;
+use crate::metrics::WorkerMetrics;
+use crate::notify::Wakeup;
+use crate::retry::{self, Verdict};
+use crate::signing::SigningKey;
+use crate::sql;
+use crate::stored;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Names this worker in `runs.locked_by`; unique per process.
+    pub worker_id: String,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Runs claimed per statement.
+    pub claim_batch: usize,
+    /// Schedules materialised per transaction.
+    pub materialise_batch: u64,
+    /// How long a claim is held. It must outlast the default delivery timeout (15 s) with room
+    /// for recording the result; longer timeouts extend their own lease before sending.
+    pub lease: Duration,
+    /// The longest the loop sleeps without looking at the database.
+    pub max_idle: Duration,
+    /// How long in-flight deliveries may finish after shutdown begins.
+    pub shutdown_grace: std::time::Duration,
+    pub allow_private_targets: bool,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            worker_id: default_worker_id(),
+            concurrency: 256,
+            claim_batch: 100,
+            materialise_batch: 500,
+            lease: Duration::seconds(60),
+            max_idle: Duration::seconds(1),
+            shutdown_grace: std::time::Duration::from_secs(30),
+            allow_private_targets: false,
+        }
+    }
+}
+
+/// `host-pid-random`: readable in `runs.locked_by`, unique across restarts.
+pub fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// Slack a lease keeps beyond an attempt's timeout, for recording the result.
+const LEASE_SLACK: Duration = Duration::seconds(30);
+/// How often the pending/enabled gauges are recounted.
+const GAUGE_INTERVAL: Duration = Duration::seconds(15);
+
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+    config: WorkerConfig,
+    deliverer: Deliverer,
+    metrics: WorkerMetrics,
+    wakeup: Wakeup,
+    slots: Arc<Semaphore>,
+}
+
+/// What one deterministic pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PassReport {
+    pub runs_created: usize,
+    pub attempts: usize,
+}
+
+/// A claimed run with everything its delivery needs.
+struct Claimed {
+    run: run::Model,
+    schedule: Option<(Target, RetryPolicy)>,
+    keys: Vec<SigningKey>,
+}
+
+impl Worker {
+    pub fn new(
+        db: DatabaseConnection,
+        clock: Arc<dyn Clock>,
+        config: WorkerConfig,
+        metrics: WorkerMetrics,
+        wakeup: Wakeup,
+    ) -> anyhow::Result<Self> {
+        let deliverer = Deliverer::new(config.allow_private_targets)?;
+        let slots = Arc::new(Semaphore::new(config.concurrency));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                clock,
+                config,
+                deliverer,
+                metrics,
+                wakeup,
+                slots,
+            }),
+        })
+    }
+
+    /// One deterministic pass at the clock's current time: materialise everything due, then
+    /// claim and deliver every due run, waiting for the deliveries. Tests and tools drive the
+    /// worker with this instead of the loop.
+    pub async fn run_once(&self) -> anyhow::Result<PassReport> {
+        let now = self.inner.clock.now();
+        let mut report = PassReport {
+            runs_created: self.materialise_all(now).await?,
+            ..PassReport::default()
+        };
+        loop {
+            let claimed = self.claim(now, self.inner.config.claim_batch).await?;
+            if claimed.is_empty() {
+                return Ok(report);
+            }
+            report.attempts += claimed.len();
+            let deliveries = claimed.into_iter().map(|c| self.inner.clone().deliver(c));
+            futures::future::join_all(deliveries).await;
+        }
+    }
+
+    /// The worker loop, until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let inner = &self.inner;
+        let mut in_flight = JoinSet::new();
+        let mut failures = 0u32;
+        let mut gauges_due = inner.clock.now();
+        tracing::info!(worker_id = %inner.config.worker_id, "worker started");
+        while !cancel.is_cancelled() {
+            while in_flight.try_join_next().is_some() {}
+            let now = inner.clock.now();
+            if now >= gauges_due {
+                if let Err(error) = self.refresh_gauges(now).await {
+                    tracing::warn!(error = %format!("{error:#}"), "refreshing gauges failed");
+                }
+                gauges_due = now + GAUGE_INTERVAL;
+            }
+            let pass = self.pass(now, &mut in_flight).await;
+            let wait = match pass {
+                Ok(busy) => {
+                    failures = 0;
+                    if busy {
+                        continue;
+                    }
+                    match self.next_due().await {
+                        Ok(Some(due)) => (due - inner.clock.now()).min(inner.config.max_idle),
+                        Ok(None) => inner.config.max_idle,
+                        Err(error) => {
+                            tracing::warn!(error = %format!("{error:#}"), "reading the next due time failed");
+                            inner.config.max_idle
+                        }
+                    }
+                }
+                Err(error) => {
+                    failures += 1;
+                    let backoff = Duration::milliseconds(100 * 2i64.pow(failures.min(8)));
+                    tracing::warn!(error = %format!("{error:#}"), retry_in_ms = backoff.num_milliseconds(), "worker pass failed");
+                    backoff
+                }
+            };
+            let wait = wait.to_std().unwrap_or(std::time::Duration::ZERO);
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+                _ = inner.wakeup.woken() => {}
+            }
+        }
+
+        tracing::info!(
+            in_flight = in_flight.len(),
+            "worker stopping: no new claims"
+        );
+        let drained = tokio::time::timeout(inner.config.shutdown_grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                abandoned = in_flight.len(),
+                "shutdown grace over; unfinished deliveries return to the queue when their leases expire"
+            );
+            in_flight.shutdown().await;
+        }
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+
+    /// Materialises, then claims as many runs as there are free slots and spawns their
+    /// deliveries. Returns whether there may be more to do right away.
+    async fn pass(&self, now: DateTime<Utc>, in_flight: &mut JoinSet<()>) -> anyhow::Result<bool> {
+        let inner = &self.inner;
+        let report =
+            materialise::materialise_due(&inner.db, now, inner.config.materialise_batch).await?;
+        let more_schedules = report.schedules as u64 == inner.config.materialise_batch;
+
+        let free = inner
+            .slots
+            .available_permits()
+            .min(inner.config.claim_batch);
+        if free == 0 {
+            return Ok(more_schedules);
+        }
+        let claimed = self.claim(now, free).await?;
+        let more_runs = claimed.len() == free;
+        for claimed in claimed {
+            let permit: OwnedSemaphorePermit = inner
+                .slots
+                .clone()
+                .try_acquire_owned()
+                .context("a delivery slot counted as free was taken")?;
+            let inner = inner.clone();
+            in_flight.spawn(async move {
+                inner.clone().deliver(claimed).await;
+                drop(permit);
+                // A slot came free: there may be due runs that did not fit before.
+                inner.wakeup.wake();
+            });
+        }
+        Ok(more_schedules || more_runs)
+    }
+
+    async fn materialise_all(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        let inner = &self.inner;
+        let mut created = 0;
+        loop {
+            let report =
+                materialise::materialise_due(&inner.db, now, inner.config.materialise_batch)
+                    .await?;
+            created += report.runs_created;
+            if (report.schedules as u64) < inner.config.materialise_batch {
+                return Ok(created);
+            }
+        }
+    }
+
+    /// Claims up to `limit` due runs and loads what their deliveries need, in two queries.
+    async fn claim(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Vec<Claimed>> {
+        let inner = &self.inner;
+        let lease_until = now + inner.config.lease;
+        let runs =
+            claim::claim(&inner.db, &inner.config.worker_id, now, lease_until, limit).await?;
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let schedule_ids: HashSet<_> = runs.iter().map(|r| r.schedule_id).collect();
+        let schedules: HashMap<_, _> = schedule::Entity::find()
+            .filter(schedule::Column::Id.is_in(schedule_ids))
+            .all(&inner.db)
+            .await
+            .context("loading schedules of claimed runs")?
+            .into_iter()
+            .map(|s| (s.id, s))
+            .collect();
+        let tenants: HashSet<_> = runs.iter().map(|r| r.tenant_id.clone()).collect();
+        let mut keys: HashMap<String, Vec<SigningKey>> = HashMap::new();
+        for secret in signing_secret::Entity::find()
+            .filter(signing_secret::Column::TenantId.is_in(tenants))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(signing_secret::Column::ExpiresAt.is_null())
+                    .add(signing_secret::Column::ExpiresAt.gt(now)),
+            )
+            .all(&inner.db)
+            .await
+            .context("loading signing secrets")?
+        {
+            match SigningKey::from_secret(&secret.secret) {
+                Ok(key) => keys.entry(secret.tenant_id).or_default().push(key),
+                Err(error) => {
+                    tracing::error!(tenant_id = %secret.tenant_id, %error, "unreadable signing secret")
+                }
+            }
+        }
+        Ok(runs
+            .into_iter()
+            .map(|run| {
+                let schedule = schedules.get(&run.schedule_id).and_then(|s| {
+                    match (stored::target(s), stored::retry(s)) {
+                        (Ok(target), Ok(retry)) => Some((target, retry)),
+                        (Err(error), _) | (_, Err(error)) => {
+                            tracing::error!(schedule_id = %s.id, error = %format!("{error:#}"), "unreadable schedule");
+                            None
+                        }
+                    }
+                });
+                let keys = keys.get(&run.tenant_id).cloned().unwrap_or_default();
+                Claimed { run, schedule, keys }
+            })
+            .collect())
+    }
+
+    /// The earliest instant at which a schedule or a run becomes due. Both are `MIN`s over
+    /// partial indexes (`schedules_due_idx`, `runs_claim_idx`).
+    async fn next_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        #[derive(FromQueryResult)]
+        struct Due {
+            due: Option<DateTime<Utc>>,
+        }
+        let db = &self.inner.db;
+        let backend = db.get_database_backend();
+        let mut earliest = None;
+        for query in [
+            "SELECT MIN(next_run_at) AS due FROM schedules WHERE enabled AND next_run_at IS NOT NULL",
+            "SELECT MIN(due_at) AS due FROM runs WHERE status IN ('pending', 'retrying', 'delivering')",
+        ] {
+            let row = Due::find_by_statement(sql::statement(backend, query, vec![]))
+                .one(db)
+                .await
+                .context("reading the next due time")?;
+            if let Some(due) = row.and_then(|r| r.due) {
+                earliest = Some(earliest.map_or(due, |e: DateTime<Utc>| e.min(due)));
+            }
+        }
+        Ok(earliest)
+    }
+
+    async fn refresh_gauges(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        #[derive(FromQueryResult)]
+        struct Count {
+            n: i64,
+        }
+        let db = &self.inner.db;
+        let backend = db.get_database_backend();
+        let count = |query: &'static str, values: Vec<sea_orm::Value>| async move {
+            Count::find_by_statement(sql::statement(backend, query, values))
+                .one(db)
+                .await
+                .map(|row| row.map_or(0, |r| r.n))
+        };
+        let pending = count(
+            "SELECT COUNT(*) AS n FROM runs WHERE status IN ('pending', 'retrying', 'delivering') AND due_at <= $1",
+            vec![now.into()],
+        )
+        .await
+        .context("counting pending runs")?;
+        let enabled = count("SELECT COUNT(*) AS n FROM schedules WHERE enabled", vec![])
+            .await
+            .context("counting enabled schedules")?;
+        self.inner.metrics.runs_pending.set(pending);
+        self.inner.metrics.schedules_enabled.set(enabled);
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Delivers one claimed run and records the result. Never fails: a write-back that cannot be
+    /// made leaves the run to its lease, and it is delivered again.
+    async fn deliver(self: Arc<Self>, claimed: Claimed) {
+        let run = &claimed.run;
+        let span = tracing::info_span!(
+            "run",
+            tenant_id = %run.tenant_id,
+            schedule_id = %run.schedule_id,
+            run_id = %run.id,
+            attempt = run.attempts,
+        );
+        async {
+            let started_at = self.clock.now();
+            if run.attempts == 1 {
+                let lag = (started_at - run.scheduled_for).num_microseconds().unwrap_or(i64::MAX);
+                self.metrics.fire_lag.observe((lag.max(0) as f64) / 1e6);
+            }
+            let (result, retry_policy) = match &claimed.schedule {
+                None => (
+                    unsent("the schedule could not be read; see the server log"),
+                    RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
+                ),
+                Some(_) if claimed.keys.is_empty() => (
+                    unsent("the tenant has no signing secret"),
+                    RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
+                ),
+                Some((target, retry_policy)) => {
+                    self.hold_lease_for(run, target, started_at).await;
+                    let delivery = Delivery {
+                        run_id: run.id,
+                        schedule_id: run.schedule_id,
+                        scheduled_for: run.scheduled_for,
+                        attempt: run.attempts,
+                        target,
+                        keys: &claimed.keys,
+                    };
+                    (self.deliverer.deliver(&delivery, started_at).await, retry_policy.clone())
+                }
+            };
+            let finished_at = self.clock.now();
+            let (outcome, update) = decide(run, &retry_policy, &result, finished_at);
+            self.metrics.deliveries.with_label_values(&[outcome]).inc();
+            self.metrics.delivery_duration.observe(result.duration.as_secs_f64());
+            let record = AttemptRecord {
+                started_at,
+                duration_ms: result.duration.as_millis() as i64,
+                outcome,
+                status_code: result.status.map(i32::from),
+                error: result.error.clone(),
+                response_excerpt: result.excerpt.clone(),
+            };
+            match claim::finish_attempt(&self.db, &self.config.worker_id, run, &record, &update, finished_at).await {
+                Ok(true) => tracing::info!(outcome, status = ?result.status, error = ?result.error, "attempt recorded"),
+                Ok(false) => tracing::warn!("lease lost before the result was recorded; the run belongs to another worker now"),
+                Err(error) => tracing::error!(error = %format!("{error:#}"), "recording the attempt failed; the run will be delivered again when its lease expires"),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Extends the lease when this attempt's timeout would outlast it.
+    async fn hold_lease_for(&self, run: &run::Model, target: &Target, now: DateTime<Utc>) {
+        let needed = Duration::milliseconds(target.timeout_ms) + LEASE_SLACK;
+        if needed > self.config.lease {
+            if let Err(error) =
+                claim::extend_lease(&self.db, &self.config.worker_id, run, now + needed).await
+            {
+                tracing::warn!(error = %format!("{error:#}"), "extending the lease failed");
+            }
+        }
+    }
+}
+
+fn unsent(error: &str) -> AttemptResult {
+    AttemptResult {
+        duration: std::time::Duration::ZERO,
+        status: None,
+        error: Some(error.to_owned()),
+        excerpt: None,
+        retry_after: None,
+    }
+}
+
+/// The run's next state after an attempt, and the outcome label for metrics and history.
+pub fn decide(
+    run: &run::Model,
+    policy: &RetryPolicy,
+    result: &AttemptResult,
+    now: DateTime<Utc>,
+) -> (&'static str, RunUpdate) {
+    let verdict = match (result.status, &result.error) {
+        (Some(status), None) => retry::classify_status(status),
+        // The answer came but reading it failed: a 2xx still counts, the rest is retried.
+        (Some(status), Some(_)) if (200..300).contains(&status) => Verdict::Success,
+        _ => Verdict::Retry,
+    };
+    let status_code = result.status.map(i32::from);
+    let error = result.error.clone().or_else(|| match verdict {
+        Verdict::Success => None,
+        _ => result.status.map(|s| format!("receiver answered {s}")),
+    });
+    let finished = |status| RunUpdate {
+        status,
+        due_at: None,
+        status_code,
+        error: error.clone(),
+        finished_at: Some(now),
+    };
+    match verdict {
+        Verdict::Success => ("success", finished(run::status::SUCCEEDED)),
+        Verdict::Retry if run.attempts - run.retry_base < policy.max_attempts => {
+            let seed = run.id.as_u128() as u64;
+            let delay = retry::next_delay(
+                policy,
+                run.attempts - run.retry_base,
+                seed,
+                result.retry_after,
+            );
+            (
+                "retry",
+                RunUpdate {
+                    status: run::status::RETRYING,
+                    due_at: Some(now + delay),
+                    status_code,
+                    error: error.clone(),
+                    finished_at: None,
+                },
+            )
+        }
+        _ => ("failed", finished(run::status::FAILED)),
+    }
+}

@@ -1,0 +1,25 @@
+//! hookbeat's scheduler: the schedule math (pure), the definitions of what a schedule sends, and
+//! the worker that turns due schedules into runs and delivers them as signed webhooks.
+//!
+//! ```text
+//! schedules ──materialise──> runs ──claim──> deliver (HTTP) ──record──> runs + attempts
+//! ```
+
+pub mod claim;
+pub mod clock;
+pub mod definition;
+pub mod deliver;
+pub mod dispatch;
+pub mod materialise;
+pub mod metrics;
+pub mod notify;
+pub mod retry;
+pub mod schedule;
+pub mod signing;
+pub mod sql;
+pub mod ssrf;
+pub mod stored;
+pub mod validation;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use dispatch::{Worker, WorkerConfig};

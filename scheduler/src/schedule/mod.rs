@@ -1,0 +1,232 @@
+//! Schedule math: when does a schedule fire? Pure functions of a spec and an instant, shared by
+//! validation, `preview` and the worker, so all three always agree.
+
+mod interval;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::validation::{FieldError, FieldErrors};
+
+pub use interval::Interval;
+
+/// The `schedule` member of a schedule: *when* it fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScheduleSpec {
+    /// Fires at every `anchor + k × every_seconds`.
+    Interval {
+        /// Seconds between fires (at least 1).
+        #[schema(minimum = 1, example = 10)]
+        every_seconds: i64,
+        /// Sets the phase of the fires; the Unix epoch when left out.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        anchor: Option<DateTime<Utc>>,
+    },
+    /// Fires once, at `at`.
+    Once {
+        /// The instant to fire at (RFC 3339).
+        at: DateTime<Utc>,
+    },
+}
+
+/// A validated spec, ready to answer "when next?".
+#[derive(Debug, Clone)]
+pub enum CompiledSpec {
+    Interval(Interval),
+    Once(DateTime<Utc>),
+}
+
+impl ScheduleSpec {
+    /// Validates the spec; errors are named under `prefix` (e.g. `schedule`).
+    pub fn compile(&self, prefix: &str) -> Result<CompiledSpec, Vec<FieldError>> {
+        let mut errors = FieldErrors::new();
+        match self {
+            ScheduleSpec::Interval {
+                every_seconds,
+                anchor,
+            } => match Interval::new(*every_seconds, *anchor) {
+                Ok(interval) => return Ok(CompiledSpec::Interval(interval)),
+                Err(message) => errors.add(format!("{prefix}.every_seconds"), message),
+            },
+            ScheduleSpec::Once { at } => return Ok(CompiledSpec::Once(*at)),
+        }
+        errors.finish(CompiledSpec::Once(DateTime::UNIX_EPOCH))
+    }
+}
+
+impl CompiledSpec {
+    /// The first fire strictly after `after`, or `None` when the spec never fires again.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            CompiledSpec::Interval(interval) => interval.next_after(after),
+            CompiledSpec::Once(at) => (*at > after).then_some(*at),
+        }
+    }
+
+    /// The first fire at or after `at`.
+    pub fn first_at_or_after(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.next_after(at - Duration::microseconds(1))
+    }
+}
+
+/// A compiled spec within its bounds: `start_at`, `end_at` and `max_runs`.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub spec: CompiledSpec,
+    pub start_at: Option<DateTime<Utc>>,
+    pub end_at: Option<DateTime<Utc>>,
+    pub max_runs: Option<i64>,
+}
+
+impl Timing {
+    /// The next fire strictly after `after`, given that `runs_so_far` runs were already made.
+    pub fn next_fire(&self, after: DateTime<Utc>, runs_so_far: i64) -> Option<DateTime<Utc>> {
+        if self.max_runs.is_some_and(|max| runs_so_far >= max) {
+            return None;
+        }
+        let next = match self.start_at {
+            Some(start) if start > after => self.spec.first_at_or_after(start)?,
+            _ => self.spec.next_after(after)?,
+        };
+        match self.end_at {
+            Some(end) if next > end => None,
+            _ => Some(next),
+        }
+    }
+
+    /// The next `count` fires strictly after `after` (for previews), fewer when the schedule ends.
+    pub fn preview(&self, after: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
+        let mut fires = Vec::with_capacity(count.min(1024));
+        let mut cursor = after;
+        while fires.len() < count {
+            match self.next_fire(cursor, fires.len() as i64) {
+                Some(next) => {
+                    fires.push(next);
+                    cursor = next;
+                }
+                None => break,
+            }
+        }
+        fires
+    }
+}
+
+/// The next `count` fires of a spec strictly after `after`: the one code path behind
+/// `hookbeat preview` and `POST /v1/schedules/preview`, the same math the worker uses.
+pub fn preview(
+    spec: &ScheduleSpec,
+    after: DateTime<Utc>,
+    count: usize,
+) -> Result<Vec<DateTime<Utc>>, Vec<FieldError>> {
+    let timing = Timing {
+        spec: spec.compile("schedule")?,
+        start_at: None,
+        end_at: None,
+        max_runs: None,
+    };
+    Ok(timing.preview(after, count))
+}
+
+/// A deterministic delay in `0..=jitter_ms` for one fire of one schedule: the same on every
+/// worker and on every retry, so jitter never moves a fire twice.
+pub fn jitter_for(
+    schedule_id: uuid::Uuid,
+    scheduled_for: DateTime<Utc>,
+    jitter_ms: i64,
+) -> Duration {
+    if jitter_ms <= 0 {
+        return Duration::zero();
+    }
+    let seed = schedule_id.as_u128() as u64
+        ^ (schedule_id.as_u128() >> 64) as u64
+        ^ scheduled_for.timestamp_micros() as u64;
+    Duration::milliseconds((splitmix64(seed) % (jitter_ms as u64 + 1)) as i64)
+}
+
+/// SplitMix64: a tiny, well-mixed hash of a u64 (Steele et al., 2014).
+pub(crate) fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn every(seconds: i64) -> CompiledSpec {
+        CompiledSpec::Interval(Interval::new(seconds, None).unwrap())
+    }
+
+    #[test]
+    fn timing_respects_start_end_and_max_runs() {
+        let timing = Timing {
+            spec: every(60),
+            start_at: Some(t("2026-01-01T00:02:00Z")),
+            end_at: Some(t("2026-01-01T00:05:00Z")),
+            max_runs: None,
+        };
+        assert_eq!(
+            timing.preview(t("2026-01-01T00:00:00Z"), 10),
+            vec![
+                t("2026-01-01T00:02:00Z"),
+                t("2026-01-01T00:03:00Z"),
+                t("2026-01-01T00:04:00Z"),
+                t("2026-01-01T00:05:00Z"),
+            ]
+        );
+        let capped = Timing {
+            max_runs: Some(2),
+            ..timing
+        };
+        assert_eq!(capped.preview(t("2026-01-01T00:00:00Z"), 10).len(), 2);
+        assert_eq!(capped.next_fire(t("2026-01-01T00:00:00Z"), 2), None);
+    }
+
+    #[test]
+    fn once_fires_once_and_only_in_the_future() {
+        let spec = CompiledSpec::Once(t("2026-03-01T12:00:00Z"));
+        assert_eq!(
+            spec.next_after(t("2026-03-01T11:59:59Z")),
+            Some(t("2026-03-01T12:00:00Z"))
+        );
+        assert_eq!(spec.next_after(t("2026-03-01T12:00:00Z")), None);
+    }
+
+    #[test]
+    fn invalid_interval_is_named_by_field() {
+        let errors = ScheduleSpec::Interval {
+            every_seconds: 0,
+            anchor: None,
+        }
+        .compile("schedule")
+        .unwrap_err();
+        assert_eq!(errors[0].field, "schedule.every_seconds");
+        assert_eq!(errors[0].message, "must be at least 1, got 0");
+    }
+
+    #[test]
+    fn jitter_is_deterministic_and_bounded() {
+        let id = uuid::Uuid::now_v7();
+        let at = t("2026-01-01T00:00:00Z");
+        let first = jitter_for(id, at, 5_000);
+        assert_eq!(first, jitter_for(id, at, 5_000));
+        assert!(first >= Duration::zero() && first <= Duration::milliseconds(5_000));
+        assert_eq!(jitter_for(id, at, 0), Duration::zero());
+        let spread: std::collections::HashSet<_> = (0..100)
+            .map(|k| jitter_for(id, at + Duration::seconds(k), 5_000))
+            .collect();
+        assert!(
+            spread.len() > 50,
+            "jitter should spread fires, got {} distinct",
+            spread.len()
+        );
+    }
+}

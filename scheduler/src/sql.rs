@@ -1,0 +1,64 @@
+//! Hand-written SQL for both backends. Statements are written once, in PostgreSQL's dialect;
+//! for SQLite, `$N` placeholders become `?N` (SQLite numbers `$N` by first appearance, not by N)
+//! and row locks are dropped (SQLite serialises writers, one process owns the file).
+
+use std::borrow::Cow;
+
+use sea_orm::{DbBackend, Statement, Value};
+
+const ROW_LOCK: &str = " FOR UPDATE SKIP LOCKED";
+
+pub fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+    Statement::from_sql_and_values(backend, dialect(backend, sql), values)
+}
+
+fn dialect(backend: DbBackend, sql: &str) -> Cow<'_, str> {
+    match backend {
+        DbBackend::Sqlite => Cow::Owned(sql.replace(ROW_LOCK, "").replace('$', "?")),
+        _ => Cow::Borrowed(sql),
+    }
+}
+
+/// `$first, $first+1, …` for `count` placeholders: a row of a multi-row `VALUES` list.
+pub fn placeholders(first: usize, count: usize) -> String {
+    let list: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
+    format!("({})", list.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_dialect_numbers_placeholders_and_drops_row_locks() {
+        let sql = "SELECT * FROM t WHERE a = $2 AND b = $1 LIMIT $3 FOR UPDATE SKIP LOCKED";
+        assert_eq!(
+            dialect(DbBackend::Sqlite, sql),
+            "SELECT * FROM t WHERE a = ?2 AND b = ?1 LIMIT ?3"
+        );
+        assert_eq!(dialect(DbBackend::Postgres, sql), sql);
+    }
+
+    #[test]
+    fn placeholder_rows() {
+        assert_eq!(placeholders(4, 3), "($4, $5, $6)");
+    }
+}
+
+/// Begins a transaction that holds the database's write lock from its first statement.
+///
+/// SQLite starts transactions as readers; a reader that later writes after another connection
+/// committed fails with `SQLITE_BUSY_SNAPSHOT`, which the busy timeout does not retry. A write
+/// that matches no row takes the lock up front (like `BEGIN IMMEDIATE`), so the transaction waits
+/// its turn instead of failing. PostgreSQL needs nothing: its row locks do the job.
+pub async fn begin_write(
+    db: &sea_orm::DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let txn = db.begin().await?;
+    if db.get_database_backend() == DbBackend::Sqlite {
+        txn.execute_unprepared("DELETE FROM settings WHERE 0 = 1")
+            .await?;
+    }
+    Ok(txn)
+}

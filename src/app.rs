@@ -1,0 +1,185 @@
+//! Composing the roles: the API, the worker, or both in one process (`serve`), sharing one
+//! database pool, one clock, one metrics registry and one wake-up channel.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use anyhow::Context;
+use hookbeat_api::auth::{resolve_secret, Secret, TokenVerifier};
+use hookbeat_api::AppState;
+use hookbeat_migration::{Migrator, MigratorTrait};
+use hookbeat_scheduler::metrics::WorkerMetrics;
+use hookbeat_scheduler::notify::Wakeup;
+use hookbeat_scheduler::{Clock, SystemClock, Worker, WorkerConfig};
+use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::Settings;
+use crate::database;
+
+/// Which roles a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    pub api: bool,
+    pub worker: bool,
+}
+
+/// Everything the roles share.
+pub struct Components {
+    pub db: DatabaseConnection,
+    pub clock: Arc<dyn Clock>,
+    pub registry: prometheus::Registry,
+    pub wakeup: Wakeup,
+    pub state: AppState,
+    pub worker: Worker,
+}
+
+/// Options that tests set differently from production.
+pub struct Options {
+    pub allow_private_targets: bool,
+    pub jwt_secret: Option<Secret>,
+    pub jwt_public_key_pem: Option<Vec<u8>>,
+    pub worker: WorkerConfig,
+}
+
+impl Options {
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let jwt_public_key_pem = settings
+            .jwt_public_key
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path)
+                    .with_context(|| format!("reading the JWT public key {}", path.display()))
+            })
+            .transpose()?;
+        let worker = WorkerConfig {
+            allow_private_targets: settings.allow_private_targets,
+            // One process owns an SQLite file and wakes its worker in-process, so it can idle
+            // longer; PostgreSQL workers also see changes made by other processes.
+            max_idle: if settings.is_sqlite() {
+                chrono::Duration::seconds(30)
+            } else {
+                chrono::Duration::seconds(1)
+            },
+            ..WorkerConfig::default()
+        };
+        Ok(Self {
+            allow_private_targets: settings.allow_private_targets,
+            jwt_secret: settings.jwt_secret.clone().map(Secret::new),
+            jwt_public_key_pem,
+            worker,
+        })
+    }
+}
+
+pub async fn build(
+    db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+    options: Options,
+) -> anyhow::Result<Components> {
+    let registry = prometheus::Registry::new();
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .context("registering process metrics")?;
+    let verifier = match &options.jwt_public_key_pem {
+        Some(pem) => TokenVerifier::public_key(pem)?,
+        None => TokenVerifier::hs256(&resolve_secret(&db, options.jwt_secret.clone()).await?),
+    };
+    let wakeup = Wakeup::new();
+    let metrics = WorkerMetrics::register(&registry).context("registering worker metrics")?;
+    let worker = Worker::new(
+        db.clone(),
+        clock.clone(),
+        options.worker,
+        metrics,
+        wakeup.clone(),
+    )?;
+    let state = AppState {
+        db: db.clone(),
+        clock: clock.clone(),
+        verifier: Arc::new(verifier),
+        wakeup: wakeup.clone(),
+        allow_private_targets: options.allow_private_targets,
+        registry: registry.clone(),
+    };
+    Ok(Components {
+        db,
+        clock,
+        registry,
+        wakeup,
+        state,
+        worker,
+    })
+}
+
+/// Runs `roles` until SIGINT or SIGTERM, then shuts down gracefully.
+pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Result<()> {
+    let db = database::connect(&settings.database_url).await?;
+    if migrate {
+        database::migrate(&db).await?;
+    } else {
+        let pending = Migrator::get_pending_migrations(&db).await?.len();
+        if pending > 0 {
+            anyhow::bail!(
+                "the database has {pending} pending migration(s); run `hookbeat migrate` first"
+            );
+        }
+    }
+    let components = build(db, Arc::new(SystemClock), Options::from_settings(settings)?).await?;
+    let cancel = CancellationToken::new();
+    tokio::spawn(shutdown_on_signal(cancel.clone()));
+
+    let worker = roles
+        .worker
+        .then(|| tokio::spawn(components.worker.clone().run(cancel.clone())));
+    if roles.api {
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("binding the API to {}", settings.listen))?;
+        let server = hookbeat_api::run(listener, components.state.clone(), None)?;
+        let handle = server.handle();
+        tracing::info!(
+            address = %format!("http://{}", settings.listen),
+            database = %database::redact(&settings.database_url),
+            worker = roles.worker,
+            "hookbeat API listening; get a token with: hookbeat token --tenant demo"
+        );
+        let stopper = cancel.clone();
+        tokio::spawn(async move {
+            stopper.cancelled().await;
+            handle.stop(true).await;
+        });
+        server.await.context("the API server failed")?;
+        tracing::info!("API stopped");
+        cancel.cancel();
+    }
+    if let Some(worker) = worker {
+        worker.await.context("the worker task panicked")??;
+    }
+    components.db.close().await.ok();
+    Ok(())
+}
+
+async fn shutdown_on_signal(cancel: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+        _ = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+    cancel.cancel();
+}

@@ -1,0 +1,121 @@
+//! Command line and environment (CONTRACT §1). Every flag also reads an environment variable;
+//! a flag wins over its variable. Values are validated here, at start-up, before any role runs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookbeat",
+    version,
+    about = "Multi-tenant HTTP webhook scheduler"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Address the HTTP API listens on.
+    #[arg(
+        long,
+        env = "HOOKBEAT_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// sqlite://FILE?mode=rwc (embedded, one process) or postgres://USER@HOST/DB.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://hookbeat.db?mode=rwc",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// HS256 secret for API tokens (at least 32 characters). Required with PostgreSQL; with
+    /// SQLite one is generated on first start and kept in the database.
+    #[arg(
+        long,
+        env = "HOOKBEAT_JWT_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key (RSA, EC P-256 or Ed25519) of an external token issuer; tokens are then
+    /// verified with RS256/ES256/EdDSA instead of the HS256 secret.
+    #[arg(long, env = "HOOKBEAT_JWT_PUBLIC_KEY", global = true)]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Allow targets on loopback, private, link-local and other internal addresses.
+    #[arg(long, env = "HOOKBEAT_ALLOW_PRIVATE_TARGETS", global = true)]
+    pub allow_private_targets: bool,
+
+    /// Log format: `text` for people, `json` for machines.
+    #[arg(long, env = "HOOKBEAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// All-in-one: apply migrations, then run the API, the scheduler and the dispatcher (default).
+    Serve,
+    /// The HTTP API only.
+    Api,
+    /// Scheduler and dispatcher only; any number may run against one PostgreSQL.
+    Worker,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Create the tenant if absent and print a signed API token for it.
+    Token {
+        /// Tenant id (the token's `sub`).
+        #[arg(long)]
+        tenant: String,
+        /// Space-separated scopes: schedules:read, schedules:write, admin.
+        #[arg(long, default_value = hookbeat_api::auth::DEFAULT_SCOPES)]
+        scope: String,
+        /// Validity, e.g. 30d, 12h, 90m.
+        #[arg(long, default_value = "30d", value_parser = parse_ttl)]
+        ttl: chrono::Duration,
+    },
+    /// Print the next fire times of a schedule spec as {"fire_times": [...]}.
+    Preview {
+        /// Fires strictly after this RFC 3339 instant (default: now).
+        #[arg(long)]
+        after: Option<chrono::DateTime<chrono::Utc>>,
+        /// How many fires (1 to 1000).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
+        count: u16,
+        /// The spec, e.g. '{"kind":"interval","every_seconds":60}'.
+        spec: String,
+    },
+}
+
+fn parse_ttl(text: &str) -> Result<chrono::Duration, String> {
+    let duration =
+        humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30d, 12h, 90m)"))?;
+    let ttl = chrono::Duration::from_std(duration).map_err(|_| "too long".to_owned())?;
+    if ttl <= chrono::Duration::zero() || ttl > chrono::Duration::days(3650) {
+        return Err("must be between 1 second and 3650 days".to_owned());
+    }
+    Ok(ttl)
+}
+
+impl Settings {
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+}
