@@ -137,10 +137,11 @@ pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Re
     if roles.api {
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding the API to {}", settings.listen))?;
+        let address = listener.local_addr().context("reading the bound address")?;
         let server = hookbeat_api::run(listener, components.state.clone(), None)?;
         let handle = server.handle();
         tracing::info!(
-            address = %format!("http://{}", settings.listen),
+            address = %format!("http://{address}"),
             database = %database::redact(&settings.database_url),
             worker = roles.worker,
             "hookbeat API listening; get a token with: hookbeat token --tenant demo"

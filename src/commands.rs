@@ -61,17 +61,16 @@ pub async fn token(
 pub fn preview(spec: &str, after: Option<chrono::DateTime<Utc>>, count: u16) -> anyhow::Result<()> {
     let value: serde_json::Value =
         serde_json::from_str(spec).context("the spec is not valid JSON")?;
-    let spec: ScheduleSpec =
-        serde_json::from_value(value).map_err(|e| anyhow::anyhow!("invalid spec: {e}"))?;
-    let fires = preview_fires(&spec, after.unwrap_or_else(Utc::now), usize::from(count)).map_err(
-        |errors| {
-            let reasons: Vec<String> = errors
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
-                .collect();
-            anyhow::anyhow!("invalid spec: {}", reasons.join("; "))
-        },
-    )?;
+    let describe = |errors: Vec<hookbeat_scheduler::validation::FieldError>| {
+        let reasons: Vec<String> = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect();
+        anyhow::anyhow!("invalid spec: {}", reasons.join("; "))
+    };
+    let spec = ScheduleSpec::from_json(&value, "schedule").map_err(describe)?;
+    let fires = preview_fires(&spec, after.unwrap_or_else(Utc::now), usize::from(count))
+        .map_err(describe)?;
     writeln!(
         std::io::stdout(),
         "{}",

@@ -1,1 +1,12 @@
-//! placeholder
+//! hookbeat's integration tests: one binary, one harness (`helpers`). Tests that touch storage
+//! run on SQLite and on PostgreSQL (`<name>::sqlite`, `<name>::postgres`).
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod delivery;
+mod end_to_end;
+mod errors;
+mod isolation;
+mod schedules;

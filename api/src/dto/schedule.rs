@@ -10,7 +10,19 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::body::typed;
 use crate::error::ApiError;
+
+/// Reads the `schedule` member first, because serde's tagged enums lose the path of an error
+/// inside them; this way a bad `every_seconds` is reported as `schedule.every_seconds`.
+fn check_spec_member(document: &serde_json::Value) -> Result<(), ApiError> {
+    match document.get("schedule") {
+        Some(spec) => ScheduleSpec::from_json(spec, "schedule")
+            .map(|_| ())
+            .map_err(ApiError::Validation),
+        None => Ok(()),
+    }
+}
 
 const MAX_NAME_CHARS: usize = 200;
 const MAX_DESCRIPTION_CHARS: usize = 4_000;
@@ -94,6 +106,12 @@ pub const READ_ONLY: &[&str] = &[
 ];
 
 impl ScheduleInput {
+    /// Reads a schedule document, naming the offending member on failure.
+    pub fn from_json(value: serde_json::Value) -> Result<Self, ApiError> {
+        check_spec_member(&value)?;
+        typed(value, "")
+    }
+
     /// Validates every member, returning the schedule's timing on success.
     pub fn validate(&self, allow_private_targets: bool) -> Result<Timing, ApiError> {
         let mut errors = FieldErrors::new();
@@ -156,24 +174,14 @@ impl ScheduleInput {
         }
     }
 
-    /// The members that decide when the schedule fires; a change to any of them recomputes
-    /// `next_run_at`.
-    pub fn timing_key(
-        &self,
-    ) -> (
-        ScheduleSpec,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-        Option<i64>,
-        bool,
-    ) {
-        (
-            self.schedule.clone(),
-            self.start_at,
-            self.end_at,
-            self.max_runs,
-            self.enabled,
-        )
+    /// Whether the members that decide when the schedule fires are the same; a change to any
+    /// of them recomputes `next_run_at`.
+    pub fn same_timing(&self, other: &ScheduleInput) -> bool {
+        self.schedule == other.schedule
+            && self.start_at == other.start_at
+            && self.end_at == other.end_at
+            && self.max_runs == other.max_runs
+            && self.enabled == other.enabled
     }
 
     /// The writable members of a stored schedule.
@@ -216,9 +224,7 @@ pub fn first_fire(
     match timing.next_fire(now, runs_so_far) {
         Some(next) => Ok(Some(next)),
         None => Err(match input.schedule {
-            ScheduleSpec::Once { .. } => {
-                ApiError::validation("schedule.at", "is not in the future")
-            }
+            ScheduleSpec::Once(_) => ApiError::validation("schedule.at", "is not in the future"),
             _ => ApiError::validation(
                 "schedule",
                 "never fires after now (check end_at and max_runs)",
@@ -261,6 +267,13 @@ pub struct ScheduleFilter {
     pub enabled: Option<bool>,
     /// Only schedules whose name starts with this text.
     pub name_prefix: Option<String>,
+}
+
+impl PreviewRequest {
+    pub fn from_json(value: serde_json::Value) -> Result<Self, ApiError> {
+        check_spec_member(&value)?;
+        typed(value, "")
+    }
 }
 
 /// `POST /v1/schedules/preview`.

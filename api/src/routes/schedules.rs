@@ -14,7 +14,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::auth::{Caller, Scope};
-use crate::body::{merge_patch, typed, JsonValue, Query};
+use crate::body::{merge_patch, JsonValue, Query};
 use crate::dto::page::{finish_page, PageQuery};
 use crate::dto::run::Run;
 use crate::dto::schedule::{
@@ -72,7 +72,7 @@ pub async fn create(
     body: JsonValue,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::SchedulesWrite)?;
-    let input: ScheduleInput = typed(body.0, "")?;
+    let input = ScheduleInput::from_json(body.0)?;
     let timing = input.validate(state.allow_private_targets)?;
     let now = state.clock.now();
     let next_run_at = first_fire(&input, &timing, now, 0)?;
@@ -242,12 +242,12 @@ pub async fn patch(
         let before = ScheduleInput::from_model(&current)?;
         let mut document = json(&before)?;
         merge_patch(&mut document, &patch);
-        let after: ScheduleInput = typed(document, "")?;
+        let after = ScheduleInput::from_json(document)?;
         let timing = after.validate(state.allow_private_targets)?;
         let now = state.clock.now();
 
         let mut model = current.clone().into_active_model();
-        if after.timing_key() != before.timing_key() {
+        if !after.same_timing(&before) {
             model.next_run_at = Set(first_fire(&after, &timing, now, current.total_runs)?);
         }
         if after.enabled && !before.enabled {
@@ -499,7 +499,7 @@ pub async fn preview(
     body: JsonValue,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::SchedulesRead)?;
-    let request: PreviewRequest = typed(body.0, "")?;
+    let request = PreviewRequest::from_json(body.0)?;
     let count = request.count.unwrap_or(DEFAULT_PREVIEW_COUNT);
     if !(1..=MAX_PREVIEW_COUNT).contains(&count) {
         return Err(ApiError::validation(

@@ -11,24 +11,94 @@ use crate::validation::{FieldError, FieldErrors};
 
 pub use interval::Interval;
 
-/// The `schedule` member of a schedule: *when* it fires.
+/// The `schedule` member of a schedule: *when* it fires, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ScheduleSpec {
-    /// Fires at every `anchor + k × every_seconds`.
-    Interval {
-        /// Seconds between fires (at least 1).
-        #[schema(minimum = 1, example = 10)]
-        every_seconds: i64,
-        /// Sets the phase of the fires; the Unix epoch when left out.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        anchor: Option<DateTime<Utc>>,
-    },
-    /// Fires once, at `at`.
-    Once {
-        /// The instant to fire at (RFC 3339).
-        at: DateTime<Utc>,
-    },
+    Interval(IntervalSpec),
+    Once(OnceSpec),
+}
+
+/// `interval`: fires at every `anchor + k × every_seconds`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntervalSpec {
+    /// Seconds between fires (at least 1).
+    #[schema(minimum = 1, example = 10)]
+    pub every_seconds: i64,
+    /// Sets the phase of the fires; the Unix epoch when left out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<DateTime<Utc>>,
+}
+
+/// `once`: fires once, at `at`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OnceSpec {
+    /// The instant to fire at (RFC 3339).
+    pub at: DateTime<Utc>,
+}
+
+const KINDS: &str = "interval, once";
+
+impl ScheduleSpec {
+    /// Reads a spec from JSON, naming the offending member on failure
+    /// (`schedule.every_seconds`, not just `schedule`: serde's tagged enums lose the path).
+    pub fn from_json(
+        value: &serde_json::Value,
+        prefix: &str,
+    ) -> Result<ScheduleSpec, Vec<FieldError>> {
+        let one = |field: String, message: String| vec![FieldError { field, message }];
+        let Some(members) = value.as_object() else {
+            return Err(one(
+                prefix.to_owned(),
+                format!("must be an object with a kind ({KINDS})"),
+            ));
+        };
+        let kind = match members.get("kind") {
+            Some(serde_json::Value::String(kind)) => kind.as_str(),
+            Some(_) => {
+                return Err(one(
+                    format!("{prefix}.kind"),
+                    format!("must be a string: one of {KINDS}"),
+                ))
+            }
+            None => {
+                return Err(one(
+                    format!("{prefix}.kind"),
+                    format!("is required: one of {KINDS}"),
+                ))
+            }
+        };
+        let mut rest = members.clone();
+        rest.remove("kind");
+        let rest = serde_json::Value::Object(rest);
+        fn typed<T: serde::de::DeserializeOwned>(
+            value: serde_json::Value,
+            prefix: &str,
+        ) -> Result<T, Vec<FieldError>> {
+            serde_path_to_error::deserialize(value).map_err(|e| {
+                let path = e.path().to_string();
+                let field = if path == "." {
+                    prefix.to_owned()
+                } else {
+                    format!("{prefix}.{path}")
+                };
+                vec![FieldError {
+                    field,
+                    message: e.into_inner().to_string(),
+                }]
+            })
+        }
+        match kind {
+            "interval" => typed(rest, prefix).map(ScheduleSpec::Interval),
+            "once" => typed(rest, prefix).map(ScheduleSpec::Once),
+            other => Err(one(
+                format!("{prefix}.kind"),
+                format!("unknown kind {other:?}; expected one of {KINDS}"),
+            )),
+        }
+    }
 }
 
 /// A validated spec, ready to answer "when next?".
@@ -43,14 +113,11 @@ impl ScheduleSpec {
     pub fn compile(&self, prefix: &str) -> Result<CompiledSpec, Vec<FieldError>> {
         let mut errors = FieldErrors::new();
         match self {
-            ScheduleSpec::Interval {
-                every_seconds,
-                anchor,
-            } => match Interval::new(*every_seconds, *anchor) {
+            ScheduleSpec::Interval(spec) => match Interval::new(spec.every_seconds, spec.anchor) {
                 Ok(interval) => return Ok(CompiledSpec::Interval(interval)),
                 Err(message) => errors.add(format!("{prefix}.every_seconds"), message),
             },
-            ScheduleSpec::Once { at } => return Ok(CompiledSpec::Once(*at)),
+            ScheduleSpec::Once(spec) => return Ok(CompiledSpec::Once(spec.at)),
         }
         errors.finish(CompiledSpec::Once(DateTime::UNIX_EPOCH))
     }
@@ -202,14 +269,50 @@ mod tests {
 
     #[test]
     fn invalid_interval_is_named_by_field() {
-        let errors = ScheduleSpec::Interval {
+        let errors = ScheduleSpec::Interval(IntervalSpec {
             every_seconds: 0,
             anchor: None,
-        }
+        })
         .compile("schedule")
         .unwrap_err();
         assert_eq!(errors[0].field, "schedule.every_seconds");
         assert_eq!(errors[0].message, "must be at least 1, got 0");
+    }
+
+    #[test]
+    fn from_json_names_the_member() {
+        let err =
+            |v: serde_json::Value| ScheduleSpec::from_json(&v, "schedule").unwrap_err()[0].clone();
+        let e = err(serde_json::json!({"kind": "interval", "every_seconds": "10"}));
+        assert_eq!(e.field, "schedule.every_seconds");
+        let e = err(serde_json::json!({"kind": "interval", "every_second": 10}));
+        assert_eq!(e.field, "schedule.every_second");
+        assert!(
+            e.message.contains("unknown field `every_second`"),
+            "{}",
+            e.message
+        );
+        let e = err(serde_json::json!({"kind": "weekly"}));
+        assert_eq!(
+            (e.field.as_str(), e.message.as_str()),
+            (
+                "schedule.kind",
+                "unknown kind \"weekly\"; expected one of interval, once"
+            )
+        );
+        let e = err(serde_json::json!({"every_seconds": 1}));
+        assert_eq!(e.field, "schedule.kind");
+        let ok = ScheduleSpec::from_json(
+            &serde_json::json!({"kind": "once", "at": "2030-01-01T00:00:00+01:00"}),
+            "schedule",
+        )
+        .unwrap();
+        assert_eq!(
+            ok,
+            ScheduleSpec::Once(OnceSpec {
+                at: t("2029-12-31T23:00:00Z")
+            })
+        );
     }
 
     #[test]

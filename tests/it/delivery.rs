@@ -1,0 +1,447 @@
+//! From a due schedule to the receiver: the request it gets (CONTRACT §5), retries, failures,
+//! redelivery, and what run history records. The worker is driven by `run_once` at instants the
+//! test sets, so nothing here sleeps.
+
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use hmac::{Hmac, Mac};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use hookbeat_scheduler::Clock;
+
+use crate::helpers::{spawn_app, Backend, Receiver, Reply};
+use crate::on_both_databases;
+
+fn t(value: &Value) -> DateTime<Utc> {
+    value
+        .as_str()
+        .expect("an instant")
+        .parse()
+        .expect("RFC 3339")
+}
+
+/// Verifies a `webhook-signature` independently of hookbeat's signing code.
+fn signature_is_valid(secret: &str, id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body);
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    header.split(' ').any(|signature| signature == expected)
+}
+
+async fn a_schedule_fires_and_is_delivered_signed(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let schedule = app
+        .create_schedule(json!({
+            "name": "report",
+            "schedule": {"kind": "interval", "every_seconds": 10},
+            "target": {
+                "url": format!("{}/hooks/report", receiver.url),
+                "headers": {"x-team": "billing"},
+                "body": {"report": "daily"}
+            }
+        }))
+        .await;
+    let id = schedule["id"].as_str().unwrap();
+    let first = t(&schedule["next_run_at"]);
+    assert_eq!(
+        first,
+        app.clock.now() + Duration::seconds(10),
+        "the epoch-anchored grid"
+    );
+
+    // Nothing is due before the first fire.
+    let report = app.run_worker_at(first - Duration::milliseconds(1)).await;
+    assert_eq!((report.runs_created, report.attempts), (0, 0));
+    assert!(receiver.received().is_empty());
+
+    let report = app.run_worker_at(first).await;
+    assert_eq!((report.runs_created, report.attempts), (1, 1));
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    let request = &got[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.path, "/hooks/report");
+    assert_eq!(request.body, br#"{"report":"daily"}"#);
+    assert_eq!(request.header("content-type"), "application/json");
+    assert_eq!(request.header("x-team"), "billing");
+    assert_eq!(request.header("hookbeat-schedule-id"), id);
+    assert_eq!(t(&json!(request.header("hookbeat-scheduled-for"))), first);
+    assert_eq!(request.header("hookbeat-attempt"), "1");
+    assert_eq!(
+        request.header("user-agent"),
+        concat!("hookbeat/", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        request.header("webhook-timestamp"),
+        first.timestamp().to_string()
+    );
+    let webhook_id = request.header("webhook-id");
+    let secret = app.signing_secret().await;
+    assert!(signature_is_valid(
+        &secret,
+        webhook_id,
+        request.header("webhook-timestamp"),
+        &request.body,
+        request.header("webhook-signature"),
+    ));
+
+    // History: the run is the webhook id, succeeded at the first attempt.
+    let run = app.get(&format!("/v1/runs/{webhook_id}")).await;
+    assert_eq!(run.status, StatusCode::OK);
+    assert_eq!(run.body["status"], "succeeded");
+    assert_eq!(run.body["schedule_id"], id);
+    assert_eq!(t(&run.body["scheduled_for"]), first);
+    assert_eq!(run.body["attempt_count"], 1);
+    let attempts = run.body["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0]["status_code"], 200);
+    assert_eq!(attempts[0]["outcome"], "success");
+    assert_eq!(attempts[0]["response_excerpt"], "ok");
+
+    // The schedule moved on by exactly one period, without drift.
+    let schedule = app.get(&format!("/v1/schedules/{id}")).await.body;
+    assert_eq!(t(&schedule["next_run_at"]), first + Duration::seconds(10));
+    assert_eq!(t(&schedule["last_run_at"]), first);
+    assert_eq!(schedule["total_runs"], 1);
+
+    // A second pass at the same instant delivers nothing twice.
+    let report = app.run_worker().await;
+    assert_eq!((report.runs_created, report.attempts), (0, 0));
+    assert_eq!(receiver.received().len(), 1);
+}
+
+async fn failures_are_retried_with_backoff_until_success(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    receiver.script([Reply::status(500).body("boom"), Reply::status(503)]);
+    let schedule = app
+        .create_schedule(json!({
+            "name": "flaky",
+            "schedule": {"kind": "interval", "every_seconds": 3600},
+            "target": {"url": receiver.url},
+            "retry": {"max_attempts": 5, "initial_backoff_ms": 1000, "multiplier": 2.0, "max_backoff_ms": 60000}
+        }))
+        .await;
+    let fire = t(&schedule["next_run_at"]);
+    app.run_worker_at(fire).await;
+    let run_id = receiver.received()[0].header("webhook-id").to_owned();
+
+    let run = app.get(&format!("/v1/runs/{run_id}")).await.body;
+    assert_eq!(run["status"], "retrying");
+    assert_eq!(run["last_status_code"], 500);
+    let retry_at = t(&run["next_attempt_at"]);
+    let delay = retry_at - fire;
+    assert!(
+        delay >= Duration::milliseconds(500) && delay <= Duration::milliseconds(1000),
+        "first backoff {delay}"
+    );
+
+    // Not before the backoff is over.
+    assert_eq!(
+        app.run_worker_at(retry_at - Duration::milliseconds(1))
+            .await
+            .attempts,
+        0
+    );
+    assert_eq!(app.run_worker_at(retry_at).await.attempts, 1);
+    let run = app.get(&format!("/v1/runs/{run_id}")).await.body;
+    assert_eq!(run["status"], "retrying");
+    let second_retry = t(&run["next_attempt_at"]);
+    let delay = second_retry - retry_at;
+    assert!(
+        delay >= Duration::milliseconds(1000) && delay <= Duration::milliseconds(2000),
+        "second backoff {delay}"
+    );
+
+    assert_eq!(app.run_worker_at(second_retry).await.attempts, 1);
+    let got = receiver.received();
+    assert_eq!(got.len(), 3);
+    for (n, request) in got.iter().enumerate() {
+        assert_eq!(
+            request.header("webhook-id"),
+            run_id,
+            "the same webhook-id on every attempt"
+        );
+        assert_eq!(request.header("hookbeat-attempt"), (n + 1).to_string());
+    }
+    let run = app.get(&format!("/v1/runs/{run_id}")).await.body;
+    assert_eq!(run["status"], "succeeded");
+    let outcomes: Vec<_> = run["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["outcome"].clone(), a["status_code"].clone()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec![
+            (json!("retry"), json!(500)),
+            (json!("retry"), json!(503)),
+            (json!("success"), json!(200))
+        ]
+    );
+    assert_eq!(run["attempts"][0]["response_excerpt"], "boom");
+
+    // Counters moved by exactly what happened.
+    let metrics = app.get("/metrics").await.body;
+    let text = metrics.as_str().unwrap();
+    assert!(
+        text.contains("hookbeat_deliveries_total{outcome=\"retry\"} 2"),
+        "{text}"
+    );
+    assert!(text.contains("hookbeat_deliveries_total{outcome=\"success\"} 1"));
+    assert!(text.contains("hookbeat_fire_lag_seconds_count 1"));
+}
+
+async fn a_permanent_failure_fails_at_once_and_can_be_redelivered(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    receiver.script([Reply::status(400).body("no such job")]);
+    let schedule = app
+        .create_schedule(json!({
+            "name": "strict",
+            "schedule": {"kind": "once", "at": (app.clock.now() + Duration::minutes(5)).to_rfc3339()},
+            "target": {"url": receiver.url}
+        }))
+        .await;
+    app.run_worker_at(t(&schedule["next_run_at"])).await;
+    let run_id = receiver.received()[0].header("webhook-id").to_owned();
+    let run = app.get(&format!("/v1/runs/{run_id}")).await.body;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["attempt_count"], 1);
+    assert_eq!(run["last_error"], "receiver answered 400");
+
+    let failed = app.get("/v1/runs?status=failed").await.body;
+    assert_eq!(failed["items"].as_array().unwrap().len(), 1);
+    assert_eq!(failed["items"][0]["id"], run_id.as_str());
+
+    let redelivered = app
+        .call(Method::POST, &format!("/v1/runs/{run_id}/redeliver"), None)
+        .await;
+    assert_eq!(redelivered.status, StatusCode::ACCEPTED);
+    assert_eq!(redelivered.body["status"], "pending");
+    assert_eq!(app.run_worker().await.attempts, 1);
+    let run = app.get(&format!("/v1/runs/{run_id}")).await.body;
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["attempt_count"], 2);
+    let got = receiver.received();
+    assert_eq!(
+        got[1].header("webhook-id"),
+        run_id,
+        "a redelivery keeps the webhook-id"
+    );
+    assert_eq!(got[1].header("hookbeat-attempt"), "2");
+
+    // A succeeded run cannot be redelivered; the once schedule is finished.
+    let again = app
+        .call(Method::POST, &format!("/v1/runs/{run_id}/redeliver"), None)
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let schedule = app
+        .get(&format!(
+            "/v1/schedules/{}",
+            schedule["id"].as_str().unwrap()
+        ))
+        .await
+        .body;
+    assert_eq!(schedule["next_run_at"], Value::Null);
+}
+
+async fn retries_stop_at_max_attempts(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    receiver.script([Reply::status(502), Reply::status(502), Reply::status(502)]);
+    let schedule = app
+        .create_schedule(json!({
+            "name": "down",
+            "schedule": {"kind": "interval", "every_seconds": 86400},
+            "target": {"url": receiver.url},
+            "retry": {"max_attempts": 2, "initial_backoff_ms": 1000}
+        }))
+        .await;
+    app.run_worker_at(t(&schedule["next_run_at"])).await;
+    let run_id = receiver.received()[0].header("webhook-id").to_owned();
+    let retry_at = t(&app.get(&format!("/v1/runs/{run_id}")).await.body["next_attempt_at"]);
+    app.run_worker_at(retry_at).await;
+    let run = app.get(&format!("/v1/runs/{run_id}")).await.body;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["attempt_count"], 2);
+    assert_eq!(
+        app.run_worker_at(retry_at + Duration::hours(1))
+            .await
+            .attempts,
+        0
+    );
+    assert_eq!(receiver.received().len(), 2);
+}
+
+async fn a_connection_error_is_recorded_and_retried(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    // A port with nothing listening: bind one, then close it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let schedule = app
+        .create_schedule(json!({
+            "name": "nobody-home",
+            "schedule": {"kind": "interval", "every_seconds": 60},
+            "target": {"url": format!("http://{closed}/")}
+        }))
+        .await;
+    app.run_worker_at(t(&schedule["next_run_at"])).await;
+    let runs = app.get("/v1/runs").await.body;
+    let run = &runs["items"][0];
+    assert_eq!(run["status"], "retrying");
+    assert!(
+        run["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("connection failed"),
+        "{run}"
+    );
+    assert_eq!(run["last_status_code"], Value::Null);
+}
+
+async fn a_change_takes_effect_without_a_restart(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let old = Receiver::start();
+    let new = Receiver::start();
+    let schedule = app
+        .create_schedule(json!({
+            "name": "moving",
+            "schedule": {"kind": "interval", "every_seconds": 60},
+            "target": {"url": old.url}
+        }))
+        .await;
+    let id = schedule["id"].as_str().unwrap();
+    let patched = app
+        .call(
+            Method::PATCH,
+            &format!("/v1/schedules/{id}"),
+            Some(json!({"schedule": {"every_seconds": 15}, "target": {"url": new.url}})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    let next = t(&patched.body["next_run_at"]);
+    assert_eq!(next, app.clock.now() + Duration::seconds(15));
+    app.run_worker_at(next).await;
+    assert!(old.received().is_empty());
+    assert_eq!(new.received().len(), 1);
+}
+
+async fn paused_schedules_do_not_fire_and_trigger_fires_now(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let schedule = app
+        .create_schedule(json!({
+            "name": "pausable",
+            "schedule": {"kind": "interval", "every_seconds": 10},
+            "target": {"url": receiver.url}
+        }))
+        .await;
+    let id = schedule["id"].as_str().unwrap();
+    let paused = app
+        .call(Method::POST, &format!("/v1/schedules/{id}/pause"), None)
+        .await;
+    assert_eq!(paused.status, StatusCode::OK);
+    assert_eq!(paused.body["enabled"], false);
+    assert_eq!(paused.body["next_run_at"], Value::Null);
+    assert_eq!(
+        app.run_worker_at(app.clock.now() + Duration::minutes(5))
+            .await
+            .runs_created,
+        0
+    );
+
+    let triggered = app
+        .call(Method::POST, &format!("/v1/schedules/{id}/trigger"), None)
+        .await;
+    assert_eq!(triggered.status, StatusCode::ACCEPTED);
+    assert_eq!(triggered.body["trigger"], "manual");
+    assert_eq!(app.run_worker().await.attempts, 1);
+    assert_eq!(
+        receiver.received()[0].header("webhook-id"),
+        triggered.body["id"].as_str().unwrap()
+    );
+
+    let resumed = app
+        .call(Method::POST, &format!("/v1/schedules/{id}/resume"), None)
+        .await;
+    assert_eq!(resumed.body["enabled"], true);
+    // Resuming fires from now on; the fires that fell in the pause are not made up.
+    let next = t(&resumed.body["next_run_at"]);
+    assert!(next > app.clock.now() && next <= app.clock.now() + Duration::seconds(10));
+    assert_eq!(app.run_worker_at(next).await.runs_created, 1);
+    assert_eq!(receiver.received().len(), 2);
+}
+
+async fn missed_fires_follow_catchup_after_downtime(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let mut fires = Vec::new();
+    for catchup in ["skip", "latest", "all"] {
+        let s = app
+            .create_schedule(json!({
+                "name": format!("catchup-{catchup}"),
+                "schedule": {"kind": "interval", "every_seconds": 600},
+                "target": {"url": format!("{}/{catchup}", receiver.url)},
+                "catchup": catchup
+            }))
+            .await;
+        fires.push(t(&s["next_run_at"]));
+    }
+    // No worker for an hour: six fires missed, then one on time.
+    app.run_worker_at(fires[0] + Duration::minutes(60)).await;
+    let count = |path: &str| {
+        receiver
+            .received()
+            .iter()
+            .filter(|r| r.path == path)
+            .count()
+    };
+    assert_eq!(count("/skip"), 1, "skip: only the on-time fire");
+    assert_eq!(
+        count("/latest"),
+        2,
+        "latest: one run for all missed, plus the on-time fire"
+    );
+    assert_eq!(count("/all"), 7, "all: every fire");
+}
+
+on_both_databases!(
+    a_schedule_fires_and_is_delivered_signed,
+    failures_are_retried_with_backoff_until_success,
+    a_permanent_failure_fails_at_once_and_can_be_redelivered,
+    retries_stop_at_max_attempts,
+    a_connection_error_is_recorded_and_retried,
+    a_change_takes_effect_without_a_restart,
+    paused_schedules_do_not_fire_and_trigger_fires_now,
+    missed_fires_follow_catchup_after_downtime,
+);

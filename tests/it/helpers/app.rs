@@ -1,0 +1,169 @@
+//! `spawn_app`: the app on port 0 over a fresh database, driven by a manual clock.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use hookbeat::app::{build, Options};
+use hookbeat_api::auth::{mint_token, Secret, DEFAULT_SCOPES};
+use hookbeat_scheduler::{ManualClock, Worker, WorkerConfig};
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use super::db::{Backend, TestDb};
+
+pub const JWT_SECRET: &str = "test-secret-that-is-at-least-32-characters";
+
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    pub tenant: String,
+    pub token: String,
+    pub clock: ManualClock,
+    pub worker: Worker,
+    _db: TestDb,
+}
+
+/// Where the manual clock starts: a fixed, ordinary instant.
+pub fn start_time() -> DateTime<Utc> {
+    "2030-01-07T10:00:00Z".parse().unwrap()
+}
+
+/// The app over a fresh database; `None` when the backend is absent (PostgreSQL on a laptop).
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    let test_db = TestDb::new(backend).await?;
+    let db = hookbeat::database::connect(&test_db.url)
+        .await
+        .expect("connecting");
+    let clock = ManualClock::new(start_time());
+    let options = Options {
+        allow_private_targets: true,
+        jwt_secret: Some(Secret::new(JWT_SECRET.to_owned())),
+        jwt_public_key_pem: None,
+        worker: WorkerConfig {
+            allow_private_targets: true,
+            ..WorkerConfig::default()
+        },
+    };
+    let components = build(db.clone(), Arc::new(clock.clone()), options)
+        .await
+        .expect("building the app");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding");
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let server =
+        hookbeat_api::run(listener, components.state.clone(), Some(1)).expect("starting the API");
+    tokio::spawn(server);
+    let tenant = format!("tenant-{}", uuid::Uuid::now_v7().simple());
+    let token = token_for(&tenant, DEFAULT_SCOPES);
+    Some(TestApp {
+        address,
+        http: reqwest::Client::new(),
+        tenant,
+        token,
+        clock,
+        worker: components.worker,
+        _db: test_db,
+    })
+}
+
+pub fn token_for(tenant: &str, scope: &str) -> String {
+    mint_token(
+        &Secret::new(JWT_SECRET.to_owned()),
+        tenant,
+        scope,
+        chrono::Duration::hours(1),
+        Utc::now(),
+    )
+    .unwrap()
+}
+
+/// A JSON response.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_else(|| panic!("no {name} header"))
+    }
+}
+
+impl TestApp {
+    pub async fn call_as(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.address))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("calling the API");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
+        self.call_as(&self.token, method, path, body).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    /// Creates a schedule and returns it, failing the test unless it was created.
+    pub async fn create_schedule(&self, body: Value) -> Value {
+        let answer = self.post("/v1/schedules", body).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+        answer.body
+    }
+
+    /// One worker pass at the clock's current time.
+    pub async fn run_worker(&self) -> hookbeat_scheduler::dispatch::PassReport {
+        self.worker.run_once().await.expect("worker pass")
+    }
+
+    /// Moves the clock to `t` and runs one worker pass.
+    pub async fn run_worker_at(
+        &self,
+        t: DateTime<Utc>,
+    ) -> hookbeat_scheduler::dispatch::PassReport {
+        self.clock.set(t);
+        self.run_worker().await
+    }
+
+    /// The tenant's current signing secret.
+    pub async fn signing_secret(&self) -> String {
+        let answer = self.get("/v1/signing-secrets").await;
+        assert_eq!(answer.status, StatusCode::OK);
+        answer.body["secrets"][0]["secret"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}

@@ -1,0 +1,226 @@
+//! Schedules over REST: create, read, list with cursors, merge-patch with ETags, delete.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, Backend};
+use crate::on_both_databases;
+
+fn interval(name: &str, every: i64) -> Value {
+    json!({
+        "name": name,
+        "schedule": {"kind": "interval", "every_seconds": every},
+        "target": {"url": "https://example.com/hook"}
+    })
+}
+
+async fn create_read_patch_delete(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let created = app.post("/v1/schedules", interval("nightly", 86400)).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.header("location"), format!("/v1/schedules/{id}"));
+    assert_eq!(created.header("etag"), "\"1\"");
+    // Defaults are filled in and shown.
+    let body = &created.body;
+    assert_eq!(body["target"]["method"], "POST");
+    assert_eq!(body["target"]["timeout_ms"], 15000);
+    assert_eq!(body["retry"]["max_attempts"], 5);
+    assert_eq!(
+        (body["catchup"].as_str(), body["overlap"].as_str()),
+        (Some("latest"), Some("allow"))
+    );
+    assert_eq!(
+        (body["enabled"].as_bool(), body["version"].as_i64()),
+        (Some(true), Some(1))
+    );
+    assert_eq!(body["total_runs"], 0);
+
+    let read = app.get(&format!("/v1/schedules/{id}")).await;
+    assert_eq!(read.status, StatusCode::OK);
+    assert_eq!(read.body, created.body);
+
+    let duplicate = app.post("/v1/schedules", interval("nightly", 60)).await;
+    assert_eq!(duplicate.status, StatusCode::CONFLICT);
+    assert_eq!(duplicate.header("content-type"), "application/problem+json");
+
+    // Merge patch: change one member, remove an optional one, keep the rest.
+    let patched = app
+        .call(
+            Method::PATCH,
+            &format!("/v1/schedules/{id}"),
+            Some(json!({"description": "every night", "metadata": {"team": "ops"}})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(patched.body["description"], "every night");
+    assert_eq!(patched.body["metadata"], json!({"team": "ops"}));
+    assert_eq!(patched.body["version"], 2);
+    assert_eq!(patched.header("etag"), "\"2\"");
+    assert_eq!(
+        patched.body["next_run_at"], created.body["next_run_at"],
+        "timing unchanged"
+    );
+    let removed = app
+        .call(
+            Method::PATCH,
+            &format!("/v1/schedules/{id}"),
+            Some(json!({"description": null})),
+        )
+        .await;
+    assert_eq!(removed.body.get("description"), None);
+
+    // A stale If-Match is refused; a current one is honoured.
+    let stale = app
+        .http
+        .patch(format!("{}/v1/schedules/{id}", app.address))
+        .bearer_auth(&app.token)
+        .header("if-match", "\"1\"")
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
+    let current = app
+        .http
+        .patch(format!("{}/v1/schedules/{id}", app.address))
+        .bearer_auth(&app.token)
+        .header("if-match", "\"3\"")
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"enabled": false}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(current.status(), StatusCode::OK);
+
+    // Read-only members are refused, not ignored.
+    let read_only = app
+        .call(
+            Method::PATCH,
+            &format!("/v1/schedules/{id}"),
+            Some(json!({"total_runs": 7})),
+        )
+        .await;
+    assert_eq!(read_only.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(read_only.body["errors"][0]["field"], "total_runs");
+
+    let stale_delete = app
+        .http
+        .delete(format!("{}/v1/schedules/{id}", app.address))
+        .bearer_auth(&app.token)
+        .header("if-match", "\"1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale_delete.status(), StatusCode::PRECONDITION_FAILED);
+    let deleted = app
+        .call(Method::DELETE, &format!("/v1/schedules/{id}"), None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get(&format!("/v1/schedules/{id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.call(Method::DELETE, &format!("/v1/schedules/{id}"), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+async fn listing_is_cursor_paginated_and_filtered(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let name = if n % 2 == 0 {
+            format!("even-{n}")
+        } else {
+            format!("odd_{n}")
+        };
+        ids.push(
+            app.create_schedule(interval(&name, 60)).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/schedules?limit=2&cursor={c}"),
+            None => "/v1/schedules?limit=2".to_owned(),
+        };
+        let page = app.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK);
+        pages += 1;
+        for item in page.body["items"].as_array().unwrap() {
+            seen.push(item["id"].as_str().unwrap().to_owned());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, ids, "every schedule once, in creation order");
+
+    let evens = app.get("/v1/schedules?name_prefix=even-").await.body;
+    assert_eq!(evens["items"].as_array().unwrap().len(), 3);
+    // `_` is matched literally, not as a LIKE wildcard.
+    let literal = app.get("/v1/schedules?name_prefix=odd_").await.body;
+    assert_eq!(literal["items"].as_array().unwrap().len(), 2);
+    let wildcard = app.get("/v1/schedules?name_prefix=od%25").await.body;
+    assert_eq!(wildcard["items"].as_array().unwrap().len(), 0);
+
+    app.call(
+        Method::POST,
+        &format!("/v1/schedules/{}/pause", ids[0]),
+        None,
+    )
+    .await;
+    let paused = app.get("/v1/schedules?enabled=false").await.body;
+    assert_eq!(paused["items"].as_array().unwrap().len(), 1);
+    assert_eq!(paused["items"][0]["id"], ids[0].as_str());
+}
+
+async fn preview_lists_the_next_fires(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let answer = app
+        .post(
+            "/v1/schedules/preview",
+            json!({
+                "schedule": {"kind": "interval", "every_seconds": 90, "anchor": "2030-01-01T00:00:30Z"},
+                "after": "2030-01-01T00:00:00Z",
+                "count": 3
+            }),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        answer.body,
+        json!({"fire_times": ["2030-01-01T00:00:30Z", "2030-01-01T00:02:00Z", "2030-01-01T00:03:30Z"]})
+    );
+    let too_many = app
+        .post(
+            "/v1/schedules/preview",
+            json!({"schedule": {"kind": "interval", "every_seconds": 1}, "count": 1001}),
+        )
+        .await;
+    assert_eq!(too_many.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(too_many.body["errors"][0]["field"], "count");
+}
+
+on_both_databases!(
+    create_read_patch_delete,
+    listing_is_cursor_paginated_and_filtered,
+    preview_lists_the_next_fires,
+);
