@@ -100,6 +100,20 @@ struct Inner {
     slots: Arc<Semaphore>,
 }
 
+/// What a loop pass found, deciding how long the loop waits.
+enum Pass {
+    /// A batch was full: there may be more due right away.
+    More,
+    /// No delivery slot is free.
+    Saturated,
+    /// Everything due was handled.
+    Idle,
+}
+
+/// The shortest wait of an idle loop, so rows another worker holds for an instant do not make
+/// it spin.
+const MIN_WAIT: Duration = Duration::milliseconds(10);
+
 /// What one deterministic pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PassReport {
@@ -173,15 +187,24 @@ impl Worker {
                 }
                 gauges_due = now + GAUGE_INTERVAL;
             }
-            let pass = self.pass(now, &mut in_flight).await;
-            let wait = match pass {
-                Ok(busy) => {
+            let wait = match self.pass(now, &mut in_flight).await {
+                Ok(Pass::More) => {
                     failures = 0;
-                    if busy {
-                        continue;
-                    }
+                    continue;
+                }
+                // Every slot is busy: a finishing delivery wakes the loop.
+                Ok(Pass::Saturated) => {
+                    failures = 0;
+                    inner.config.max_idle
+                }
+                Ok(Pass::Idle) => {
+                    failures = 0;
                     match self.next_due().await {
-                        Ok(Some(due)) => (due - inner.clock.now()).min(inner.config.max_idle),
+                        // Something due that could not be claimed is locked by another worker
+                        // for an instant; look again shortly rather than spin.
+                        Ok(Some(due)) => {
+                            (due - inner.clock.now()).clamp(MIN_WAIT, inner.config.max_idle)
+                        }
                         Ok(None) => inner.config.max_idle,
                         Err(error) => {
                             tracing::warn!(error = %format!("{error:#}"), "reading the next due time failed");
@@ -224,8 +247,8 @@ impl Worker {
     }
 
     /// Materialises, then claims as many runs as there are free slots and spawns their
-    /// deliveries. Returns whether there may be more to do right away.
-    async fn pass(&self, now: DateTime<Utc>, in_flight: &mut JoinSet<()>) -> anyhow::Result<bool> {
+    /// deliveries.
+    async fn pass(&self, now: DateTime<Utc>, in_flight: &mut JoinSet<()>) -> anyhow::Result<Pass> {
         let inner = &self.inner;
         let report =
             materialise::materialise_due(&inner.db, now, inner.config.materialise_batch).await?;
@@ -236,7 +259,11 @@ impl Worker {
             .available_permits()
             .min(inner.config.claim_batch);
         if free == 0 {
-            return Ok(more_schedules);
+            return Ok(if more_schedules {
+                Pass::More
+            } else {
+                Pass::Saturated
+            });
         }
         let claimed = self.claim(now, free).await?;
         let more_runs = claimed.len() == free;
@@ -254,7 +281,11 @@ impl Worker {
                 inner.wakeup.wake();
             });
         }
-        Ok(more_schedules || more_runs)
+        Ok(if more_schedules || more_runs {
+            Pass::More
+        } else {
+            Pass::Idle
+        })
     }
 
     async fn materialise_all(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {

@@ -12,24 +12,31 @@ fn hookbeat(args: &[&str]) -> std::process::Output {
         .expect("running hookbeat")
 }
 
-#[test]
-fn preview_prints_the_next_fires() {
-    let out = hookbeat(&[
-        "preview",
-        "--after",
-        "2030-01-01T00:00:00Z",
-        "--count",
-        "3",
-        r#"{"kind":"interval","every_seconds":60}"#,
-    ]);
+/// Runs `hookbeat preview` with `args`, expecting success, and returns its stdout.
+fn preview_ok(args: &[&str]) -> String {
+    let out = hookbeat(&[&["preview"], args].concat());
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn preview_prints_the_next_fires() {
     assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
+        preview_ok(&["--after", "2030-01-01T00:00:00Z", "--count", "3", r#"{"kind":"interval","every_seconds":60}"#]),
         "{\"fire_times\":[\"2030-01-01T00:01:00Z\",\"2030-01-01T00:02:00Z\",\"2030-01-01T00:03:00Z\"]}\n"
+    );
+}
+
+#[test]
+fn preview_handles_crontab_in_a_time_zone() {
+    let spec = r#"{"kind":"crontab","expression":"30 2 * * *","timezone":"Europe/Berlin"}"#;
+    assert_eq!(
+        preview_ok(&["--after", "2030-03-30T12:00:00Z", "--count", "2", spec]),
+        "{\"fire_times\":[\"2030-03-31T01:00:00Z\",\"2030-04-01T00:30:00Z\"]}\n"
     );
 }
 
@@ -42,6 +49,10 @@ fn preview_refuses_an_invalid_spec_on_stderr() {
         ),
         (r#"{"kind":"weekly"}"#, "schedule.kind: unknown kind"),
         ("{not json", "not valid JSON"),
+        (
+            r#"{"kind":"crontab","expression":"60 * * * *"}"#,
+            "schedule.expression: minute 60 is out of range 0-59",
+        ),
     ] {
         let out = hookbeat(&["preview", spec]);
         assert!(!out.status.success(), "{spec} should fail");

@@ -10,3 +10,4 @@ mod end_to_end;
 mod errors;
 mod isolation;
 mod schedules;
+mod time_engine;

@@ -1,7 +1,10 @@
 //! Schedule math: when does a schedule fire? Pure functions of a spec and an instant, shared by
 //! validation, `preview` and the worker, so all three always agree.
 
+pub mod crontab;
 mod interval;
+pub mod solar;
+pub mod timezone;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -9,14 +12,59 @@ use utoipa::ToSchema;
 
 use crate::validation::{FieldError, FieldErrors};
 
+pub use crontab::{CronSchedule, DayMatch, DstGap, DstOverlap};
 pub use interval::Interval;
+pub use solar::{SolarEvent, SolarSchedule};
 
 /// The `schedule` member of a schedule: *when* it fires, tagged by `kind`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ScheduleSpec {
+    Crontab(CrontabSpec),
     Interval(IntervalSpec),
+    Solar(SolarSpec),
     Once(OnceSpec),
+}
+
+/// `crontab`: a POSIX 5-field cron expression evaluated on the wall clock of `timezone`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CrontabSpec {
+    /// minute hour day-of-month month day-of-week, or a macro (`@daily`, `@hourly`, …).
+    #[schema(example = "30 2 * * MON-FRI")]
+    pub expression: String,
+    /// An IANA time zone name.
+    #[serde(default = "utc")]
+    #[schema(default = "UTC", example = "Europe/Berlin")]
+    pub timezone: String,
+    /// `or` (Vixie cron, the default) or `and` (Celery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day_match: Option<DayMatch>,
+    /// A matching local time in a spring-forward gap: `shift` (fire once after the gap) or
+    /// `skip`. Left out: `shift` for fixed-time jobs, `skip` for others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_gap: Option<DstGap>,
+    /// A matching local time in a fall-back overlap: `first` or `both`. Left out: `first` for
+    /// fixed-time jobs, `both` for others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_overlap: Option<DstOverlap>,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+/// `solar`: an event of the sun at a place, as Celery's `solar` schedule defines it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SolarSpec {
+    pub event: SolarEvent,
+    /// Degrees north, -90 to 90.
+    #[schema(example = 52.52)]
+    pub latitude: f64,
+    /// Degrees east, -180 to 180.
+    #[schema(example = 13.405)]
+    pub longitude: f64,
 }
 
 /// `interval`: fires at every `anchor + k × every_seconds`.
@@ -39,7 +87,7 @@ pub struct OnceSpec {
     pub at: DateTime<Utc>,
 }
 
-const KINDS: &str = "interval, once";
+const KINDS: &str = "crontab, interval, solar, once";
 
 impl ScheduleSpec {
     /// Reads a spec from JSON, naming the offending member on failure
@@ -91,7 +139,9 @@ impl ScheduleSpec {
             })
         }
         match kind {
+            "crontab" => typed(rest, prefix).map(ScheduleSpec::Crontab),
             "interval" => typed(rest, prefix).map(ScheduleSpec::Interval),
+            "solar" => typed(rest, prefix).map(ScheduleSpec::Solar),
             "once" => typed(rest, prefix).map(ScheduleSpec::Once),
             other => Err(one(
                 format!("{prefix}.kind"),
@@ -104,7 +154,9 @@ impl ScheduleSpec {
 /// A validated spec, ready to answer "when next?".
 #[derive(Debug, Clone)]
 pub enum CompiledSpec {
+    Crontab(Box<CronSchedule>),
     Interval(Interval),
+    Solar(SolarSchedule),
     Once(DateTime<Utc>),
 }
 
@@ -113,6 +165,34 @@ impl ScheduleSpec {
     pub fn compile(&self, prefix: &str) -> Result<CompiledSpec, Vec<FieldError>> {
         let mut errors = FieldErrors::new();
         match self {
+            ScheduleSpec::Crontab(spec) => match CronSchedule::new(
+                &spec.expression,
+                &spec.timezone,
+                spec.day_match,
+                spec.dst_gap,
+                spec.dst_overlap,
+            ) {
+                Ok(schedule) => return Ok(CompiledSpec::Crontab(Box::new(schedule))),
+                Err(error) => {
+                    let member = match error.field {
+                        crontab::CronField::Expression => "expression",
+                        crontab::CronField::Timezone => "timezone",
+                    };
+                    errors.add(format!("{prefix}.{member}"), error.message)
+                }
+            },
+            ScheduleSpec::Solar(spec) => {
+                match SolarSchedule::new(spec.event, spec.latitude, spec.longitude) {
+                    Ok(schedule) => return Ok(CompiledSpec::Solar(schedule)),
+                    Err(error) => {
+                        let member = match error.field {
+                            solar::SolarField::Latitude => "latitude",
+                            solar::SolarField::Longitude => "longitude",
+                        };
+                        errors.add(format!("{prefix}.{member}"), error.message)
+                    }
+                }
+            }
             ScheduleSpec::Interval(spec) => match Interval::new(spec.every_seconds, spec.anchor) {
                 Ok(interval) => return Ok(CompiledSpec::Interval(interval)),
                 Err(message) => errors.add(format!("{prefix}.every_seconds"), message),
@@ -127,7 +207,9 @@ impl CompiledSpec {
     /// The first fire strictly after `after`, or `None` when the spec never fires again.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         match self {
+            CompiledSpec::Crontab(cron) => cron.next_after(after),
             CompiledSpec::Interval(interval) => interval.next_after(after),
+            CompiledSpec::Solar(solar) => solar.next_after(after),
             CompiledSpec::Once(at) => (*at > after).then_some(*at),
         }
     }
@@ -297,7 +379,7 @@ mod tests {
             (e.field.as_str(), e.message.as_str()),
             (
                 "schedule.kind",
-                "unknown kind \"weekly\"; expected one of interval, once"
+                "unknown kind \"weekly\"; expected one of crontab, interval, solar, once"
             )
         );
         let e = err(serde_json::json!({"every_seconds": 1}));

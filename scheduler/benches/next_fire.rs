@@ -1,0 +1,71 @@
+//! `next_after` throughput for typical crontabs in DST zones and for solar events.
+//!
+//! Each iteration asks for the next fire after an instant that walks through 2026 in steps
+//! that are not a multiple of any schedule's period, so the search starts from ever different
+//! places (including both DST changes) instead of answering one cached question.
+
+use std::hint::black_box;
+
+use chrono::{DateTime, TimeZone, Utc};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use hookbeat_scheduler::schedule::crontab::CronSchedule;
+use hookbeat_scheduler::schedule::solar::{SolarEvent, SolarSchedule};
+
+/// Instants spread over 2026, 7919 s (a prime, ~2.2 h) apart.
+fn instants() -> Vec<DateTime<Utc>> {
+    let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    (0..4096)
+        .map(|i| start + chrono::Duration::seconds(i * 7919))
+        .collect()
+}
+
+fn crontab(c: &mut Criterion) {
+    let afters = instants();
+    let mut group = c.benchmark_group("crontab_next_after");
+    group.throughput(Throughput::Elements(1));
+    for (expression, zone) in [
+        ("*/5 * * * *", "Europe/Berlin"),
+        ("0 9 * * MON-FRI", "Europe/Berlin"),
+        ("30 2 * * *", "Europe/Berlin"),
+        ("*/5 * * * *", "America/New_York"),
+        ("0 9 * * MON-FRI", "America/New_York"),
+        ("30 2 * * *", "America/New_York"),
+        ("0 0 29 2 *", "UTC"),
+    ] {
+        let schedule = CronSchedule::new(expression, zone, None, None, None).unwrap();
+        let mut i = 0;
+        group.bench_function(format!("{expression} {zone}"), |b| {
+            b.iter(|| {
+                i = (i + 1) % afters.len();
+                black_box(schedule.next_after(black_box(afters[i])))
+            })
+        });
+    }
+    group.finish();
+}
+
+fn solar(c: &mut Criterion) {
+    let afters = instants();
+    let mut group = c.benchmark_group("solar_next_after");
+    group.throughput(Throughput::Elements(1));
+    for (event, lat, lon, place) in [
+        (SolarEvent::Sunrise, 52.52, 13.405, "Berlin"),
+        (SolarEvent::Sunset, 40.7128, -74.006, "New York"),
+        (SolarEvent::DuskCivil, -33.87, 151.21, "Sydney"),
+        (SolarEvent::SolarNoon, 52.52, 13.405, "Berlin"),
+        (SolarEvent::Sunrise, 78.22, 15.65, "Longyearbyen"),
+    ] {
+        let schedule = SolarSchedule::new(event, lat, lon).unwrap();
+        let mut i = 0;
+        group.bench_function(format!("{event:?} {place}"), |b| {
+            b.iter(|| {
+                i = (i + 1) % afters.len();
+                black_box(schedule.next_after(black_box(afters[i])))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, crontab, solar);
+criterion_main!(benches);
