@@ -118,4 +118,19 @@ impl Settings {
     pub fn is_sqlite(&self) -> bool {
         self.database_url.starts_with("sqlite:")
     }
+
+    /// Cross-field rules, checked before anything connects.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !self.is_sqlite() && !self.database_url.starts_with("postgres") {
+            anyhow::bail!("--database-url must start with sqlite:// or postgres://");
+        }
+        if let Some(secret) = &self.jwt_secret {
+            if secret.len() < 32 {
+                anyhow::bail!("--jwt-secret (HOOKBEAT_JWT_SECRET) must be at least 32 characters");
+            }
+        } else if !self.is_sqlite() && self.jwt_public_key.is_none() {
+            anyhow::bail!("--jwt-secret (HOOKBEAT_JWT_SECRET) is required with PostgreSQL");
+        }
+        Ok(())
+    }
 }

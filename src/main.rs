@@ -10,7 +10,15 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.settings.log_format);
     let settings = &cli.settings;
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    let needs_database = !matches!(command, Command::Preview { .. });
+    if needs_database {
+        if let Err(error) = settings.validate() {
+            eprintln!("error: {error:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
+    let result = match command {
         Command::Serve => {
             app::run(
                 settings,
