@@ -119,8 +119,9 @@ impl Settings {
         self.database_url.starts_with("sqlite:")
     }
 
-    /// Cross-field rules, checked before anything connects.
-    pub fn validate(&self) -> anyhow::Result<()> {
+    /// Cross-field rules, checked before anything connects. `tokens`: the command verifies or
+    /// issues API tokens (serve, api, token), so it needs a way to.
+    pub fn validate(&self, tokens: bool) -> anyhow::Result<()> {
         if !self.is_sqlite() && !self.database_url.starts_with("postgres") {
             anyhow::bail!("--database-url must start with sqlite:// or postgres://");
         }
@@ -128,7 +129,7 @@ impl Settings {
             if secret.len() < 32 {
                 anyhow::bail!("--jwt-secret (HOOKBEAT_JWT_SECRET) must be at least 32 characters");
             }
-        } else if !self.is_sqlite() && self.jwt_public_key.is_none() {
+        } else if tokens && !self.is_sqlite() && self.jwt_public_key.is_none() {
             anyhow::bail!("--jwt-secret (HOOKBEAT_JWT_SECRET) is required with PostgreSQL");
         }
         Ok(())

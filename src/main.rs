@@ -12,8 +12,12 @@ async fn main() -> std::process::ExitCode {
     let settings = &cli.settings;
     let command = cli.command.unwrap_or(Command::Serve);
     let needs_database = !matches!(command, Command::Preview { .. });
+    let needs_tokens = matches!(
+        command,
+        Command::Serve | Command::Api | Command::Token { .. }
+    );
     if needs_database {
-        if let Err(error) = settings.validate() {
+        if let Err(error) = settings.validate(needs_tokens) {
             eprintln!("error: {error:#}");
             return std::process::ExitCode::FAILURE;
         }

@@ -27,10 +27,11 @@ use crate::claim::{self, AttemptRecord, RunUpdate};
 use crate::clock::Clock;
 use crate::definition::{RetryPolicy, Target};
 use crate::deliver::{AttemptResult, Deliverer, Delivery};
-use crate::materialise;
+use crate::materialise::{self, Shards, SHARD_COUNT};
 use crate::metrics::WorkerMetrics;
 use crate::notify::Wakeup;
 use crate::retry::{self, Verdict};
+use crate::shards::{Coordinator, ShardConfig};
 use crate::signing::SigningKey;
 use crate::sql;
 use crate::stored;
@@ -53,6 +54,8 @@ pub struct WorkerConfig {
     /// How long in-flight deliveries may finish after shutdown begins.
     pub shutdown_grace: std::time::Duration,
     pub allow_private_targets: bool,
+    /// Shard heartbeats and leases (PostgreSQL).
+    pub shards: ShardConfig,
 }
 
 impl Default for WorkerConfig {
@@ -66,6 +69,7 @@ impl Default for WorkerConfig {
             max_idle: Duration::seconds(1),
             shutdown_grace: std::time::Duration::from_secs(30),
             allow_private_targets: false,
+            shards: ShardConfig::default(),
         }
     }
 }
@@ -79,6 +83,19 @@ pub fn default_worker_id() -> String {
         rand::random::<u32>()
     )
 }
+
+/// The earliest schedule fire, a `MIN` over `schedules_due_idx`.
+const NEXT_SCHEDULE: &str =
+    "SELECT MIN(next_run_at) AS due FROM schedules WHERE enabled AND next_run_at IS NOT NULL";
+/// The same within owned shards: one probe of `schedules_shard_due_idx` per shard (PostgreSQL).
+const NEXT_SCHEDULE_IN_SHARDS: &str =
+    "SELECT MIN(d.due) AS due FROM unnest(ARRAY[{shards}]) AS s(shard) \
+     CROSS JOIN LATERAL (SELECT next_run_at AS due FROM schedules \
+         WHERE shard = s.shard AND enabled AND next_run_at IS NOT NULL \
+         ORDER BY next_run_at LIMIT 1) d";
+/// The earliest run due (including lease expiries), a `MIN` over `runs_claim_idx`.
+const NEXT_RUN: &str =
+    "SELECT MIN(due_at) AS due FROM runs WHERE status IN ('pending', 'retrying', 'delivering')";
 
 /// Slack a lease keeps beyond an attempt's timeout, for recording the result.
 const LEASE_SLACK: Duration = Duration::seconds(30);
@@ -98,6 +115,9 @@ struct Inner {
     metrics: WorkerMetrics,
     wakeup: Wakeup,
     slots: Arc<Semaphore>,
+    /// Shares the shards with other workers; `None` on SQLite, where one process owns them all.
+    coordinator: Option<Coordinator>,
+    owned: std::sync::RwLock<Vec<i32>>,
 }
 
 /// What a loop pass found, deciding how long the loop waits.
@@ -138,6 +158,17 @@ impl Worker {
     ) -> anyhow::Result<Self> {
         let deliverer = Deliverer::new(config.allow_private_targets)?;
         let slots = Arc::new(Semaphore::new(config.concurrency));
+        let coordinator = (db.get_database_backend() == sea_orm::DbBackend::Postgres).then(|| {
+            Coordinator::new(
+                db.clone(),
+                config.worker_id.clone(),
+                config.shards.clone(),
+                clock.now(),
+            )
+        });
+        if coordinator.is_none() {
+            metrics.shards_owned.set(SHARD_COUNT as i64);
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
@@ -147,6 +178,8 @@ impl Worker {
                 metrics,
                 wakeup,
                 slots,
+                coordinator,
+                owned: std::sync::RwLock::new(Vec::new()),
             }),
         })
     }
@@ -155,6 +188,7 @@ impl Worker {
     /// claim and deliver every due run, waiting for the deliveries. Tests and tools drive the
     /// worker with this instead of the loop.
     pub async fn run_once(&self) -> anyhow::Result<PassReport> {
+        self.heartbeat().await?;
         let now = self.inner.clock.now();
         let mut report = PassReport {
             runs_created: self.materialise_all(now).await?,
@@ -171,8 +205,86 @@ impl Worker {
         }
     }
 
+    /// Renews this worker's registration and shards (PostgreSQL); returns the shards it owns.
+    pub async fn heartbeat(&self) -> anyhow::Result<Vec<i32>> {
+        let Some(coordinator) = &self.inner.coordinator else {
+            return Ok((0..SHARD_COUNT as i32).collect());
+        };
+        let owned = coordinator.heartbeat(self.inner.clock.now()).await?;
+        self.inner.metrics.shards_owned.set(owned.len() as i64);
+        let mut current = self.inner.owned.write().expect("shard list lock poisoned");
+        if *current != owned {
+            tracing::info!(shards = owned.len(), "shards rebalanced");
+            *current = owned.clone();
+            // New shards may hold due schedules.
+            self.inner.wakeup.wake();
+        }
+        Ok(owned)
+    }
+
+    /// Leaves the shard group at once (graceful shutdown); see [`Coordinator::leave`].
+    pub async fn leave(&self) -> anyhow::Result<()> {
+        if let Some(coordinator) = &self.inner.coordinator {
+            coordinator.leave(self.inner.clock.now()).await?;
+            self.inner
+                .owned
+                .write()
+                .expect("shard list lock poisoned")
+                .clear();
+            self.inner.metrics.shards_owned.set(0);
+        }
+        Ok(())
+    }
+
+    async fn heartbeat_loop(self, cancel: CancellationToken) {
+        let Some(coordinator) = &self.inner.coordinator else {
+            return;
+        };
+        let every = coordinator
+            .config()
+            .heartbeat
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(2));
+        while !cancel.is_cancelled() {
+            if let Err(error) = self.heartbeat().await {
+                tracing::warn!(error = %format!("{error:#}"), "shard heartbeat failed");
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    /// Materialises with this worker's shards.
+    async fn materialise(&self, now: DateTime<Utc>) -> anyhow::Result<materialise::Report> {
+        let inner = &self.inner;
+        if inner.coordinator.is_none() {
+            return materialise::materialise_due(
+                &inner.db,
+                now,
+                inner.config.materialise_batch,
+                Shards::All,
+            )
+            .await;
+        }
+        let owned = inner
+            .owned
+            .read()
+            .expect("shard list lock poisoned")
+            .clone();
+        materialise::materialise_due(
+            &inner.db,
+            now,
+            inner.config.materialise_batch,
+            Shards::Owned(&owned),
+        )
+        .await
+    }
+
     /// The worker loop, until `cancel` fires.
     pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let beats = tokio::spawn(self.clone().heartbeat_loop(cancel.clone()));
         let inner = &self.inner;
         let mut in_flight = JoinSet::new();
         let mut failures = 0u32;
@@ -242,6 +354,10 @@ impl Worker {
             );
             in_flight.shutdown().await;
         }
+        beats.await.ok();
+        if let Err(error) = self.leave().await {
+            tracing::warn!(error = %format!("{error:#}"), "leaving the shard group failed; the shards move when their leases expire");
+        }
         tracing::info!("worker stopped");
         Ok(())
     }
@@ -250,8 +366,7 @@ impl Worker {
     /// deliveries.
     async fn pass(&self, now: DateTime<Utc>, in_flight: &mut JoinSet<()>) -> anyhow::Result<Pass> {
         let inner = &self.inner;
-        let report =
-            materialise::materialise_due(&inner.db, now, inner.config.materialise_batch).await?;
+        let report = self.materialise(now).await?;
         let more_schedules = report.schedules as u64 == inner.config.materialise_batch;
 
         let free = inner
@@ -292,9 +407,7 @@ impl Worker {
         let inner = &self.inner;
         let mut created = 0;
         loop {
-            let report =
-                materialise::materialise_due(&inner.db, now, inner.config.materialise_batch)
-                    .await?;
+            let report = self.materialise(now).await?;
             created += report.runs_created;
             if (report.schedules as u64) < inner.config.materialise_batch {
                 return Ok(created);
@@ -358,8 +471,7 @@ impl Worker {
             .collect())
     }
 
-    /// The earliest instant at which a schedule or a run becomes due. Both are `MIN`s over
-    /// partial indexes (`schedules_due_idx`, `runs_claim_idx`).
+    /// The earliest instant at which one of this worker's schedules or any run becomes due.
     async fn next_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
         #[derive(FromQueryResult)]
         struct Due {
@@ -367,11 +479,28 @@ impl Worker {
         }
         let db = &self.inner.db;
         let backend = db.get_database_backend();
+        let schedules = match &self.inner.coordinator {
+            None => NEXT_SCHEDULE.to_owned(),
+            Some(_) => {
+                let owned = self
+                    .inner
+                    .owned
+                    .read()
+                    .expect("shard list lock poisoned")
+                    .clone();
+                if owned.is_empty() {
+                    String::new()
+                } else {
+                    let list: Vec<String> = owned.iter().map(i32::to_string).collect();
+                    NEXT_SCHEDULE_IN_SHARDS.replace("{shards}", &list.join(", "))
+                }
+            }
+        };
         let mut earliest = None;
-        for query in [
-            "SELECT MIN(next_run_at) AS due FROM schedules WHERE enabled AND next_run_at IS NOT NULL",
-            "SELECT MIN(due_at) AS due FROM runs WHERE status IN ('pending', 'retrying', 'delivering')",
-        ] {
+        for query in [schedules.as_str(), NEXT_RUN] {
+            if query.is_empty() {
+                continue;
+            }
             let row = Due::find_by_statement(sql::statement(backend, query, vec![]))
                 .one(db)
                 .await

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod notify;
 pub mod retry;
 pub mod schedule;
+pub mod shards;
 pub mod signing;
 pub mod sql;
 pub mod ssrf;

@@ -121,10 +121,33 @@ pub struct Report {
     pub runs_created: usize,
 }
 
-/// Due schedules, oldest first, locked against other workers. Served by `schedules_due_idx`.
+/// Due schedules, oldest first, locked against other workers. Served by `schedules_due_idx`, or
+/// by `schedules_shard_due_idx` when restricted to a worker's shards (`{shards}`).
 const SELECT_DUE: &str = "SELECT * FROM schedules \
-     WHERE enabled AND next_run_at <= $1 \
+     WHERE enabled AND next_run_at <= $1{shards} \
      ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+
+/// Which shards a pass may materialise.
+#[derive(Debug, Clone, Copy)]
+pub enum Shards<'a> {
+    /// Every shard: the one process of an embedded (SQLite) install.
+    All,
+    /// These shards only (their ids are integers this worker owns, written into the SQL).
+    Owned(&'a [i32]),
+}
+
+impl Shards<'_> {
+    /// The SQL condition restricting a query to these shards (empty for all shards).
+    pub fn condition(self) -> String {
+        match self {
+            Shards::All => String::new(),
+            Shards::Owned(shards) => {
+                let list: Vec<String> = shards.iter().map(i32::to_string).collect();
+                format!(" AND shard IN ({})", list.join(", "))
+            }
+        }
+    }
+}
 
 /// Which of these schedules still have an unfinished run. Served by `runs_active_schedule_idx`.
 const SELECT_UNFINISHED: &str = "SELECT DISTINCT schedule_id FROM runs \
@@ -153,8 +176,13 @@ pub async fn materialise_due(
     db: &DatabaseConnection,
     now: DateTime<Utc>,
     batch: u64,
+    shards: Shards<'_>,
 ) -> anyhow::Result<Report> {
+    if matches!(shards, Shards::Owned([])) {
+        return Ok(Report::default());
+    }
     let backend = db.get_database_backend();
+    let select_due = SELECT_DUE.replace("{shards}", &shards.condition());
     let txn = sql::begin_write(db)
         .await
         .context("beginning materialise")?;
@@ -162,7 +190,7 @@ pub async fn materialise_due(
     let due = schedule::Entity::find()
         .from_raw_sql(sql::statement(
             backend,
-            SELECT_DUE,
+            &select_due,
             vec![now.into(), (batch as i64).into()],
         ))
         .all(&txn)

@@ -10,4 +10,5 @@ mod end_to_end;
 mod errors;
 mod isolation;
 mod schedules;
+mod shards;
 mod time_engine;

@@ -9,6 +9,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use hookbeat_scheduler::notify::announce;
+
 use crate::auth::{Caller, Scope};
 use crate::body::Query;
 use crate::dto::page::{finish_page, PageQuery};
@@ -174,6 +176,6 @@ pub async fn redeliver(
     model.finished_at = Set(None);
     model.updated_at = Set(now);
     let updated = model.update(&state.db).await?;
-    state.wakeup.wake();
+    announce(&state.db, &state.wakeup).await;
     Ok(HttpResponse::Accepted().json(Run::from(updated)))
 }

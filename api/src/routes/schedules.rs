@@ -13,6 +13,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use hookbeat_scheduler::notify::announce;
+
 use crate::auth::{Caller, Scope};
 use crate::body::{merge_patch, JsonValue, Query};
 use crate::dto::page::{finish_page, PageQuery};
@@ -104,7 +106,7 @@ pub async fn create(
     }
     .insert(&state.db)
     .await?;
-    state.wakeup.wake();
+    announce(&state.db, &state.wakeup).await;
     Ok(created(Schedule::from_model(model)?))
 }
 
@@ -267,7 +269,7 @@ pub async fn patch(
         model.enabled = Set(after.enabled);
         model.metadata = Set(serde_json::Value::Object(after.metadata.clone()));
         if let Some(updated) = save_if_unchanged(&state, model, &current, now).await? {
-            state.wakeup.wake();
+            announce(&state.db, &state.wakeup).await;
             return Ok(ok(Schedule::from_model(updated)?));
         }
         if expected.is_some() {
@@ -417,7 +419,7 @@ async fn set_enabled(
             model.paused_reason = Set(Some("paused through the API".to_owned()));
         }
         if let Some(updated) = save_if_unchanged(state, model, &current, now).await? {
-            state.wakeup.wake();
+            announce(&state.db, &state.wakeup).await;
             return Ok(ok(Schedule::from_model(updated)?));
         }
     }
@@ -476,7 +478,7 @@ pub async fn trigger(
         .exec(&txn)
         .await?;
     txn.commit().await?;
-    state.wakeup.wake();
+    announce(&state.db, &state.wakeup).await;
     Ok(HttpResponse::Accepted().json(Run::from(run)))
 }
 

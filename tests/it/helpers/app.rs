@@ -8,6 +8,7 @@ use hookbeat::app::{build, Options};
 use hookbeat_api::auth::{mint_token, Secret, DEFAULT_SCOPES};
 use hookbeat_scheduler::{ManualClock, Worker, WorkerConfig};
 use reqwest::{Method, StatusCode};
+use sea_orm::DatabaseConnection;
 use serde_json::Value;
 
 use super::db::{Backend, TestDb};
@@ -21,6 +22,7 @@ pub struct TestApp {
     pub token: String,
     pub clock: ManualClock,
     pub worker: Worker,
+    pub db: DatabaseConnection,
     _db: TestDb,
 }
 
@@ -62,6 +64,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         token,
         clock,
         worker: components.worker,
+        db,
         _db: test_db,
     })
 }

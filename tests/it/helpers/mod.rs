@@ -5,7 +5,7 @@ pub mod app;
 pub mod db;
 pub mod receiver;
 
-pub use app::spawn_app;
+pub use app::{spawn_app, TestApp};
 pub use db::Backend;
 pub use receiver::{Receiver, Reply};
 

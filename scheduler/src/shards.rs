@@ -1,0 +1,210 @@
+//! Shard ownership among workers (PostgreSQL). Every schedule belongs to one of
+//! [`SHARD_COUNT`] shards; live workers share the shards out, each materialising only its own.
+//!
+//! Every heartbeat a worker (1) registers itself with an expiry, (2) forgets workers whose
+//! expiry passed, (3) ranks the live workers by id and computes its fair share — shard `s`
+//! belongs to the worker of rank `s mod n`, so shares differ by at most one — (4) gives back the
+//! shards outside its share and (5) takes or renews the shards of its share that are free, its
+//! own, or held under an expired lease. A worker that joins or leaves moves shards within one
+//! heartbeat; one that dies loses its shards when its lease expires (`lease_ttl`, 15 s).
+//!
+//! Ownership is about load, not correctness: while a shard changes hands two workers may both
+//! materialise it for an instant, and row locks plus the unique (schedule, scheduled_for) key
+//! still make every fire exactly one run.
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult};
+
+use crate::materialise::SHARD_COUNT;
+use crate::sql;
+
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    /// How often a worker renews its registration and its shards.
+    pub heartbeat: Duration,
+    /// How long a registration and a shard lease last without renewal.
+    pub lease_ttl: Duration,
+}
+
+impl Default for ShardConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: Duration::seconds(2),
+            lease_ttl: Duration::seconds(15),
+        }
+    }
+}
+
+const REGISTER: &str = "INSERT INTO workers (id, started_at, heartbeat_at, expires_at) \
+     VALUES ($1, $2, $2, $3) \
+     ON CONFLICT (id) DO UPDATE SET heartbeat_at = $2, expires_at = $3";
+const REAP: &str = "DELETE FROM workers WHERE expires_at < $1";
+const LIVE: &str = "SELECT id FROM workers WHERE expires_at >= $1 ORDER BY id";
+const RELEASE_ALL: &str =
+    "UPDATE shard_leases SET owner = NULL, lease_until = NULL WHERE owner = $1";
+const DEREGISTER: &str = "DELETE FROM workers WHERE id = $1";
+/// Runs this worker was delivering when it stopped become claimable at once, instead of when
+/// their leases would have expired.
+const RELEASE_RUNS: &str =
+    "UPDATE runs SET due_at = $2 WHERE locked_by = $1 AND status = 'delivering'";
+
+#[derive(FromQueryResult)]
+struct WorkerRow {
+    id: String,
+}
+
+#[derive(FromQueryResult)]
+struct ShardRow {
+    shard: i32,
+}
+
+/// The shards of the worker ranked `rank` among `workers` live workers.
+pub fn fair_share(rank: usize, workers: usize) -> Vec<i32> {
+    (0..SHARD_COUNT as i32)
+        .filter(|shard| (*shard as usize) % workers.max(1) == rank)
+        .collect()
+}
+
+fn list(shards: &[i32]) -> String {
+    shards
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub struct Coordinator {
+    db: DatabaseConnection,
+    worker_id: String,
+    config: ShardConfig,
+    started_at: DateTime<Utc>,
+}
+
+impl Coordinator {
+    pub fn new(
+        db: DatabaseConnection,
+        worker_id: String,
+        config: ShardConfig,
+        started_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            db,
+            worker_id,
+            config,
+            started_at,
+        }
+    }
+
+    pub fn config(&self) -> &ShardConfig {
+        &self.config
+    }
+
+    /// One heartbeat at `now`; returns the shards this worker owns afterwards.
+    pub async fn heartbeat(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<i32>> {
+        let db = &self.db;
+        let backend = db.get_database_backend();
+        let id = self.worker_id.as_str();
+        let expires = now + self.config.lease_ttl;
+        db.execute(sql::statement(
+            backend,
+            REGISTER,
+            vec![id.into(), self.started_at.into(), expires.into()],
+        ))
+        .await
+        .context("registering the worker")?;
+        db.execute(sql::statement(backend, REAP, vec![now.into()]))
+            .await
+            .context("forgetting expired workers")?;
+        let live: Vec<String> =
+            WorkerRow::find_by_statement(sql::statement(backend, LIVE, vec![now.into()]))
+                .all(db)
+                .await
+                .context("listing live workers")?
+                .into_iter()
+                .map(|row| row.id)
+                .collect();
+        let rank = live.iter().position(|w| w == id).unwrap_or(0);
+        let share = fair_share(rank, live.len());
+
+        let release = if share.is_empty() {
+            RELEASE_ALL.to_owned()
+        } else {
+            format!("{RELEASE_ALL} AND shard NOT IN ({})", list(&share))
+        };
+        db.execute(sql::statement(backend, &release, vec![id.into()]))
+            .await
+            .context("giving back shards")?;
+        if share.is_empty() {
+            return Ok(Vec::new());
+        }
+        let acquire = format!(
+            "UPDATE shard_leases SET owner = $1, lease_until = $2 \
+             WHERE shard IN ({}) AND (owner IS NULL OR owner = $1 OR lease_until < $3) \
+             RETURNING shard",
+            list(&share)
+        );
+        let mut owned: Vec<i32> = ShardRow::find_by_statement(sql::statement(
+            backend,
+            &acquire,
+            vec![id.into(), expires.into(), now.into()],
+        ))
+        .all(db)
+        .await
+        .context("taking shards")?
+        .into_iter()
+        .map(|row| row.shard)
+        .collect();
+        owned.sort_unstable();
+        Ok(owned)
+    }
+
+    /// Leaves the group: gives back every shard, makes this worker's unfinished runs claimable
+    /// now, and deregisters, so the others rebalance at their next heartbeat.
+    pub async fn leave(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let backend = self.db.get_database_backend();
+        let id = self.worker_id.as_str();
+        self.db
+            .execute(sql::statement(backend, RELEASE_ALL, vec![id.into()]))
+            .await
+            .context("giving back shards")?;
+        self.db
+            .execute(sql::statement(
+                backend,
+                RELEASE_RUNS,
+                vec![id.into(), now.into()],
+            ))
+            .await
+            .context("releasing run leases")?;
+        self.db
+            .execute(sql::statement(backend, DEREGISTER, vec![id.into()]))
+            .await
+            .context("deregistering")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_every_shard_once_and_differ_by_at_most_one() {
+        for workers in 1..=10 {
+            let shares: Vec<Vec<i32>> =
+                (0..workers).map(|rank| fair_share(rank, workers)).collect();
+            let mut all: Vec<i32> = shares.iter().flatten().copied().collect();
+            all.sort_unstable();
+            assert_eq!(
+                all,
+                (0..SHARD_COUNT as i32).collect::<Vec<_>>(),
+                "{workers} workers"
+            );
+            let sizes: Vec<usize> = shares.iter().map(Vec::len).collect();
+            assert!(
+                sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+                "{sizes:?}"
+            );
+        }
+    }
+}

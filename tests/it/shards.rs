@@ -1,0 +1,215 @@
+//! Many workers, one database: shards are shared fairly and move when workers join, leave or
+//! die; a fire becomes exactly one run and one delivery however many workers race for it; an
+//! expired lease hands a run to another worker with the same webhook-id. Workers are driven by
+//! `heartbeat` and `run_once` at instants the test sets, so ownership changes are deterministic.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::Duration;
+use hookbeat_scheduler::materialise::{materialise_due, Shards, SHARD_COUNT};
+use hookbeat_scheduler::metrics::WorkerMetrics;
+use hookbeat_scheduler::notify::Wakeup;
+use hookbeat_scheduler::{claim, Clock, Worker, WorkerConfig};
+use serde_json::json;
+
+use crate::helpers::{spawn_app, Backend, Receiver, TestApp};
+use crate::on_both_databases;
+
+fn worker(app: &TestApp, id: &str) -> Worker {
+    let metrics = WorkerMetrics::register(&prometheus::Registry::new()).unwrap();
+    let config = WorkerConfig {
+        worker_id: id.to_owned(),
+        allow_private_targets: true,
+        ..WorkerConfig::default()
+    };
+    Worker::new(
+        app.db.clone(),
+        Arc::new(app.clock.clone()),
+        config,
+        metrics,
+        Wakeup::new(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_schema_and_the_scheduler_agree_on_the_shard_count() {
+    assert_eq!(hookbeat_migration::SHARDS as u64, SHARD_COUNT);
+}
+
+async fn counts(workers: &[&Worker]) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for w in workers {
+        counts.push(w.heartbeat().await.unwrap().len());
+    }
+    counts
+}
+
+#[tokio::test]
+async fn shards_are_shared_fairly_and_move_on_join_leave_and_death() {
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    let a = worker(&app, "worker-a");
+    let b = worker(&app, "worker-b");
+    let c = worker(&app, "worker-c");
+    assert_eq!(counts(&[&a]).await, vec![64]);
+
+    // b joins: a gives back b's share at its next heartbeat, b takes it at its own.
+    assert_eq!(counts(&[&b]).await, vec![0], "a still holds every shard");
+    assert_eq!(counts(&[&a, &b]).await, vec![32, 32]);
+
+    // c joins.
+    counts(&[&c, &a, &b]).await;
+    let shares = counts(&[&c, &a, &b]).await;
+    assert_eq!(shares.iter().sum::<usize>(), 64);
+    assert!(shares.iter().all(|n| (21..=22).contains(n)), "{shares:?}");
+
+    // b leaves gracefully: its shards are free at once.
+    b.leave().await.unwrap();
+    counts(&[&a, &c]).await;
+    assert_eq!(counts(&[&a, &c]).await, vec![32, 32]);
+
+    // c dies (stops heartbeating). Within the lease TTL its shards stay put…
+    app.clock.advance(Duration::seconds(10));
+    assert_eq!(counts(&[&a]).await, vec![32]);
+    // …and once the lease expired, a takes them over.
+    app.clock.advance(Duration::seconds(6));
+    assert_eq!(counts(&[&a]).await, vec![64]);
+}
+
+/// 200 schedules due six times each; four workers materialise and deliver at once.
+async fn racing_workers_make_and_deliver_each_fire_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    for n in 0..200 {
+        app.create_schedule(json!({
+            "name": format!("s{n}"),
+            "schedule": {"kind": "interval", "every_seconds": 10},
+            "target": {"url": receiver.url},
+            "catchup": "all"
+        }))
+        .await;
+    }
+    // Fires at +10 s … +60 s, all within the misfire grace at +60 s.
+    app.clock.advance(Duration::seconds(60));
+    let now = app.clock.now();
+    // Every worker materialises every shard, racing on the same rows.
+    let races = (0..4).map(|_| materialise_due(&app.db, now, 50, Shards::All));
+    let reports = futures::future::join_all(races).await;
+    let created: usize = reports.into_iter().map(|r| r.unwrap().runs_created).sum();
+    assert_eq!(created, 1200, "each fire made exactly one run");
+
+    let workers: Vec<Worker> = (0..4)
+        .map(|n| worker(&app, &format!("racer-{n}")))
+        .collect();
+    let passes = workers.iter().map(|w| w.run_once());
+    for report in futures::future::join_all(passes).await {
+        report.unwrap();
+    }
+    let got = receiver.received();
+    assert_eq!(got.len(), 1200);
+    let ids: HashSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 1200, "no run delivered twice");
+    let mut per_schedule: HashMap<&str, usize> = HashMap::new();
+    for r in &got {
+        *per_schedule
+            .entry(r.header("hookbeat-schedule-id"))
+            .or_default() += 1;
+    }
+    assert_eq!(per_schedule.len(), 200);
+    assert!(per_schedule.values().all(|n| *n == 6));
+}
+
+/// A worker claims a run and dies: after the lease, another worker delivers the same run.
+async fn an_expired_lease_hands_the_run_to_another_worker(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let schedule = app
+        .create_schedule(json!({
+            "name": "orphan",
+            "schedule": {"kind": "interval", "every_seconds": 3600},
+            "target": {"url": receiver.url}
+        }))
+        .await;
+    app.clock
+        .set(schedule["next_run_at"].as_str().unwrap().parse().unwrap());
+    let now = app.clock.now();
+    materialise_due(&app.db, now, 10, Shards::All)
+        .await
+        .unwrap();
+    let lease = Duration::seconds(60);
+    let claimed = claim::claim(&app.db, "crashed-worker", now, now + lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    // While the lease holds, nobody else takes it.
+    assert_eq!(
+        app.run_worker_at(now + lease - Duration::seconds(1))
+            .await
+            .attempts,
+        0
+    );
+    assert_eq!(app.run_worker_at(now + lease).await.attempts, 1);
+    let got = receiver.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].header("webhook-id"), claimed[0].id.to_string());
+    assert_eq!(
+        got[0].header("hookbeat-attempt"),
+        "2",
+        "the lost attempt counts"
+    );
+    let run = app.get(&format!("/v1/runs/{}", claimed[0].id)).await.body;
+    assert_eq!(run["status"], "succeeded");
+}
+
+/// A worker that stops gracefully hands its unfinished runs back at once.
+#[tokio::test]
+async fn leaving_releases_run_leases_at_once() {
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let schedule = app
+        .create_schedule(json!({
+            "name": "handover",
+            "schedule": {"kind": "interval", "every_seconds": 3600},
+            "target": {"url": receiver.url}
+        }))
+        .await;
+    app.clock
+        .set(schedule["next_run_at"].as_str().unwrap().parse().unwrap());
+    let now = app.clock.now();
+    let leaving = worker(&app, "leaving-worker");
+    leaving.heartbeat().await.unwrap();
+    materialise_due(&app.db, now, 10, Shards::All)
+        .await
+        .unwrap();
+    claim::claim(
+        &app.db,
+        "leaving-worker",
+        now,
+        now + Duration::seconds(60),
+        10,
+    )
+    .await
+    .unwrap();
+    leaving.leave().await.unwrap();
+    assert_eq!(
+        app.run_worker().await.attempts,
+        1,
+        "claimable without waiting for the lease"
+    );
+    assert_eq!(receiver.received().len(), 1);
+}
+
+on_both_databases!(
+    racing_workers_make_and_deliver_each_fire_once,
+    an_expired_lease_hands_the_run_to_another_worker,
+);
