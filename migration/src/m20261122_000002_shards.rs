@@ -1,4 +1,4 @@
-//! Workers and shard leases: the schedules are divided into a fixed number of shards, and live
+//! Workers and shard leases, and the index behind tenant-fair claiming. Workers and shards: the schedules are divided into a fixed number of shards, and live
 //! workers share them out, each owning its shards under a lease it renews by heartbeat.
 
 use sea_orm_migration::prelude::*;
@@ -76,6 +76,14 @@ impl MigrationTrait for Migration {
                  WHERE enabled AND next_run_at IS NOT NULL",
             )
             .await?;
+        // Fair claiming: which tenants have due runs, and each one's oldest due runs.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE INDEX runs_tenant_due_idx ON runs (tenant_id, due_at) \
+                 WHERE status IN ('pending', 'retrying', 'delivering')",
+            )
+            .await?;
         Ok(())
     }
 
@@ -83,6 +91,10 @@ impl MigrationTrait for Migration {
         manager
             .get_connection()
             .execute_unprepared("DROP INDEX schedules_shard_due_idx")
+            .await?;
+        manager
+            .get_connection()
+            .execute_unprepared("DROP INDEX runs_tenant_due_idx")
             .await?;
         manager
             .drop_table(Table::drop().table(ShardLeases::Table).to_owned())

@@ -10,7 +10,8 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use hookbeat_entity::{attempt, run};
 use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, Set, TransactionTrait,
+    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, Set,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -27,6 +28,36 @@ const CLAIM: &str =
          WHERE status IN ('pending', 'retrying', 'delivering') AND due_at <= $3 \
          ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
      RETURNING *";
+
+/// Tenants with claimable runs, in tenant order after `$2`, at most `$3`: a loose index scan over
+/// `runs_tenant_due_idx`, one probe per tenant, however many runs each has.
+const DUE_TENANTS: &str = "WITH RECURSIVE due AS ( \
+         (SELECT tenant_id FROM runs \
+          WHERE status IN ('pending', 'retrying', 'delivering') AND due_at <= $1 AND tenant_id > $2 \
+          ORDER BY tenant_id LIMIT 1) \
+         UNION ALL \
+         SELECT (SELECT r.tenant_id FROM runs r \
+                 WHERE r.status IN ('pending', 'retrying', 'delivering') AND r.due_at <= $1 \
+                   AND r.tenant_id > due.tenant_id \
+                 ORDER BY r.tenant_id LIMIT 1) \
+         FROM due WHERE due.tenant_id IS NOT NULL) \
+     SELECT tenant_id FROM due WHERE tenant_id IS NOT NULL LIMIT $3";
+
+/// Claims up to `$4` due runs of *each* listed tenant (`{tenants}` is a `VALUES` list of
+/// placeholders from `$5`), so one tenant's backlog cannot fill the batch. Served by
+/// `runs_tenant_due_idx`.
+const CLAIM_PER_TENANT: &str = "UPDATE runs SET status = 'delivering', locked_by = $1, \
+     attempts = attempts + 1, due_at = $2, updated_at = $3 \
+     WHERE id IN (SELECT c.id FROM (VALUES {tenants}) AS t(tenant_id) \
+         CROSS JOIN LATERAL (SELECT id FROM runs \
+             WHERE tenant_id = t.tenant_id AND status IN ('pending', 'retrying', 'delivering') \
+               AND due_at <= $3 \
+             ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) c) \
+     RETURNING *";
+
+/// How many tenants one fair claim serves at most; the rest get their turn as the rotation
+/// moves on.
+const MAX_TENANTS_PER_CLAIM: usize = 256;
 
 /// Moves a lease's expiry, for attempts whose timeout outlasts the default lease.
 const EXTEND_LEASE: &str = "UPDATE runs SET due_at = $1 \
@@ -59,6 +90,80 @@ pub async fn claim(
         .all(db)
         .await
         .context("claiming runs")
+}
+
+#[derive(FromQueryResult)]
+struct TenantRow {
+    tenant_id: String,
+}
+
+/// Fairness across tenants (PostgreSQL): the batch is shared out among the tenants that have due
+/// runs, an equal part each, so a tenant with 100,000 due runs delays another tenant's run by one
+/// batch at most. Tenants are taken in rotation after `cursor` (which moves on), so that with more
+/// due tenants than [`MAX_TENANTS_PER_CLAIM`] every one is served in turn. Slots the fair part
+/// leaves empty (tenants with fewer runs than their part) go to the oldest due runs of anyone.
+pub async fn claim_fair(
+    db: &DatabaseConnection,
+    worker_id: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: usize,
+    cursor: &mut String,
+) -> anyhow::Result<Vec<run::Model>> {
+    let backend = db.get_database_backend();
+    let mut tenants = due_tenants(db, now, cursor, MAX_TENANTS_PER_CLAIM).await?;
+    if tenants.len() < MAX_TENANTS_PER_CLAIM && !cursor.is_empty() {
+        // Wrap around to the tenants before the cursor.
+        for tenant in due_tenants(db, now, "", MAX_TENANTS_PER_CLAIM - tenants.len()).await? {
+            if !tenants.contains(&tenant) {
+                tenants.push(tenant);
+            }
+        }
+    }
+    if tenants.is_empty() {
+        return Ok(Vec::new());
+    }
+    *cursor = tenants.last().cloned().unwrap_or_default();
+    let share = limit.div_ceil(tenants.len()).max(1);
+    let placeholders: Vec<String> = (0..tenants.len())
+        .map(|i| format!("(${})", i + 5))
+        .collect();
+    let statement = CLAIM_PER_TENANT.replace("{tenants}", &placeholders.join(", "));
+    let mut values: Vec<sea_orm::Value> = vec![
+        worker_id.into(),
+        lease_until.into(),
+        now.into(),
+        (share as i64).into(),
+    ];
+    values.extend(tenants.iter().map(|t| sea_orm::Value::from(t.as_str())));
+    let mut claimed = run::Entity::find()
+        .from_raw_sql(sql::statement(backend, &statement, values))
+        .all(db)
+        .await
+        .context("claiming runs fairly")?;
+    if claimed.len() < limit {
+        claimed.extend(claim(db, worker_id, now, lease_until, limit - claimed.len()).await?);
+    }
+    Ok(claimed)
+}
+
+async fn due_tenants(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+    after: &str,
+    limit: usize,
+) -> anyhow::Result<Vec<String>> {
+    Ok(TenantRow::find_by_statement(sql::statement(
+        db.get_database_backend(),
+        DUE_TENANTS,
+        vec![now.into(), after.into(), (limit as i64).into()],
+    ))
+    .all(db)
+    .await
+    .context("listing tenants with due runs")?
+    .into_iter()
+    .map(|row| row.tenant_id)
+    .collect())
 }
 
 pub async fn extend_lease(

@@ -118,6 +118,8 @@ struct Inner {
     /// Shares the shards with other workers; `None` on SQLite, where one process owns them all.
     coordinator: Option<Coordinator>,
     owned: std::sync::RwLock<Vec<i32>>,
+    /// Where the tenant rotation of fair claims stands.
+    fairness_cursor: tokio::sync::Mutex<String>,
 }
 
 /// What a loop pass found, deciding how long the loop waits.
@@ -180,6 +182,7 @@ impl Worker {
                 slots,
                 coordinator,
                 owned: std::sync::RwLock::new(Vec::new()),
+                fairness_cursor: tokio::sync::Mutex::new(String::new()),
             }),
         })
     }
@@ -419,8 +422,22 @@ impl Worker {
     async fn claim(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Vec<Claimed>> {
         let inner = &self.inner;
         let lease_until = now + inner.config.lease;
-        let runs =
-            claim::claim(&inner.db, &inner.config.worker_id, now, lease_until, limit).await?;
+        // One process on SQLite serves its tenants oldest-first; PostgreSQL shares each batch
+        // out among the tenants with due runs.
+        let runs = if inner.coordinator.is_some() {
+            let mut cursor = inner.fairness_cursor.lock().await;
+            claim::claim_fair(
+                &inner.db,
+                &inner.config.worker_id,
+                now,
+                lease_until,
+                limit,
+                &mut cursor,
+            )
+            .await?
+        } else {
+            claim::claim(&inner.db, &inner.config.worker_id, now, lease_until, limit).await?
+        };
         if runs.is_empty() {
             return Ok(Vec::new());
         }

@@ -213,3 +213,63 @@ on_both_databases!(
     racing_workers_make_and_deliver_each_fire_once,
     an_expired_lease_hands_the_run_to_another_worker,
 );
+
+/// One tenant with 300 due runs, another with one: the small tenant's run is in the first batch.
+#[tokio::test]
+async fn a_tenant_backlog_does_not_starve_other_tenants() {
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    for n in 0..50 {
+        app.create_schedule(json!({
+            "name": format!("busy-{n}"),
+            "schedule": {"kind": "interval", "every_seconds": 10},
+            "target": {"url": format!("{}/busy", receiver.url)},
+            "catchup": "all"
+        }))
+        .await;
+    }
+    let quiet_token =
+        crate::helpers::app::token_for("quiet-tenant", "schedules:read schedules:write");
+    let quiet = app
+        .call_as(
+            &quiet_token,
+            reqwest::Method::POST,
+            "/v1/schedules",
+            Some(json!({
+                "name": "quiet",
+                "schedule": {"kind": "interval", "every_seconds": 60},
+                "target": {"url": format!("{}/quiet", receiver.url)}
+            })),
+        )
+        .await;
+    assert_eq!(quiet.status, reqwest::StatusCode::CREATED);
+    app.clock.advance(Duration::seconds(60));
+    let now = app.clock.now();
+    let made = materialise_due(&app.db, now, 100, Shards::All)
+        .await
+        .unwrap();
+    assert_eq!(made.runs_created, 301);
+
+    let mut cursor = String::new();
+    let lease = now + Duration::seconds(60);
+    let batch = claim::claim_fair(&app.db, "fair-worker", now, lease, 10, &mut cursor)
+        .await
+        .unwrap();
+    assert_eq!(batch.len(), 10, "the batch is filled");
+    assert_eq!(
+        batch
+            .iter()
+            .filter(|r| r.tenant_id == "quiet-tenant")
+            .count(),
+        1,
+        "the quiet tenant's run is in the first batch"
+    );
+    // Within the busy tenant, the oldest runs go first.
+    let earliest = now - Duration::seconds(50);
+    assert!(batch
+        .iter()
+        .filter(|r| r.tenant_id == app.tenant)
+        .all(|r| r.scheduled_for == earliest));
+}
