@@ -610,7 +610,9 @@ impl Inner {
                 response_excerpt: result.excerpt.clone(),
             };
             match claim::finish_attempt(&self.db, &self.config.worker_id, run, &record, &update, finished_at).await {
-                Ok(true) => tracing::info!(outcome, status = ?result.status, error = ?result.error, "attempt recorded"),
+                // Successes are the bulk of the traffic: debug. Failures are what operators read.
+                Ok(true) if outcome == "success" => tracing::debug!(status = ?result.status, "delivered"),
+                Ok(true) => tracing::info!(outcome, status = ?result.status, error = ?result.error, "attempt failed"),
                 Ok(false) => tracing::warn!("lease lost before the result was recorded; the run belongs to another worker now"),
                 Err(error) => tracing::error!(error = %format!("{error:#}"), "recording the attempt failed; the run will be delivered again when its lease expires"),
             }

@@ -3,6 +3,8 @@
 
 pub mod app;
 pub mod db;
+pub mod process;
+pub mod proxy;
 pub mod receiver;
 
 pub use app::{spawn_app, TestApp};

@@ -1,0 +1,106 @@
+//! hookbeat as separate processes: the real binary, started, stopped with SIGTERM, or killed.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub const SECRET: &str = "end-to-end-secret-at-least-32-characters";
+
+/// A hookbeat process, killed when dropped.
+pub struct Process {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Process {
+    pub fn spawn(database_url: &str, args: &[&str]) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hookbeat"))
+            .args([
+                "--database-url",
+                database_url,
+                "--log-format",
+                "json",
+                "--allow-private-targets",
+            ])
+            .args(args)
+            .env("HOOKBEAT_JWT_SECRET", SECRET)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting hookbeat");
+        let (lines, stderr) = mpsc::channel();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Process { child, stderr }
+    }
+
+    /// The API's address, from its "listening" log line.
+    pub fn address(&self) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            let Ok(line) = self.stderr.recv_timeout(left) else {
+                break;
+            };
+            if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                if let Some(address) = event["address"].as_str() {
+                    return address.to_owned();
+                }
+            }
+        }
+        panic!("hookbeat did not log its address");
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("sending SIGTERM");
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("hookbeat did not stop within 15 s of SIGTERM");
+    }
+}
+
+impl Process {
+    /// SIGKILL: the process gets no chance to clean up, as in a crash.
+    pub fn kill(mut self) {
+        self.child.kill().expect("killing hookbeat");
+        self.child.wait().ok();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn token(database_url: &str, tenant: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookbeat"))
+        .args(["--database-url", database_url, "token", "--tenant", tenant])
+        .env("HOOKBEAT_JWT_SECRET", SECRET)
+        .output()
+        .expect("running hookbeat token");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
