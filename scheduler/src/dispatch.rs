@@ -97,6 +97,10 @@ const NEXT_SCHEDULE_IN_SHARDS: &str =
 const NEXT_RUN: &str =
     "SELECT MIN(due_at) AS due FROM runs WHERE status IN ('pending', 'retrying', 'delivering')";
 
+/// Pauses a schedule whose target answered 410; a change like any other, so the version moves.
+const PAUSE_GONE: &str = "UPDATE schedules SET enabled = false, paused_reason = $1, \
+     updated_at = $2, version = version + 1 WHERE id = $3 AND enabled";
+
 /// Slack a lease keeps beyond an attempt's timeout, for recording the result.
 const LEASE_SLACK: Duration = Duration::seconds(30);
 /// How often the pending/enabled gauges are recounted.
@@ -609,6 +613,9 @@ impl Inner {
                 error: result.error.clone(),
                 response_excerpt: result.excerpt.clone(),
             };
+            if result.status == Some(410) {
+                self.pause_gone(run, finished_at).await;
+            }
             match claim::finish_attempt(&self.db, &self.config.worker_id, run, &record, &update, finished_at).await {
                 // Successes are the bulk of the traffic: debug. Failures are what operators read.
                 Ok(true) if outcome == "success" => tracing::debug!(status = ?result.status, "delivered"),
@@ -619,6 +626,26 @@ impl Inner {
         }
         .instrument(span)
         .await
+    }
+
+    /// 410 Gone: the receiver says this endpoint is gone for good, so the schedule is paused
+    /// (with the reason) instead of firing into the void until someone notices.
+    async fn pause_gone(&self, run: &run::Model, now: DateTime<Utc>) {
+        let reason = format!(
+            "paused at {}: the target answered 410 Gone; resume the schedule to deliver again",
+            now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        let statement = sql::statement(
+            self.db.get_database_backend(),
+            PAUSE_GONE,
+            vec![reason.into(), now.into(), run.schedule_id.into()],
+        );
+        match self.db.execute(statement).await {
+            Ok(_) => {
+                tracing::warn!(schedule_id = %run.schedule_id, "target answered 410 Gone; schedule paused")
+            }
+            Err(error) => tracing::error!(%error, "pausing a schedule after 410 Gone failed"),
+        }
     }
 
     /// Extends the lease when this attempt's timeout would outlast it.

@@ -445,3 +445,193 @@ on_both_databases!(
     paused_schedules_do_not_fire_and_trigger_fires_now,
     missed_fires_follow_catchup_after_downtime,
 );
+
+mod receiver_answers {
+    //! How each kind of answer is treated: 429 with Retry-After, 410 Gone, redirects, a receiver
+    //! that hangs past the timeout.
+
+    use super::*;
+
+    async fn retry_after_is_honoured(backend: Backend) {
+        let Some(app) = spawn_app(backend).await else {
+            return;
+        };
+        let receiver = Receiver::start();
+        let mut slow_down = Reply::status(429);
+        slow_down.headers.push(("retry-after".into(), "120".into()));
+        receiver.script([slow_down]);
+        let schedule = app
+            .create_schedule(json!({
+                "name": "throttled",
+                "schedule": {"kind": "interval", "every_seconds": 86400},
+                "target": {"url": receiver.url},
+                "retry": {"initial_backoff_ms": 1000}
+            }))
+            .await;
+        let fire = t(&schedule["next_run_at"]);
+        app.run_worker_at(fire).await;
+        let run = &app.get("/v1/runs").await.body["items"][0];
+        assert_eq!(run["status"], "retrying");
+        assert_eq!(
+            t(&run["next_attempt_at"]),
+            fire + Duration::seconds(120),
+            "Retry-After beats the 1 s backoff"
+        );
+    }
+
+    async fn gone_pauses_the_schedule(backend: Backend) {
+        let Some(app) = spawn_app(backend).await else {
+            return;
+        };
+        let receiver = Receiver::start();
+        receiver.script([Reply::status(410)]);
+        let schedule = app
+            .create_schedule(json!({
+                "name": "gone",
+                "schedule": {"kind": "interval", "every_seconds": 60},
+                "target": {"url": receiver.url}
+            }))
+            .await;
+        let id = schedule["id"].as_str().unwrap();
+        app.run_worker_at(t(&schedule["next_run_at"])).await;
+        let run = &app.get("/v1/runs").await.body["items"][0];
+        assert_eq!(
+            (run["status"].as_str(), run["attempt_count"].as_i64()),
+            (Some("failed"), Some(1))
+        );
+        let schedule = app.get(&format!("/v1/schedules/{id}")).await.body;
+        assert_eq!(schedule["enabled"], false);
+        assert!(
+            schedule["paused_reason"]
+                .as_str()
+                .unwrap()
+                .contains("410 Gone"),
+            "{schedule}"
+        );
+        assert_eq!(
+            app.run_worker_at(app.clock.now() + Duration::minutes(10))
+                .await
+                .runs_created,
+            0
+        );
+        // Resuming clears the reason and fires again.
+        let resumed = app
+            .call(Method::POST, &format!("/v1/schedules/{id}/resume"), None)
+            .await
+            .body;
+        assert_eq!(resumed["paused_reason"], Value::Null);
+        assert_eq!(
+            app.run_worker_at(t(&resumed["next_run_at"])).await.attempts,
+            1
+        );
+        assert_eq!(receiver.received().len(), 2);
+    }
+
+    async fn redirects_are_not_followed(backend: Backend) {
+        let Some(app) = spawn_app(backend).await else {
+            return;
+        };
+        let receiver = Receiver::start();
+        let mut moved = Reply::status(301);
+        moved
+            .headers
+            .push(("location".into(), format!("{}/elsewhere", receiver.url)));
+        receiver.script([moved]);
+        let schedule = app
+            .create_schedule(json!({
+                "name": "moved",
+                "schedule": {"kind": "interval", "every_seconds": 60},
+                "target": {"url": format!("{}/here", receiver.url)}
+            }))
+            .await;
+        app.run_worker_at(t(&schedule["next_run_at"])).await;
+        let got = receiver.received();
+        assert_eq!(got.len(), 1, "the redirect was not followed");
+        assert_eq!(got[0].path, "/here");
+        let run = &app.get("/v1/runs").await.body["items"][0];
+        assert_eq!(
+            (run["status"].as_str(), run["last_status_code"].as_i64()),
+            (Some("failed"), Some(301))
+        );
+    }
+
+    async fn a_hanging_receiver_times_out_and_is_retried(backend: Backend) {
+        let Some(app) = spawn_app(backend).await else {
+            return;
+        };
+        let receiver = Receiver::start();
+        let mut hang = Reply::status(200);
+        hang.delay = Some(std::time::Duration::from_secs(5));
+        receiver.script([hang]);
+        let schedule = app
+            .create_schedule(json!({
+                "name": "hangs",
+                "schedule": {"kind": "interval", "every_seconds": 3600},
+                "target": {"url": receiver.url, "timeout_ms": 200}
+            }))
+            .await;
+        app.run_worker_at(t(&schedule["next_run_at"])).await;
+        let runs = app.get("/v1/runs").await.body;
+        let run_id = runs["items"][0]["id"].as_str().unwrap();
+        let run = app.get(&format!("/v1/runs/{run_id}")).await.body;
+        assert_eq!(run["status"], "retrying");
+        assert_eq!(run["last_error"], "timed out after 200 ms");
+        let duration = run["attempts"][0]["duration_ms"].as_i64().unwrap();
+        assert!(
+            (200..2000).contains(&duration),
+            "gave up after the timeout, took {duration} ms"
+        );
+    }
+
+    /// The API accepted these targets (the test server allows private targets); a worker that
+    /// does not refuses them when connecting. (Names are resolved through the guarded resolver,
+    /// whose refusal of a name resolving to loopback is tested in `scheduler::ssrf`.)
+    async fn private_targets_are_refused_when_connecting(backend: Backend) {
+        let Some(app) = spawn_app(backend).await else {
+            return;
+        };
+        let receiver = Receiver::start();
+        let port = receiver.url.rsplit(':').next().unwrap();
+        for (name, url) in [
+            ("literal", receiver.url.clone()),
+            ("name", format!("http://localhost:{port}/")),
+        ] {
+            app.create_schedule(json!({
+                "name": name,
+                "schedule": {"kind": "interval", "every_seconds": 60},
+                "target": {"url": url}
+            }))
+            .await;
+        }
+        let guarded = app.another_worker(hookbeat_scheduler::WorkerConfig {
+            allow_private_targets: false,
+            ..hookbeat_scheduler::WorkerConfig::default()
+        });
+        app.clock.advance(Duration::seconds(60));
+        assert_eq!(guarded.run_once().await.unwrap().attempts, 2);
+        assert!(
+            receiver.received().is_empty(),
+            "nothing reached the private receiver"
+        );
+        let runs = app.get("/v1/runs").await.body;
+        let errors: Vec<&str> = runs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["last_error"].as_str().unwrap())
+            .collect();
+        assert_eq!(errors.len(), 2);
+        assert!(
+            errors.iter().all(|e| e.contains("loopback address")),
+            "{errors:?}"
+        );
+    }
+
+    on_both_databases!(
+        private_targets_are_refused_when_connecting,
+        retry_after_is_honoured,
+        gone_pauses_the_schedule,
+        redirects_are_not_followed,
+        a_hanging_receiver_times_out_and_is_retried,
+    );
+}

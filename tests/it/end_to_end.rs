@@ -11,7 +11,39 @@ use crate::helpers::db::{Backend, TestDb};
 use crate::helpers::process::{token, Process};
 use crate::helpers::{eventually, Receiver};
 
-/// Creates a 1-second schedule through the API and waits for two deliveries.
+/// Verifies a received request with the official Standard Webhooks library.
+fn verify_with(secret: &str, request: &crate::helpers::receiver::Received) -> bool {
+    let mut headers = reqwest::header::HeaderMap::new();
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        headers.insert(name, request.header(name).parse().unwrap());
+    }
+    standardwebhooks::Webhook::new(secret)
+        .expect("a valid secret")
+        .verify(&request.body, &headers)
+        .is_ok()
+}
+
+async fn signing_secrets(address: &str, token: &str) -> Vec<String> {
+    let body: serde_json::Value = reqwest::Client::new()
+        .get(format!("{address}/v1/signing-secrets"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["secret"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Creates a 1-second schedule through the API, waits for two deliveries and checks their
+/// signatures with the official Standard Webhooks library; then rotates the secret and checks
+/// that the next delivery verifies with the old secret and with the new one.
 async fn one_second_schedule_is_delivered(address: &str, token: &str) {
     let receiver = Receiver::start();
     let created = reqwest::Client::new()
@@ -20,19 +52,21 @@ async fn one_second_schedule_is_delivered(address: &str, token: &str) {
         .json(&json!({
             "name": "every-second",
             "schedule": {"kind": "interval", "every_seconds": 1},
-            "target": {"url": format!("{}/tick", receiver.url)}
+            "target": {"url": format!("{}/tick", receiver.url), "body": {"tick": true}}
         }))
         .send()
         .await
         .expect("creating the schedule");
     assert_eq!(created.status(), reqwest::StatusCode::CREATED);
-    let delivered = eventually(Duration::from_secs(15), || {
+    let delivered = |count: usize| {
         let receiver = receiver.clone();
-        async move { (receiver.received().len() >= 2).then_some(()) }
-    })
-    .await;
+        eventually(Duration::from_secs(15), move || {
+            let receiver = receiver.clone();
+            async move { (receiver.received().len() >= count).then_some(()) }
+        })
+    };
     assert!(
-        delivered.is_some(),
+        delivered(2).await.is_some(),
         "two deliveries within 15 s; got {}",
         receiver.received().len()
     );
@@ -43,6 +77,36 @@ async fn one_second_schedule_is_delivered(address: &str, token: &str) {
         "one run per fire"
     );
     assert!(got.iter().all(|r| r.path == "/tick"));
+    let old = signing_secrets(address, token).await;
+    assert_eq!(old.len(), 1);
+    assert!(
+        got.iter().all(|r| verify_with(&old[0], r)),
+        "signed with the tenant's secret"
+    );
+
+    let rotated = reqwest::Client::new()
+        .post(format!("{address}/v1/signing-secrets/rotate"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), reqwest::StatusCode::OK);
+    let secrets = signing_secrets(address, token).await;
+    assert_eq!(
+        secrets.len(),
+        2,
+        "the old secret keeps signing beside the new one"
+    );
+    assert_eq!(secrets[1], old[0]);
+    let seen = receiver.received().len();
+    assert!(delivered(seen + 2).await.is_some());
+    let after = receiver.received()[seen + 1].clone();
+    assert_eq!(after.header("webhook-signature").split(' ').count(), 2);
+    assert!(
+        verify_with(&secrets[0], &after),
+        "verifies with the new secret"
+    );
+    assert!(verify_with(&old[0], &after), "verifies with the old secret");
 }
 
 #[tokio::test]

@@ -4,12 +4,9 @@
 //! `heartbeat` and `run_once` at instants the test sets, so ownership changes are deterministic.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use chrono::Duration;
 use hookbeat_scheduler::materialise::{materialise_due, Shards, SHARD_COUNT};
-use hookbeat_scheduler::metrics::WorkerMetrics;
-use hookbeat_scheduler::notify::Wakeup;
 use hookbeat_scheduler::{claim, Clock, Worker, WorkerConfig};
 use serde_json::json;
 
@@ -17,20 +14,11 @@ use crate::helpers::{spawn_app, Backend, Receiver, TestApp};
 use crate::on_both_databases;
 
 fn worker(app: &TestApp, id: &str) -> Worker {
-    let metrics = WorkerMetrics::register(&prometheus::Registry::new()).unwrap();
-    let config = WorkerConfig {
+    app.another_worker(WorkerConfig {
         worker_id: id.to_owned(),
         allow_private_targets: true,
         ..WorkerConfig::default()
-    };
-    Worker::new(
-        app.db.clone(),
-        Arc::new(app.clock.clone()),
-        config,
-        metrics,
-        Wakeup::new(),
-    )
-    .unwrap()
+    })
 }
 
 #[test]

@@ -160,6 +160,22 @@ impl TestApp {
         self.run_worker().await
     }
 
+    /// A second worker on the same database and clock, as another process would be.
+    pub fn another_worker(&self, config: WorkerConfig) -> Worker {
+        let metrics =
+            hookbeat_scheduler::metrics::WorkerMetrics::register(&prometheus::Registry::new())
+                .unwrap();
+        let wakeup = hookbeat_scheduler::notify::Wakeup::new();
+        Worker::new(
+            self.db.clone(),
+            Arc::new(self.clock.clone()),
+            config,
+            metrics,
+            wakeup,
+        )
+        .unwrap()
+    }
+
     /// The tenant's current signing secret.
     pub async fn signing_secret(&self) -> String {
         let answer = self.get("/v1/signing-secrets").await;
