@@ -54,6 +54,9 @@ impl Options {
             .transpose()?;
         let worker = WorkerConfig {
             allow_private_targets: settings.allow_private_targets,
+            retention: settings.retention,
+            max_in_flight_per_tenant: settings.max_in_flight_per_tenant as usize,
+            max_in_flight_per_host: settings.max_in_flight_per_host as usize,
             // One process owns an SQLite file and wakes its worker in-process, so it can idle
             // longer; PostgreSQL workers also see changes made by other processes.
             max_idle: if settings.is_sqlite() {

@@ -58,6 +58,20 @@ pub struct Settings {
     #[arg(long, env = "HOOKBEAT_ALLOW_PRIVATE_TARGETS", global = true)]
     pub allow_private_targets: bool,
 
+    /// How long finished runs (and their attempts) are kept, e.g. 30d, 12h.
+    #[arg(long, env = "HOOKBEAT_RETENTION", default_value = "30d", value_parser = parse_retention, global = true)]
+    pub retention: chrono::Duration,
+
+    /// Deliveries in flight per tenant, per worker process.
+    #[arg(long, env = "HOOKBEAT_MAX_IN_FLIGHT_PER_TENANT", default_value_t = 64, global = true,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_in_flight_per_tenant: u32,
+
+    /// Deliveries in flight per target host (host:port), per worker process.
+    #[arg(long, env = "HOOKBEAT_MAX_IN_FLIGHT_PER_HOST", default_value_t = 32, global = true,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_in_flight_per_host: u32,
+
     /// Log format: `text` for people, `json` for machines.
     #[arg(long, env = "HOOKBEAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -112,6 +126,16 @@ fn parse_ttl(text: &str) -> Result<chrono::Duration, String> {
         return Err("must be between 1 second and 3650 days".to_owned());
     }
     Ok(ttl)
+}
+
+fn parse_retention(text: &str) -> Result<chrono::Duration, String> {
+    let duration =
+        humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30d, 12h)"))?;
+    let retention = chrono::Duration::from_std(duration).map_err(|_| "too long".to_owned())?;
+    if retention < chrono::Duration::hours(1) || retention > chrono::Duration::days(3650) {
+        return Err("must be between 1 hour and 3650 days".to_owned());
+    }
+    Ok(retention)
 }
 
 impl Settings {

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_initial;
 mod m20261122_000002_shards;
+mod m20261122_000003_history;
 
 pub use m20261122_000002_shards::SHARDS;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261122_000002_shards::Migration),
+            Box::new(m20261122_000003_history::Migration),
         ]
     }
 }

@@ -59,6 +59,13 @@ const CLAIM_PER_TENANT: &str = "UPDATE runs SET status = 'delivering', locked_by
 /// moves on.
 const MAX_TENANTS_PER_CLAIM: usize = 256;
 
+/// Hands claimed runs back unattempted (a politeness limit was reached): the claim's attempt is
+/// taken back and the runs are due again at `$2`.
+const HAND_BACK: &str = "UPDATE runs SET attempts = attempts - 1, \
+     status = CASE WHEN attempts - 1 > retry_base THEN 'retrying' ELSE 'pending' END, \
+     locked_by = NULL, due_at = $2, updated_at = $3 \
+     WHERE locked_by = $1 AND status = 'delivering' AND id IN ";
+
 /// Moves a lease's expiry, for attempts whose timeout outlasts the default lease.
 const EXTEND_LEASE: &str = "UPDATE runs SET due_at = $1 \
      WHERE id = $2 AND locked_by = $3 AND attempts = $4 AND status = 'delivering'";
@@ -164,6 +171,29 @@ async fn due_tenants(
     .into_iter()
     .map(|row| row.tenant_id)
     .collect())
+}
+
+pub async fn hand_back(
+    db: &DatabaseConnection,
+    worker_id: &str,
+    runs: &[Uuid],
+    due_again: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let statement = format!("{HAND_BACK}{}", sql::placeholders(4, runs.len()));
+    let mut values: Vec<sea_orm::Value> = vec![worker_id.into(), due_again.into(), now.into()];
+    values.extend(runs.iter().map(|id| sea_orm::Value::from(*id)));
+    db.execute(sql::statement(
+        db.get_database_backend(),
+        &statement,
+        values,
+    ))
+    .await
+    .context("handing runs back")?;
+    Ok(())
 }
 
 pub async fn extend_lease(

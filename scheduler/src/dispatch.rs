@@ -27,9 +27,11 @@ use crate::claim::{self, AttemptRecord, RunUpdate};
 use crate::clock::Clock;
 use crate::definition::{RetryPolicy, Target};
 use crate::deliver::{AttemptResult, Deliverer, Delivery};
+use crate::maintenance;
 use crate::materialise::{self, Shards, SHARD_COUNT};
 use crate::metrics::WorkerMetrics;
 use crate::notify::Wakeup;
+use crate::politeness::{host_key, Limits, Reservation};
 use crate::retry::{self, Verdict};
 use crate::shards::{Coordinator, ShardConfig};
 use crate::signing::SigningKey;
@@ -56,6 +58,12 @@ pub struct WorkerConfig {
     pub allow_private_targets: bool,
     /// Shard heartbeats and leases (PostgreSQL).
     pub shards: ShardConfig,
+    /// How long finished runs are kept.
+    pub retention: Duration,
+    /// Deliveries in flight per tenant, in this worker.
+    pub max_in_flight_per_tenant: usize,
+    /// Deliveries in flight per target host (`host:port`), in this worker.
+    pub max_in_flight_per_host: usize,
 }
 
 impl Default for WorkerConfig {
@@ -70,6 +78,9 @@ impl Default for WorkerConfig {
             shutdown_grace: std::time::Duration::from_secs(30),
             allow_private_targets: false,
             shards: ShardConfig::default(),
+            retention: Duration::days(30),
+            max_in_flight_per_tenant: 64,
+            max_in_flight_per_host: 32,
         }
     }
 }
@@ -103,6 +114,10 @@ const PAUSE_GONE: &str = "UPDATE schedules SET enabled = false, paused_reason = 
 
 /// Slack a lease keeps beyond an attempt's timeout, for recording the result.
 const LEASE_SLACK: Duration = Duration::seconds(30);
+/// How often history is pruned, and how much at most per round (at most 100,000 runs a minute).
+const PRUNE_INTERVAL: Duration = Duration::seconds(60);
+const PRUNE_BATCHES_PER_ROUND: usize = 100;
+
 /// How often the pending/enabled gauges are recounted.
 const GAUGE_INTERVAL: Duration = Duration::seconds(15);
 
@@ -124,6 +139,7 @@ struct Inner {
     owned: std::sync::RwLock<Vec<i32>>,
     /// Where the tenant rotation of fair claims stands.
     fairness_cursor: tokio::sync::Mutex<String>,
+    limits: Arc<Limits>,
 }
 
 /// What a loop pass found, deciding how long the loop waits.
@@ -152,7 +168,12 @@ struct Claimed {
     run: run::Model,
     schedule: Option<(Target, RetryPolicy)>,
     keys: Vec<SigningKey>,
+    /// Its place under the politeness limits, held until the delivery ends.
+    _reservation: Option<Reservation>,
 }
+
+/// How long a run handed back over a politeness limit waits before it is due again.
+const HAND_BACK_DELAY: Duration = Duration::milliseconds(500);
 
 impl Worker {
     pub fn new(
@@ -179,7 +200,6 @@ impl Worker {
             inner: Arc::new(Inner {
                 db,
                 clock,
-                config,
                 deliverer,
                 metrics,
                 wakeup,
@@ -187,6 +207,11 @@ impl Worker {
                 coordinator,
                 owned: std::sync::RwLock::new(Vec::new()),
                 fairness_cursor: tokio::sync::Mutex::new(String::new()),
+                limits: Limits::new(
+                    config.max_in_flight_per_tenant,
+                    config.max_in_flight_per_host,
+                ),
+                config,
             }),
         })
     }
@@ -296,6 +321,7 @@ impl Worker {
         let mut in_flight = JoinSet::new();
         let mut failures = 0u32;
         let mut gauges_due = inner.clock.now();
+        let mut prune_due = inner.clock.now();
         tracing::info!(worker_id = %inner.config.worker_id, "worker started");
         while !cancel.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
@@ -305,6 +331,28 @@ impl Worker {
                     tracing::warn!(error = %format!("{error:#}"), "refreshing gauges failed");
                 }
                 gauges_due = now + GAUGE_INTERVAL;
+            }
+            if now >= prune_due {
+                match maintenance::prune(
+                    &inner.db,
+                    now,
+                    inner.config.retention,
+                    PRUNE_BATCHES_PER_ROUND,
+                )
+                .await
+                {
+                    Ok(pruned) if pruned.runs > 0 => tracing::info!(
+                        runs = pruned.runs,
+                        secrets = pruned.secrets,
+                        "pruned history"
+                    ),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(error = %format!("{error:#}"), "pruning failed"),
+                }
+                // Jittered, so that workers started together do not prune together.
+                prune_due = now
+                    + PRUNE_INTERVAL
+                    + Duration::milliseconds(rand::random::<u16>() as i64 % 10_000);
             }
             let wait = match self.pass(now, &mut in_flight).await {
                 Ok(Pass::More) => {
@@ -474,7 +522,7 @@ impl Worker {
                 }
             }
         }
-        Ok(runs
+        let claimed: Vec<Claimed> = runs
             .into_iter()
             .map(|run| {
                 let schedule = schedules.get(&run.schedule_id).and_then(|s| {
@@ -487,9 +535,52 @@ impl Worker {
                     }
                 });
                 let keys = keys.get(&run.tenant_id).cloned().unwrap_or_default();
-                Claimed { run, schedule, keys }
+                Claimed { run, schedule, keys, _reservation: None }
             })
-            .collect())
+            .collect();
+        self.within_limits(claimed, now).await
+    }
+
+    /// Keeps the claimed runs that fit under the politeness limits and hands the rest back.
+    async fn within_limits(
+        &self,
+        claimed: Vec<Claimed>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<Claimed>> {
+        let mut kept = Vec::with_capacity(claimed.len());
+        let mut handed_back = Vec::new();
+        for mut claimed in claimed {
+            let Some((target, _)) = &claimed.schedule else {
+                kept.push(claimed);
+                continue;
+            };
+            match self
+                .inner
+                .limits
+                .try_reserve(&claimed.run.tenant_id, &host_key(&target.url))
+            {
+                Some(reservation) => {
+                    claimed._reservation = Some(reservation);
+                    kept.push(claimed);
+                }
+                None => handed_back.push(claimed.run.id),
+            }
+        }
+        if !handed_back.is_empty() {
+            tracing::debug!(
+                runs = handed_back.len(),
+                "handed back over a politeness limit"
+            );
+            claim::hand_back(
+                &self.inner.db,
+                &self.inner.config.worker_id,
+                &handed_back,
+                now + HAND_BACK_DELAY,
+                now,
+            )
+            .await?;
+        }
+        Ok(kept)
     }
 
     /// The earliest instant at which one of this worker's schedules or any run becomes due.

@@ -627,7 +627,44 @@ mod receiver_answers {
         );
     }
 
+    /// Five fires due at once for one tenant, with at most two deliveries in flight per tenant:
+    /// two go now, the rest are handed back and go in the next passes.
+    async fn in_flight_limits_spread_a_burst(backend: Backend) {
+        let Some(app) = spawn_app(backend).await else {
+            return;
+        };
+        let receiver = Receiver::start();
+        for n in 0..5 {
+            app.create_schedule(json!({
+                "name": format!("burst-{n}"),
+                "schedule": {"kind": "interval", "every_seconds": 60},
+                "target": {"url": receiver.url}
+            }))
+            .await;
+        }
+        let polite = app.another_worker(hookbeat_scheduler::WorkerConfig {
+            allow_private_targets: true,
+            max_in_flight_per_tenant: 2,
+            ..hookbeat_scheduler::WorkerConfig::default()
+        });
+        app.clock.advance(Duration::seconds(60));
+        let mut per_pass = Vec::new();
+        for _ in 0..4 {
+            per_pass.push(polite.run_once().await.unwrap().attempts);
+            app.clock.advance(Duration::milliseconds(500));
+        }
+        assert_eq!(per_pass, vec![2, 2, 1, 0]);
+        assert_eq!(receiver.received().len(), 5);
+        let runs = app.get("/v1/runs").await.body;
+        assert!(runs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "succeeded" && r["attempt_count"] == 1));
+    }
+
     on_both_databases!(
+        in_flight_limits_spread_a_burst,
         private_targets_are_refused_when_connecting,
         retry_after_is_honoured,
         gone_pauses_the_schedule,
@@ -635,3 +672,60 @@ mod receiver_answers {
         a_hanging_receiver_times_out_and_is_retried,
     );
 }
+
+/// Finished runs older than the retention are pruned with their attempts; unfinished runs and
+/// recent history stay.
+async fn history_is_pruned_after_the_retention(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let schedule = app
+        .create_schedule(json!({
+            "name": "history",
+            "schedule": {"kind": "interval", "every_seconds": 86400},
+            "target": {"url": receiver.url}
+        }))
+        .await;
+    let first = t(&schedule["next_run_at"]);
+    app.run_worker_at(first).await;
+    app.run_worker_at(first + Duration::days(1)).await;
+    receiver.script([Reply::status(503)]);
+    app.run_worker_at(first + Duration::days(2)).await;
+    let runs = app.get("/v1/runs").await.body;
+    let statuses: Vec<&str> = runs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["retrying", "succeeded", "succeeded"]);
+    let oldest = runs["items"][2]["id"].as_str().unwrap().to_owned();
+
+    let retention = Duration::days(30);
+    let pruned = hookbeat_scheduler::maintenance::prune(
+        &app.db,
+        first + Duration::days(30) + Duration::hours(1),
+        retention,
+        10,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        pruned.runs, 1,
+        "only the run finished more than 30 days before"
+    );
+    assert_eq!(
+        app.get(&format!("/v1/runs/{oldest}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let left: Vec<String> = app.get("/v1/runs").await.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(left, vec!["retrying", "succeeded"]);
+}
+
+on_both_databases!(history_is_pruned_after_the_retention);
