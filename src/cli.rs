@@ -63,12 +63,12 @@ pub struct Settings {
     pub retention: chrono::Duration,
 
     /// Deliveries in flight per tenant, per worker process.
-    #[arg(long, env = "HOOKBEAT_MAX_IN_FLIGHT_PER_TENANT", default_value_t = 64, global = true,
+    #[arg(long, env = "HOOKBEAT_MAX_IN_FLIGHT_PER_TENANT", default_value_t = 128, global = true,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_in_flight_per_tenant: u32,
 
     /// Deliveries in flight per target host (host:port), per worker process.
-    #[arg(long, env = "HOOKBEAT_MAX_IN_FLIGHT_PER_HOST", default_value_t = 32, global = true,
+    #[arg(long, env = "HOOKBEAT_MAX_IN_FLIGHT_PER_HOST", default_value_t = 64, global = true,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_in_flight_per_host: u32,
 

@@ -79,8 +79,8 @@ impl Default for WorkerConfig {
             allow_private_targets: false,
             shards: ShardConfig::default(),
             retention: Duration::days(30),
-            max_in_flight_per_tenant: 64,
-            max_in_flight_per_host: 32,
+            max_in_flight_per_tenant: 128,
+            max_in_flight_per_host: 64,
         }
     }
 }
@@ -148,6 +148,8 @@ enum Pass {
     More,
     /// No delivery slot is free.
     Saturated,
+    /// Some claimed runs went back because their tenant or host was at its limit.
+    Limited,
     /// Everything due was handled.
     Idle,
 }
@@ -169,8 +171,18 @@ struct Claimed {
     schedule: Option<(Target, RetryPolicy)>,
     keys: Vec<SigningKey>,
     /// Its place under the politeness limits, held until the delivery ends.
-    _reservation: Option<Reservation>,
+    reservation: Option<Reservation>,
 }
+
+/// The runs a claim kept, and whether a politeness limit sent some back.
+#[derive(Default)]
+struct Claim {
+    runs: Vec<Claimed>,
+    limited: bool,
+}
+
+/// How long the loop pauses after a politeness limit sent runs back.
+const LIMITED_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// How long a run handed back over a politeness limit waits before it is due again.
 const HAND_BACK_DELAY: Duration = Duration::milliseconds(500);
@@ -227,7 +239,7 @@ impl Worker {
             ..PassReport::default()
         };
         loop {
-            let claimed = self.claim(now, self.inner.config.claim_batch).await?;
+            let claimed = self.claim(now, self.inner.config.claim_batch).await?.runs;
             if claimed.is_empty() {
                 return Ok(report);
             }
@@ -364,6 +376,16 @@ impl Worker {
                     failures = 0;
                     inner.config.max_idle
                 }
+                // A tenant or host is at its limit. Claiming again as each delivery ends would
+                // mostly hand the same runs back, so pause briefly, deaf to wake-ups.
+                Ok(Pass::Limited) => {
+                    failures = 0;
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(LIMITED_PAUSE) => {}
+                    }
+                    continue;
+                }
                 Ok(Pass::Idle) => {
                     failures = 0;
                     match self.next_due().await {
@@ -435,9 +457,9 @@ impl Worker {
                 Pass::Saturated
             });
         }
-        let claimed = self.claim(now, free).await?;
-        let more_runs = claimed.len() == free;
-        for claimed in claimed {
+        let claim = self.claim(now, free).await?;
+        let more_runs = claim.runs.len() == free;
+        for claimed in claim.runs {
             let permit: OwnedSemaphorePermit = inner
                 .slots
                 .clone()
@@ -453,6 +475,8 @@ impl Worker {
         }
         Ok(if more_schedules || more_runs {
             Pass::More
+        } else if claim.limited {
+            Pass::Limited
         } else {
             Pass::Idle
         })
@@ -471,7 +495,7 @@ impl Worker {
     }
 
     /// Claims up to `limit` due runs and loads what their deliveries need, in two queries.
-    async fn claim(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Vec<Claimed>> {
+    async fn claim(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Claim> {
         let inner = &self.inner;
         let lease_until = now + inner.config.lease;
         // One process on SQLite serves its tenants oldest-first; PostgreSQL shares each batch
@@ -491,7 +515,7 @@ impl Worker {
             claim::claim(&inner.db, &inner.config.worker_id, now, lease_until, limit).await?
         };
         if runs.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Claim::default());
         }
         let schedule_ids: HashSet<_> = runs.iter().map(|r| r.schedule_id).collect();
         let schedules: HashMap<_, _> = schedule::Entity::find()
@@ -535,7 +559,7 @@ impl Worker {
                     }
                 });
                 let keys = keys.get(&run.tenant_id).cloned().unwrap_or_default();
-                Claimed { run, schedule, keys, _reservation: None }
+                Claimed { run, schedule, keys, reservation: None }
             })
             .collect();
         self.within_limits(claimed, now).await
@@ -546,7 +570,7 @@ impl Worker {
         &self,
         claimed: Vec<Claimed>,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<Vec<Claimed>> {
+    ) -> anyhow::Result<Claim> {
         let mut kept = Vec::with_capacity(claimed.len());
         let mut handed_back = Vec::new();
         for mut claimed in claimed {
@@ -560,7 +584,7 @@ impl Worker {
                 .try_reserve(&claimed.run.tenant_id, &host_key(&target.url))
             {
                 Some(reservation) => {
-                    claimed._reservation = Some(reservation);
+                    claimed.reservation = Some(reservation);
                     kept.push(claimed);
                 }
                 None => handed_back.push(claimed.run.id),
@@ -580,7 +604,10 @@ impl Worker {
             )
             .await?;
         }
-        Ok(kept)
+        Ok(Claim {
+            runs: kept,
+            limited: !handed_back.is_empty(),
+        })
     }
 
     /// The earliest instant at which one of this worker's schedules or any run becomes due.
@@ -655,7 +682,10 @@ impl Worker {
 impl Inner {
     /// Delivers one claimed run and records the result. Never fails: a write-back that cannot be
     /// made leaves the run to its lease, and it is delivered again.
-    async fn deliver(self: Arc<Self>, claimed: Claimed) {
+    async fn deliver(self: Arc<Self>, mut claimed: Claimed) {
+        // The politeness limits count requests in flight to the receiver, not the bookkeeping
+        // around them: the place is given back as soon as the answer is in.
+        let reservation = claimed.reservation.take();
         let run = &claimed.run;
         let span = tracing::info_span!(
             "run",
@@ -692,6 +722,7 @@ impl Inner {
                     (self.deliverer.deliver(&delivery, started_at).await, retry_policy.clone())
                 }
             };
+            drop(reservation);
             let finished_at = self.clock.now();
             let (outcome, update) = decide(run, &retry_policy, &result, finished_at);
             self.metrics.deliveries.with_label_values(&[outcome]).inc();

@@ -3,7 +3,7 @@
 //! Every expected fire is delivered; the only duplicates are deliveries that were in flight at
 //! the kill, and they carry the same webhook-id. Shards are shared within ±1 before and after.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::helpers::db::{Backend, TestDb};
 use crate::helpers::process::{token, Process};
+use crate::helpers::receiver::Received;
 use crate::helpers::{eventually, Receiver};
 
 const SCHEDULES: usize = 2_000;
@@ -20,6 +21,73 @@ const WORKERS: usize = 4;
 /// How long the schedules fire before the expected set is cut off.
 const RUN_FOR: Duration = Duration::from_secs(60);
 const KILL_AFTER: Duration = Duration::from_secs(25);
+
+/// A fire: (schedule id, scheduled-for as the `hookbeat-scheduled-for` header writes it).
+type Fire = (String, String);
+
+fn fire_of(request: &Received) -> Fire {
+    (
+        request.header("hookbeat-schedule-id").to_owned(),
+        request.header("hookbeat-scheduled-for").to_owned(),
+    )
+}
+
+/// Every fire of interval schedules `(id, every_seconds, first fire)` up to `cutoff`.
+fn fires_until(schedules: &[(String, i64, DateTime<Utc>)], cutoff: DateTime<Utc>) -> HashSet<Fire> {
+    let mut fires = HashSet::new();
+    for (id, every, first) in schedules {
+        let mut fire = *first;
+        while fire <= cutoff {
+            fires.insert((
+                id.clone(),
+                fire.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            ));
+            fire += chrono::Duration::seconds(*every);
+        }
+    }
+    fires
+}
+
+/// Waits until the receiver got every expected fire; whether it did within `timeout`. Only the
+/// requests that arrived since the last look are read, so waiting costs the receiver nothing.
+async fn all_delivered(receiver: &Receiver, expected: &HashSet<Fire>, timeout: Duration) -> bool {
+    let missing = std::sync::Mutex::new(expected.clone());
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    eventually(timeout, || async {
+        let from = seen.load(std::sync::atomic::Ordering::SeqCst);
+        let fires: Vec<Fire> = receiver.inspect_from(from, |new| new.iter().map(fire_of).collect());
+        seen.store(from + fires.len(), std::sync::atomic::Ordering::SeqCst);
+        let mut missing = missing.lock().unwrap();
+        for fire in &fires {
+            missing.remove(fire);
+        }
+        missing.is_empty().then_some(())
+    })
+    .await
+    .is_some()
+}
+
+#[derive(FromQueryResult)]
+struct StatusCount {
+    status: String,
+    runs: i64,
+}
+
+/// Runs by status, to tell a fire never made from one made but not delivered.
+async fn run_statuses(url: &str) -> Vec<String> {
+    let db = Database::connect(url).await.unwrap();
+    let rows = StatusCount::find_by_statement(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT status, COUNT(*) AS runs FROM runs GROUP BY status ORDER BY status",
+    ))
+    .all(&db)
+    .await
+    .unwrap();
+    db.close().await.ok();
+    rows.into_iter()
+        .map(|r| format!("{}: {}", r.status, r.runs))
+        .collect()
+}
 
 #[derive(FromQueryResult)]
 struct Owned {
@@ -79,8 +147,10 @@ async fn many_workers_deliver_every_fire_once_through_a_kill() {
         vec![16, 16, 16, 16]
     );
 
-    // Create the schedules, 16 requests at a time.
+    // Create the schedules, 16 requests at a time. They stop firing at `end_at`, so that what
+    // is due when the run ends is the backlog alone.
     let client = reqwest::Client::new();
+    let end_at = Utc::now() + chrono::Duration::from_std(RUN_FOR).unwrap();
     let created: Vec<(String, i64, DateTime<Utc>)> = futures::stream::iter(0..SCHEDULES)
         .map(|n| {
             let client = client.clone();
@@ -94,7 +164,8 @@ async fn many_workers_deliver_every_fire_once_through_a_kill() {
                         "name": format!("scale-{n}"),
                         "schedule": {"kind": "interval", "every_seconds": every},
                         "target": {"url": url},
-                        "catchup": "all"
+                        "catchup": "all",
+                        "end_at": end_at.to_rfc3339()
                     }))
                     .send()
                     .await
@@ -109,7 +180,6 @@ async fn many_workers_deliver_every_fire_once_through_a_kill() {
         .collect()
         .await;
     let started = Instant::now();
-    let cutoff = Utc::now() + chrono::Duration::from_std(RUN_FOR).unwrap();
 
     tokio::time::sleep(KILL_AFTER).await;
     workers[1].take().unwrap().kill();
@@ -119,64 +189,31 @@ async fn many_workers_deliver_every_fire_once_through_a_kill() {
         vec![21, 21, 22]
     );
 
-    // Every fire up to the cut-off.
-    let mut expected: HashMap<(String, String), ()> = HashMap::new();
-    for (id, every, first) in &created {
-        let mut fire = *first;
-        while fire <= cutoff {
-            expected.insert(
-                (
-                    id.clone(),
-                    fire.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                ),
-                (),
-            );
-            fire += chrono::Duration::seconds(*every);
-        }
-    }
+    let expected = fires_until(&created, end_at);
     tokio::time::sleep(RUN_FOR.saturating_sub(started.elapsed())).await;
     // Runs the killed worker held come back when their 60 s lease expires.
-    let all_delivered = eventually(Duration::from_secs(120), || {
-        let receiver = receiver.clone();
-        let expected = &expected;
-        async move {
-            let got = receiver.received();
-            let delivered: std::collections::HashSet<(String, String)> = got
-                .iter()
-                .map(|r| {
-                    (
-                        r.header("hookbeat-schedule-id").to_owned(),
-                        r.header("hookbeat-scheduled-for").to_owned(),
-                    )
-                })
-                .collect();
-            expected
-                .keys()
-                .all(|fire| delivered.contains(fire))
-                .then_some(())
-        }
-    })
-    .await;
+    let complete = all_delivered(&receiver, &expected, Duration::from_secs(120)).await;
     let got = receiver.received();
-    let mut deliveries: HashMap<(String, String), Vec<String>> = HashMap::new();
+    let mut deliveries: HashMap<Fire, Vec<String>> = HashMap::new();
     for r in &got {
-        let fire = (
-            r.header("hookbeat-schedule-id").to_owned(),
-            r.header("hookbeat-scheduled-for").to_owned(),
-        );
         deliveries
-            .entry(fire)
+            .entry(fire_of(r))
             .or_default()
             .push(r.header("webhook-id").to_owned());
     }
     let lost: Vec<_> = expected
-        .keys()
+        .iter()
         .filter(|fire| !deliveries.contains_key(*fire))
         .take(5)
         .collect();
+    let statuses = if complete {
+        Vec::new()
+    } else {
+        run_statuses(&db.url).await
+    };
     assert!(
-        all_delivered.is_some(),
-        "{} expected fires, lost e.g. {lost:?}",
+        complete,
+        "{} expected fires, lost e.g. {lost:?}; runs by status: {statuses:?}",
         expected.len()
     );
     let duplicated: Vec<_> = deliveries.iter().filter(|(_, ids)| ids.len() > 1).collect();
@@ -240,7 +277,7 @@ async fn a_worker_survives_losing_its_database() {
             .await
             .unwrap();
         let first: DateTime<Utc> = body["next_run_at"].as_str().unwrap().parse().unwrap();
-        created.push((body["id"].as_str().unwrap().to_owned(), first));
+        created.push((body["id"].as_str().unwrap().to_owned(), 1, first));
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = receiver.received().len();
@@ -250,42 +287,8 @@ async fn a_worker_survives_losing_its_database() {
     proxy.restore();
     let cutoff = Utc::now() + chrono::Duration::seconds(3);
 
-    let expected: Vec<(String, String)> = created
-        .iter()
-        .flat_map(|(id, first)| {
-            let mut fires = Vec::new();
-            let mut fire = *first;
-            while fire <= cutoff {
-                fires.push((
-                    id.clone(),
-                    fire.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-                ));
-                fire += chrono::Duration::seconds(1);
-            }
-            fires
-        })
-        .collect();
-    let caught_up = eventually(Duration::from_secs(60), || {
-        let receiver = receiver.clone();
-        let expected = &expected;
-        async move {
-            let delivered: std::collections::HashSet<(String, String)> = receiver
-                .received()
-                .iter()
-                .map(|r| {
-                    (
-                        r.header("hookbeat-schedule-id").to_owned(),
-                        r.header("hookbeat-scheduled-for").to_owned(),
-                    )
-                })
-                .collect();
-            expected
-                .iter()
-                .all(|fire| delivered.contains(fire))
-                .then_some(())
-        }
-    })
-    .await;
+    let expected = fires_until(&created, cutoff);
+    let caught_up = all_delivered(&receiver, &expected, Duration::from_secs(60)).await;
     eprintln!(
         "faults: {before} deliveries before the cut, {} during it, {} fires expected",
         during - before,
@@ -299,7 +302,7 @@ async fn a_worker_survives_losing_its_database() {
         during - before
     );
     assert!(
-        caught_up.is_some(),
+        caught_up,
         "every fire up to the cut-off delivered after the database came back"
     );
     assert!(worker.terminate().success());

@@ -17,6 +17,9 @@ fn worker(app: &TestApp, id: &str) -> Worker {
     app.another_worker(WorkerConfig {
         worker_id: id.to_owned(),
         allow_private_targets: true,
+        // Every test schedule targets one receiver; politeness is tested elsewhere.
+        max_in_flight_per_host: 10_000,
+        max_in_flight_per_tenant: 10_000,
         ..WorkerConfig::default()
     })
 }

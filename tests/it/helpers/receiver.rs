@@ -93,6 +93,12 @@ impl Receiver {
     pub fn received(&self) -> Vec<Received> {
         self.shared.received.lock().unwrap().clone()
     }
+
+    /// Looks at the requests received from index `from` on, without copying them.
+    pub fn inspect_from<T>(&self, from: usize, look: impl FnOnce(&[Received]) -> T) -> T {
+        let received = self.shared.received.lock().unwrap();
+        look(&received[from.min(received.len())..])
+    }
 }
 
 async fn record(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
