@@ -15,6 +15,8 @@ pub struct Model {
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub response_excerpt: Option<String>,
+    /// The run's step this attempt delivered (see `run::Model::step`).
+    pub step: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

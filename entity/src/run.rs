@@ -34,7 +34,14 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
+    /// 0: the target; k ≥ 1: the k-th `then` step; [`ON_FAILURE_STEP`]: the `on_failure` call.
+    pub step: i32,
+    /// What failed (step, attempts, status, error), once the run failed for good.
+    pub failure: Option<Json>,
 }
+
+/// The `step` of a run whose `on_failure` call is being delivered.
+pub const ON_FAILURE_STEP: i32 = -1;
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}

@@ -32,6 +32,9 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub version: i64,
+    /// The `then` targets, delivered in order after the target succeeded.
+    pub chain: Option<Json>,
+    pub on_failure: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

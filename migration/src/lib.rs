@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_initial;
 mod m20261122_000002_shards;
 mod m20261122_000003_history;
+mod m20261122_000004_steps;
 
 pub use m20261122_000002_shards::SHARDS;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_initial::Migration),
             Box::new(m20261122_000002_shards::Migration),
             Box::new(m20261122_000003_history::Migration),
+            Box::new(m20261122_000004_steps::Migration),
         ]
     }
 }

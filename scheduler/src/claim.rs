@@ -70,9 +70,14 @@ const HAND_BACK: &str = "UPDATE runs SET attempts = attempts - 1, \
 const EXTEND_LEASE: &str = "UPDATE runs SET due_at = $1 \
      WHERE id = $2 AND locked_by = $3 AND attempts = $4 AND status = 'delivering'";
 
-/// Applies an attempt's result to its run, only while this worker still holds the lease.
+/// Applies an attempt's result to its run, only while this worker still holds the lease. A run
+/// moving to another step (`$10`) starts that step's attempts afresh; `$11` keeps the failure.
 const FINISH_ATTEMPT: &str = "UPDATE runs SET status = $1, due_at = $2, locked_by = NULL, \
-     last_status_code = $3, last_error = $4, updated_at = $5, finished_at = $6 \
+     last_status_code = $3, last_error = $4, updated_at = $5, finished_at = $6, \
+     step = COALESCE($10, step), \
+     attempts = CASE WHEN $10 IS NULL THEN attempts ELSE 0 END, \
+     retry_base = CASE WHEN $10 IS NULL THEN retry_base ELSE 0 END, \
+     failure = COALESCE($11, failure) \
      WHERE id = $7 AND locked_by = $8 AND attempts = $9 AND status = 'delivering'";
 
 pub async fn claim(
@@ -227,6 +232,10 @@ pub struct RunUpdate {
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The step the run moves to, with a fresh attempt count; `None` to stay.
+    pub next_step: Option<i32>,
+    /// The failure to keep on the run (it failed for good).
+    pub failure: Option<serde_json::Value>,
 }
 
 /// What one attempt did, as kept in `attempts`.
@@ -265,6 +274,8 @@ pub async fn finish_attempt(
                 run.id.into(),
                 worker_id.into(),
                 run.attempts.into(),
+                update.next_step.into(),
+                update.failure.clone().into(),
             ],
         ))
         .await
@@ -279,6 +290,7 @@ pub async fn finish_attempt(
         status_code: Set(attempt.status_code),
         error: Set(attempt.error.clone()),
         response_excerpt: Set(attempt.response_excerpt.clone()),
+        step: Set(run.step),
     }
     .insert(&txn)
     .await

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+
 use uuid::Uuid;
 
 use crate::definition::Target;
@@ -21,7 +22,8 @@ pub const USER_AGENT: &str = concat!("hookbeat/", env!("CARGO_PKG_VERSION"));
 
 /// Everything needed to send one attempt.
 pub struct Delivery<'a> {
-    pub run_id: Uuid,
+    /// The run's id, or a step's id derived from it (see `steps::webhook_id`).
+    pub webhook_id: String,
     pub schedule_id: Uuid,
     pub scheduled_for: DateTime<Utc>,
     pub attempt: i32,
@@ -92,7 +94,7 @@ impl Deliverer {
         }
 
         let (body, default_content_type) = target.encoded_body();
-        let webhook_id = delivery.run_id.to_string();
+        let webhook_id = delivery.webhook_id.clone();
         let timestamp = now.timestamp();
         let mut headers = HeaderMap::new();
         for (name, value) in &target.headers {

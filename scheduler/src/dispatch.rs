@@ -23,7 +23,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::claim::{self, AttemptRecord, RunUpdate};
+use crate::claim::{self, AttemptRecord};
 use crate::clock::Clock;
 use crate::definition::{RetryPolicy, Target};
 use crate::deliver::{AttemptResult, Deliverer, Delivery};
@@ -31,11 +31,12 @@ use crate::maintenance;
 use crate::materialise::{self, Shards, SHARD_COUNT};
 use crate::metrics::WorkerMetrics;
 use crate::notify::Wakeup;
+use crate::outcome;
 use crate::politeness::{host_key, Limits, Reservation};
-use crate::retry::{self, Verdict};
 use crate::shards::{Coordinator, ShardConfig};
 use crate::signing::SigningKey;
 use crate::sql;
+use crate::steps::{self, Steps};
 use crate::stored;
 
 #[derive(Debug, Clone)]
@@ -168,7 +169,7 @@ pub struct PassReport {
 /// A claimed run with everything its delivery needs.
 struct Claimed {
     run: run::Model,
-    schedule: Option<(Target, RetryPolicy)>,
+    schedule: Option<(Steps, RetryPolicy)>,
     keys: Vec<SigningKey>,
     /// Its place under the politeness limits, held until the delivery ends.
     reservation: Option<Reservation>,
@@ -550,7 +551,7 @@ impl Worker {
             .into_iter()
             .map(|run| {
                 let schedule = schedules.get(&run.schedule_id).and_then(|s| {
-                    match (stored::target(s), stored::retry(s)) {
+                    match (stored::steps(s), stored::retry(s)) {
                         (Ok(target), Ok(retry)) => Some((target, retry)),
                         (Err(error), _) | (_, Err(error)) => {
                             tracing::error!(schedule_id = %s.id, error = %format!("{error:#}"), "unreadable schedule");
@@ -574,7 +575,11 @@ impl Worker {
         let mut kept = Vec::with_capacity(claimed.len());
         let mut handed_back = Vec::new();
         for mut claimed in claimed {
-            let Some((target, _)) = &claimed.schedule else {
+            let Some(target) = claimed
+                .schedule
+                .as_ref()
+                .and_then(|(steps, _)| steps.target_of(&claimed.run))
+            else {
                 kept.push(claimed);
                 continue;
             };
@@ -696,58 +701,118 @@ impl Inner {
         );
         async {
             let started_at = self.clock.now();
-            if run.attempts == 1 {
-                let lag = (started_at - run.scheduled_for).num_microseconds().unwrap_or(i64::MAX);
+            if run.attempts == 1 && run.step == 0 && run.retry_base == 0 {
+                let lag = (started_at - run.scheduled_for)
+                    .num_microseconds()
+                    .unwrap_or(i64::MAX);
                 self.metrics.fire_lag.observe((lag.max(0) as f64) / 1e6);
             }
             let (result, retry_policy) = match &claimed.schedule {
                 None => (
                     unsent("the schedule could not be read; see the server log"),
-                    RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
+                    RetryPolicy {
+                        max_attempts: 1,
+                        ..RetryPolicy::default()
+                    },
                 ),
                 Some(_) if claimed.keys.is_empty() => (
                     unsent("the tenant has no signing secret"),
-                    RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
+                    RetryPolicy {
+                        max_attempts: 1,
+                        ..RetryPolicy::default()
+                    },
                 ),
-                Some((target, retry_policy)) => {
+                Some((steps, retry_policy)) => {
+                    let Some(target) = steps.target_of(run) else {
+                        return self
+                            .record(
+                                run,
+                                unsent("the schedule has no such step any more"),
+                                RetryPolicy {
+                                    max_attempts: 1,
+                                    ..RetryPolicy::default()
+                                },
+                                None,
+                                started_at,
+                            )
+                            .await;
+                    };
+                    let target = &target;
                     self.hold_lease_for(run, target, started_at).await;
                     let delivery = Delivery {
-                        run_id: run.id,
+                        webhook_id: steps::webhook_id(run.id, run.step),
                         schedule_id: run.schedule_id,
                         scheduled_for: run.scheduled_for,
                         attempt: run.attempts,
                         target,
                         keys: &claimed.keys,
                     };
-                    (self.deliverer.deliver(&delivery, started_at).await, retry_policy.clone())
+                    (
+                        self.deliverer.deliver(&delivery, started_at).await,
+                        retry_policy.clone(),
+                    )
                 }
             };
             drop(reservation);
-            let finished_at = self.clock.now();
-            let (outcome, update) = decide(run, &retry_policy, &result, finished_at);
-            self.metrics.deliveries.with_label_values(&[outcome]).inc();
-            self.metrics.delivery_duration.observe(result.duration.as_secs_f64());
-            let record = AttemptRecord {
-                started_at,
-                duration_ms: result.duration.as_millis() as i64,
-                outcome,
-                status_code: result.status.map(i32::from),
-                error: result.error.clone(),
-                response_excerpt: result.excerpt.clone(),
-            };
-            if result.status == Some(410) {
-                self.pause_gone(run, finished_at).await;
-            }
-            match claim::finish_attempt(&self.db, &self.config.worker_id, run, &record, &update, finished_at).await {
-                // Successes are the bulk of the traffic: debug. Failures are what operators read.
-                Ok(true) if outcome == "success" => tracing::debug!(status = ?result.status, "delivered"),
-                Ok(true) => tracing::info!(outcome, status = ?result.status, error = ?result.error, "attempt failed"),
-                Ok(false) => tracing::warn!("lease lost before the result was recorded; the run belongs to another worker now"),
-                Err(error) => tracing::error!(error = %format!("{error:#}"), "recording the attempt failed; the run will be delivered again when its lease expires"),
-            }
+            let steps = claimed.schedule.as_ref().map(|(steps, _)| steps);
+            self.record(run, result, retry_policy, steps, started_at)
+                .await;
         }
         .instrument(span)
         .await
+    }
+
+    /// Records an attempt's result: history, metrics, the run's next state, and the schedule's
+    /// pause after a 410.
+    async fn record(
+        &self,
+        run: &run::Model,
+        result: AttemptResult,
+        retry_policy: RetryPolicy,
+        steps: Option<&Steps>,
+        started_at: DateTime<Utc>,
+    ) {
+        let finished_at = self.clock.now();
+        let (outcome, update) = outcome::decide(run, &retry_policy, steps, &result, finished_at);
+        self.metrics.deliveries.with_label_values(&[outcome]).inc();
+        self.metrics
+            .delivery_duration
+            .observe(result.duration.as_secs_f64());
+        let record = AttemptRecord {
+            started_at,
+            duration_ms: result.duration.as_millis() as i64,
+            outcome,
+            status_code: result.status.map(i32::from),
+            error: result.error.clone(),
+            response_excerpt: result.excerpt.clone(),
+        };
+        if result.status == Some(410) {
+            self.pause_gone(run, finished_at).await;
+        }
+        match claim::finish_attempt(
+            &self.db,
+            &self.config.worker_id,
+            run,
+            &record,
+            &update,
+            finished_at,
+        )
+        .await
+        {
+            // Successes are the bulk of the traffic: debug. Failures are what operators read.
+            Ok(true) if outcome == "success" => {
+                tracing::debug!(status = ?result.status, "delivered")
+            }
+            Ok(true) => {
+                tracing::info!(outcome, status = ?result.status, error = ?result.error, "attempt failed")
+            }
+            Ok(false) => tracing::warn!(
+                "lease lost before the result was recorded; the run belongs to another worker now"
+            ),
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "recording the attempt failed; the run will be delivered again when its lease expires")
+            }
+        }
     }
 
     /// 410 Gone: the receiver says this endpoint is gone for good, so the schedule is paused
@@ -790,55 +855,5 @@ fn unsent(error: &str) -> AttemptResult {
         error: Some(error.to_owned()),
         excerpt: None,
         retry_after: None,
-    }
-}
-
-/// The run's next state after an attempt, and the outcome label for metrics and history.
-pub fn decide(
-    run: &run::Model,
-    policy: &RetryPolicy,
-    result: &AttemptResult,
-    now: DateTime<Utc>,
-) -> (&'static str, RunUpdate) {
-    let verdict = match (result.status, &result.error) {
-        (Some(status), None) => retry::classify_status(status),
-        // The answer came but reading it failed: a 2xx still counts, the rest is retried.
-        (Some(status), Some(_)) if (200..300).contains(&status) => Verdict::Success,
-        _ => Verdict::Retry,
-    };
-    let status_code = result.status.map(i32::from);
-    let error = result.error.clone().or_else(|| match verdict {
-        Verdict::Success => None,
-        _ => result.status.map(|s| format!("receiver answered {s}")),
-    });
-    let finished = |status| RunUpdate {
-        status,
-        due_at: None,
-        status_code,
-        error: error.clone(),
-        finished_at: Some(now),
-    };
-    match verdict {
-        Verdict::Success => ("success", finished(run::status::SUCCEEDED)),
-        Verdict::Retry if run.attempts - run.retry_base < policy.max_attempts => {
-            let seed = run.id.as_u128() as u64;
-            let delay = retry::next_delay(
-                policy,
-                run.attempts - run.retry_base,
-                seed,
-                result.retry_after,
-            );
-            (
-                "retry",
-                RunUpdate {
-                    status: run::status::RETRYING,
-                    due_at: Some(now + delay),
-                    status_code,
-                    error: error.clone(),
-                    finished_at: None,
-                },
-            )
-        }
-        _ => ("failed", finished(run::status::FAILED)),
     }
 }

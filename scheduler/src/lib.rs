@@ -14,6 +14,7 @@ pub mod maintenance;
 pub mod materialise;
 pub mod metrics;
 pub mod notify;
+pub mod outcome;
 pub mod politeness;
 pub mod retry;
 pub mod schedule;
@@ -21,6 +22,7 @@ pub mod shards;
 pub mod signing;
 pub mod sql;
 pub mod ssrf;
+pub mod steps;
 pub mod stored;
 pub mod validation;
 

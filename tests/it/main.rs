@@ -12,4 +12,5 @@ mod isolation;
 mod scale;
 mod schedules;
 mod shards;
+mod steps;
 mod time_engine;

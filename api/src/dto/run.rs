@@ -21,7 +21,10 @@ pub struct Run {
     /// `pending`, `delivering`, `retrying`, `succeeded` or `failed`.
     #[schema(example = "succeeded")]
     pub status: String,
-    /// Attempts made so far.
+    /// The step being (or last) delivered: `target`, `then[0]`, …, or `on_failure`.
+    #[schema(example = "target")]
+    pub step: String,
+    /// Attempts made so far at this step.
     pub attempt_count: i32,
     /// When the next attempt is due, while the run is `pending` or `retrying`.
     pub next_attempt_at: Option<DateTime<Utc>>,
@@ -30,6 +33,10 @@ pub struct Run {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// What failed, once the run failed for good: `failed_step`, `attempts`, `status_code`,
+    /// `error`, `failed_at` (this is also the body of the `on_failure` call).
+    #[schema(value_type = Option<Object>)]
+    pub failure: Option<serde_json::Value>,
 }
 
 impl From<run::Model> for Run {
@@ -41,6 +48,7 @@ impl From<run::Model> for Run {
             scheduled_for: m.scheduled_for,
             trigger: m.trigger,
             status: m.status,
+            step: hookbeat_scheduler::steps::step_name(m.step),
             attempt_count: m.attempts,
             next_attempt_at: if waiting { m.due_at } else { None },
             last_status_code: m.last_status_code,
@@ -48,12 +56,15 @@ impl From<run::Model> for Run {
             created_at: m.created_at,
             updated_at: m.updated_at,
             finished_at: m.finished_at,
+            failure: m.failure,
         }
     }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Attempt {
+    /// The step this attempt delivered: `target`, `then[0]`, …, or `on_failure`.
+    pub step: String,
     /// 1, 2, …: the `hookbeat-attempt` header of this request.
     pub attempt: i32,
     pub started_at: DateTime<Utc>,
@@ -69,6 +80,7 @@ pub struct Attempt {
 impl From<attempt::Model> for Attempt {
     fn from(m: attempt::Model) -> Self {
         Self {
+            step: hookbeat_scheduler::steps::step_name(m.step),
             attempt: m.attempt,
             started_at: m.started_at,
             duration_ms: m.duration_ms,

@@ -68,7 +68,17 @@ pub struct ScheduleInput {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Further targets, delivered in order after the target succeeded, each only after the one
+    /// before it succeeded (at most 10). Each has its own `webhook-id`: the run id + `-then-1`, …
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub then: Vec<Target>,
+    /// Called once when a run fails for good, with the failure as its JSON body (so it takes no
+    /// `body`); its `webhook-id` is the run id + `-on-failure`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<Target>,
 }
+
+const MAX_THEN_STEPS: usize = 10;
 
 fn enabled_by_default() -> bool {
     true
@@ -139,6 +149,24 @@ impl ScheduleInput {
         }
         self.target
             .validate("target", allow_private_targets, &mut errors);
+        if self.then.len() > MAX_THEN_STEPS {
+            errors.add(
+                "then",
+                format!("at most {MAX_THEN_STEPS} steps are allowed"),
+            );
+        }
+        for (n, step) in self.then.iter().enumerate() {
+            step.validate(&format!("then[{n}]"), allow_private_targets, &mut errors);
+        }
+        if let Some(call) = &self.on_failure {
+            call.validate("on_failure", allow_private_targets, &mut errors);
+            if call.body.is_some() {
+                errors.add(
+                    "on_failure.body",
+                    "is set by hookbeat: the failure is the body",
+                );
+            }
+        }
         self.retry.validate("retry", &mut errors);
         if let (Some(start), Some(end)) = (self.start_at, self.end_at) {
             if end <= start {
@@ -206,6 +234,18 @@ impl ScheduleInput {
             metadata: match &m.metadata {
                 serde_json::Value::Object(map) => map.clone(),
                 _ => serde_json::Map::new(),
+            },
+            then: match &m.chain {
+                Some(chain) => {
+                    serde_json::from_value(chain.clone()).map_err(|_| parse("then", chain))?
+                }
+                None => Vec::new(),
+            },
+            on_failure: match &m.on_failure {
+                Some(call) => Some(
+                    serde_json::from_value(call.clone()).map_err(|_| parse("on_failure", call))?,
+                ),
+                None => None,
             },
         })
     }

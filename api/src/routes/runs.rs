@@ -131,7 +131,6 @@ pub async fn get(
     let run = load(&state, &caller, &id).await?;
     let attempts = attempt::Entity::find()
         .filter(attempt::Column::RunId.eq(run.id))
-        .order_by_asc(attempt::Column::Attempt)
         .order_by_asc(attempt::Column::Id)
         .all(&state.db)
         .await?;
@@ -168,10 +167,21 @@ pub async fn redeliver(
         )));
     }
     let now = state.clock.now();
-    let attempts = current.attempts;
+    // Resume the step that failed (not the on_failure call), continuing its attempt numbers with
+    // a fresh retry budget.
+    let failed = current.failure.as_ref();
+    let step = failed
+        .and_then(|f| f["step"].as_i64())
+        .map_or(current.step, |s| s as i32);
+    let attempts = failed
+        .and_then(|f| f["attempts"].as_i64())
+        .map_or(current.attempts, |a| a as i32);
     let mut model = current.into_active_model();
     model.status = Set(run::status::PENDING.to_owned());
+    model.step = Set(step);
+    model.attempts = Set(attempts);
     model.retry_base = Set(attempts);
+    model.failure = Set(None);
     model.due_at = Set(Some(now));
     model.finished_at = Set(None);
     model.updated_at = Set(now);

@@ -103,11 +103,20 @@ pub async fn create(
         created_at: Set(now),
         updated_at: Set(now),
         version: Set(1),
+        chain: Set(chain_of(&input)?),
+        on_failure: Set(input.on_failure.as_ref().map(json).transpose()?),
     }
     .insert(&state.db)
     .await?;
     announce(&state.db, &state.wakeup).await;
     Ok(created(Schedule::from_model(model)?))
+}
+
+/// The `then` steps as stored: `NULL` for none.
+fn chain_of(input: &ScheduleInput) -> Result<Option<serde_json::Value>, ApiError> {
+    (!input.then.is_empty())
+        .then(|| json(&input.then))
+        .transpose()
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, ApiError> {
@@ -268,6 +277,8 @@ pub async fn patch(
         model.overlap = Set(after.overlap.as_str().to_owned());
         model.enabled = Set(after.enabled);
         model.metadata = Set(serde_json::Value::Object(after.metadata.clone()));
+        model.chain = Set(chain_of(&after)?);
+        model.on_failure = Set(after.on_failure.as_ref().map(json).transpose()?);
         if let Some(updated) = save_if_unchanged(&state, model, &current, now).await? {
             announce(&state.db, &state.wakeup).await;
             return Ok(ok(Schedule::from_model(updated)?));
@@ -466,6 +477,8 @@ pub async fn trigger(
         created_at: Set(now),
         updated_at: Set(now),
         finished_at: Set(None),
+        step: Set(0),
+        failure: Set(None),
     }
     .insert(&txn)
     .await?;

@@ -1,0 +1,221 @@
+//! What an attempt's result means for its run: done, try again later, move on to the next
+//! `then` step, call `on_failure`, or fail for good. Pure: tested without a database or network.
+
+use chrono::{DateTime, Utc};
+use hookbeat_entity::run::{self, ON_FAILURE_STEP};
+
+use crate::claim::RunUpdate;
+use crate::definition::RetryPolicy;
+use crate::deliver::AttemptResult;
+use crate::retry::{self, Verdict};
+use crate::steps::{self, Steps};
+
+/// The run's next state after an attempt, and the attempt's outcome (`success`, `retry`,
+/// `failed`) for metrics and history.
+pub fn decide(
+    run: &run::Model,
+    policy: &RetryPolicy,
+    steps: Option<&Steps>,
+    result: &AttemptResult,
+    now: DateTime<Utc>,
+) -> (&'static str, RunUpdate) {
+    let verdict = match (result.status, &result.error) {
+        (Some(status), None) => retry::classify_status(status),
+        // The answer came but reading it failed: a 2xx still counts, the rest is retried.
+        (Some(status), Some(_)) if (200..300).contains(&status) => Verdict::Success,
+        _ => Verdict::Retry,
+    };
+    let status_code = result.status.map(i32::from);
+    let error = result.error.clone().or_else(|| match verdict {
+        Verdict::Success => None,
+        _ => result.status.map(|s| format!("receiver answered {s}")),
+    });
+    let update = |status, due_at, finished_at| RunUpdate {
+        status,
+        due_at,
+        status_code,
+        error: error.clone(),
+        finished_at,
+        next_step: None,
+        failure: None,
+    };
+    let attempts_left = run.attempts - run.retry_base < policy.max_attempts;
+    match verdict {
+        Verdict::Retry if attempts_left => {
+            let delay = retry::next_delay(
+                policy,
+                run.attempts - run.retry_base,
+                run.id.as_u128() as u64,
+                result.retry_after,
+            );
+            (
+                "retry",
+                update(run::status::RETRYING, Some(now + delay), None),
+            )
+        }
+        Verdict::Success if run.step == ON_FAILURE_STEP => ("success", failed_after_call(run, now)),
+        Verdict::Success if steps.is_some_and(|s| s.has_step_after(run.step)) => (
+            "success",
+            RunUpdate {
+                next_step: Some(run.step + 1),
+                ..update(run::status::PENDING, Some(now), None)
+            },
+        ),
+        Verdict::Success => ("success", update(run::status::SUCCEEDED, None, Some(now))),
+        _ if run.step == ON_FAILURE_STEP => ("failed", failed_after_call(run, now)),
+        _ => {
+            let failure = steps::failure(run, status_code, error.as_deref(), now);
+            let has_call = steps.is_some_and(|s| s.on_failure.is_some());
+            let next = if has_call {
+                RunUpdate {
+                    next_step: Some(ON_FAILURE_STEP),
+                    ..update(run::status::PENDING, Some(now), None)
+                }
+            } else {
+                update(run::status::FAILED, None, Some(now))
+            };
+            (
+                "failed",
+                RunUpdate {
+                    failure: Some(failure),
+                    ..next
+                },
+            )
+        }
+    }
+}
+
+/// The end of the `on_failure` call, however it went: the run is `failed`, reporting the failure
+/// that started the call (the call's own attempts are in the history).
+fn failed_after_call(run: &run::Model, now: DateTime<Utc>) -> RunUpdate {
+    let failure = run.failure.as_ref();
+    RunUpdate {
+        status: run::status::FAILED,
+        due_at: None,
+        status_code: failure
+            .and_then(|f| f["status_code"].as_i64())
+            .map(|c| c as i32),
+        error: failure.and_then(|f| f["error"].as_str()).map(str::to_owned),
+        finished_at: Some(now),
+        next_step: None,
+        failure: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::Target;
+
+    fn run(step: i32, attempts: i32) -> run::Model {
+        let now: DateTime<Utc> = "2030-01-01T00:00:00Z".parse().unwrap();
+        run::Model {
+            id: uuid::Uuid::now_v7(),
+            tenant_id: "t".into(),
+            schedule_id: uuid::Uuid::now_v7(),
+            scheduled_for: now,
+            trigger: "schedule".into(),
+            status: run::status::DELIVERING.into(),
+            attempts,
+            retry_base: 0,
+            due_at: None,
+            locked_by: Some("w".into()),
+            last_status_code: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            step,
+            failure: None,
+        }
+    }
+
+    fn target() -> Target {
+        serde_json::from_value(serde_json::json!({"url": "https://example.com/"})).unwrap()
+    }
+
+    fn answered(status: u16) -> AttemptResult {
+        AttemptResult {
+            duration: std::time::Duration::ZERO,
+            status: Some(status),
+            error: None,
+            excerpt: None,
+            retry_after: None,
+        }
+    }
+
+    fn steps(then: usize, on_failure: bool) -> Steps {
+        Steps {
+            target: target(),
+            then: vec![target(); then],
+            on_failure: on_failure.then(target),
+        }
+    }
+
+    #[test]
+    fn success_moves_through_the_then_steps() {
+        let policy = RetryPolicy::default();
+        let now = "2030-01-01T00:00:01Z".parse().unwrap();
+        let s = steps(2, false);
+        let (_, first) = decide(&run(0, 1), &policy, Some(&s), &answered(200), now);
+        assert_eq!(
+            (first.status, first.next_step),
+            (run::status::PENDING, Some(1))
+        );
+        let (_, second) = decide(&run(1, 1), &policy, Some(&s), &answered(204), now);
+        assert_eq!(second.next_step, Some(2));
+        let (_, last) = decide(&run(2, 3), &policy, Some(&s), &answered(200), now);
+        assert_eq!(
+            (last.status, last.next_step),
+            (run::status::SUCCEEDED, None)
+        );
+    }
+
+    #[test]
+    fn a_final_failure_calls_on_failure_once_then_fails() {
+        let policy = RetryPolicy {
+            max_attempts: 1,
+            ..RetryPolicy::default()
+        };
+        let now = "2030-01-01T00:00:01Z".parse().unwrap();
+        let s = steps(1, true);
+        let (outcome, update) = decide(&run(1, 1), &policy, Some(&s), &answered(500), now);
+        assert_eq!(outcome, "failed");
+        assert_eq!(
+            (update.status, update.next_step),
+            (run::status::PENDING, Some(ON_FAILURE_STEP))
+        );
+        let failure = update.failure.unwrap();
+        assert_eq!(failure["failed_step"], "then[0]");
+        assert_eq!(failure["status_code"], 500);
+
+        let mut calling = run(ON_FAILURE_STEP, 1);
+        calling.failure = Some(failure);
+        let (_, done) = decide(&calling, &policy, Some(&s), &answered(200), now);
+        assert_eq!((done.status, done.next_step), (run::status::FAILED, None));
+        assert_eq!(done.error.as_deref(), Some("receiver answered 500"));
+        let (_, call_failed) = decide(&calling, &policy, Some(&s), &answered(503), now);
+        assert_eq!(
+            (call_failed.status, call_failed.next_step),
+            (run::status::FAILED, None)
+        );
+    }
+
+    #[test]
+    fn without_on_failure_a_final_failure_just_fails() {
+        let policy = RetryPolicy {
+            max_attempts: 2,
+            ..RetryPolicy::default()
+        };
+        let now = "2030-01-01T00:00:01Z".parse().unwrap();
+        let s = steps(0, false);
+        let (outcome, retry) = decide(&run(0, 1), &policy, Some(&s), &answered(502), now);
+        assert_eq!((outcome, retry.status), ("retry", run::status::RETRYING));
+        let (outcome, failed) = decide(&run(0, 2), &policy, Some(&s), &answered(502), now);
+        assert_eq!((outcome, failed.status), ("failed", run::status::FAILED));
+        assert!(
+            failed.failure.is_some(),
+            "the failure is kept for redelivery"
+        );
+    }
+}
