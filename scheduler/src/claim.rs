@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use hookbeat_entity::{attempt, run};
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, Set,
-    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -259,7 +258,9 @@ pub async fn finish_attempt(
     update: &RunUpdate,
     now: DateTime<Utc>,
 ) -> anyhow::Result<bool> {
-    let txn = db.begin().await.context("beginning write-back")?;
+    let txn = sql::begin_worker_write(db)
+        .await
+        .context("beginning write-back")?;
     let result = txn
         .execute(sql::statement(
             db.get_database_backend(),

@@ -165,6 +165,10 @@ const INSERT_CHUNK: usize = 500;
 
 const ADVANCE: &str = "UPDATE schedules SET next_run_at = $1, \
      last_run_at = COALESCE($2, last_run_at), total_runs = total_runs + $3 WHERE id = $4";
+/// The same for a whole batch (PostgreSQL): `{rows}` is a list of typed `VALUES` rows.
+const ADVANCE_MANY: &str = "UPDATE schedules AS s SET next_run_at = v.next_run_at, \
+     last_run_at = COALESCE(v.last_run_at, s.last_run_at), total_runs = s.total_runs + v.made \
+     FROM (VALUES {rows}) AS v(id, next_run_at, last_run_at, made) WHERE s.id = v.id";
 
 #[derive(Debug, FromQueryResult)]
 struct ScheduleIdRow {
@@ -183,7 +187,7 @@ pub async fn materialise_due(
     }
     let backend = db.get_database_backend();
     let select_due = SELECT_DUE.replace("{shards}", &shards.condition());
-    let txn = sql::begin_write(db)
+    let txn = sql::begin_worker_write(db)
         .await
         .context("beginning materialise")?;
 
@@ -284,20 +288,48 @@ pub async fn materialise_due(
         }
     }
 
-    for (id, plan) in &advances {
-        let made = created.get(id).copied().unwrap_or(0);
-        txn.execute(sql::statement(
-            backend,
-            ADVANCE,
-            vec![
+    let advances: Vec<[Value; 4]> = advances
+        .iter()
+        .map(|(id, plan)| {
+            [
+                (*id).into(),
                 plan.next_run_at.into(),
                 plan.fires.last().copied().into(),
-                made.into(),
-                (*id).into(),
-            ],
-        ))
-        .await
-        .context("advancing next_run_at")?;
+                created.get(id).copied().unwrap_or(0).into(),
+            ]
+        })
+        .collect();
+    if backend == sea_orm::DbBackend::Postgres {
+        // One statement for the whole batch: a round trip per schedule is what limits a burst.
+        for chunk in advances.chunks(INSERT_CHUNK) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let n = i * 4;
+                    format!(
+                        "(${}::uuid, ${}::timestamptz, ${}::timestamptz, ${}::bigint)",
+                        n + 1,
+                        n + 2,
+                        n + 3,
+                        n + 4
+                    )
+                })
+                .collect();
+            let statement = ADVANCE_MANY.replace("{rows}", &rows.join(", "));
+            let values: Vec<Value> = chunk.iter().flat_map(|row| row.iter().cloned()).collect();
+            txn.execute(sql::statement(backend, &statement, values))
+                .await
+                .context("advancing next_run_at")?;
+        }
+    } else {
+        for [id, next_run_at, last_run_at, made] in advances {
+            txn.execute(sql::statement(
+                backend,
+                ADVANCE,
+                vec![next_run_at, last_run_at, made, id],
+            ))
+            .await
+            .context("advancing next_run_at")?;
+        }
     }
     txn.commit().await.context("committing materialise")?;
 
