@@ -1,0 +1,189 @@
+//! One attempt of a claimed run: send it, decide what its result means, record it.
+
+use super::*;
+
+/// Pauses a schedule whose target answered 410; a change like any other, so the version moves.
+const PAUSE_GONE: &str = "UPDATE schedules SET enabled = false, paused_reason = $1, \
+     updated_at = $2, version = version + 1 WHERE id = $3 AND enabled";
+
+/// Slack a lease keeps beyond an attempt's timeout, for recording the result.
+const LEASE_SLACK: Duration = Duration::seconds(30);
+
+impl Inner {
+    /// Delivers one claimed run and records the result. Never fails: a write-back that cannot be
+    /// made leaves the run to its lease, and it is delivered again.
+    pub(super) async fn deliver(self: Arc<Self>, mut claimed: Claimed) {
+        // The politeness limits count requests in flight to the receiver, not the bookkeeping
+        // around them: the place is given back as soon as the answer is in.
+        let reservation = claimed.reservation.take();
+        let run = &claimed.run;
+        let span = tracing::info_span!(
+            "run",
+            tenant_id = %run.tenant_id,
+            schedule_id = %run.schedule_id,
+            run_id = %run.id,
+            attempt = run.attempts,
+        );
+        async {
+            let started_at = self.clock.now();
+            if run.attempts == 1 && run.step == 0 && run.retry_base == 0 {
+                let lag = (started_at - run.scheduled_for)
+                    .num_microseconds()
+                    .unwrap_or(i64::MAX);
+                self.metrics.fire_lag.observe((lag.max(0) as f64) / 1e6);
+            }
+            let (result, retry_policy) = match &claimed.schedule {
+                None => (
+                    unsent("the schedule could not be read; see the server log"),
+                    RetryPolicy {
+                        max_attempts: 1,
+                        ..RetryPolicy::default()
+                    },
+                ),
+                Some(_) if claimed.keys.is_empty() => (
+                    unsent("the tenant has no signing secret"),
+                    RetryPolicy {
+                        max_attempts: 1,
+                        ..RetryPolicy::default()
+                    },
+                ),
+                Some((steps, retry_policy)) => {
+                    let Some(target) = steps.target_of(run) else {
+                        return self
+                            .record(
+                                run,
+                                unsent("the schedule has no such step any more"),
+                                RetryPolicy {
+                                    max_attempts: 1,
+                                    ..RetryPolicy::default()
+                                },
+                                None,
+                                started_at,
+                            )
+                            .await;
+                    };
+                    let target = &target;
+                    self.hold_lease_for(run, target, started_at).await;
+                    let delivery = Delivery {
+                        webhook_id: steps::webhook_id(run.id, run.step),
+                        schedule_id: run.schedule_id,
+                        scheduled_for: run.scheduled_for,
+                        attempt: run.attempts,
+                        target,
+                        keys: &claimed.keys,
+                    };
+                    (
+                        self.deliverer.deliver(&delivery, started_at).await,
+                        retry_policy.clone(),
+                    )
+                }
+            };
+            drop(reservation);
+            let steps = claimed.schedule.as_ref().map(|(steps, _)| steps);
+            self.record(run, result, retry_policy, steps, started_at)
+                .await;
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Records an attempt's result: history, metrics, the run's next state, and the schedule's
+    /// pause after a 410.
+    pub(super) async fn record(
+        &self,
+        run: &run::Model,
+        result: AttemptResult,
+        retry_policy: RetryPolicy,
+        steps: Option<&Steps>,
+        started_at: DateTime<Utc>,
+    ) {
+        let finished_at = self.clock.now();
+        let (outcome, update) = outcome::decide(run, &retry_policy, steps, &result, finished_at);
+        self.metrics.deliveries.with_label_values(&[outcome]).inc();
+        self.metrics
+            .delivery_duration
+            .observe(result.duration.as_secs_f64());
+        let record = AttemptRecord {
+            started_at,
+            duration_ms: result.duration.as_millis() as i64,
+            outcome,
+            status_code: result.status.map(i32::from),
+            error: result.error.clone(),
+            response_excerpt: result.excerpt.clone(),
+        };
+        if result.status == Some(410) {
+            self.pause_gone(run, finished_at).await;
+        }
+        match claim::finish_attempt(
+            &self.db,
+            &self.config.worker_id,
+            run,
+            &record,
+            &update,
+            finished_at,
+        )
+        .await
+        {
+            // Successes are the bulk of the traffic: debug. Failures are what operators read.
+            Ok(true) if outcome == "success" => {
+                tracing::debug!(status = ?result.status, "delivered")
+            }
+            Ok(true) => {
+                tracing::info!(outcome, status = ?result.status, error = ?result.error, "attempt failed")
+            }
+            Ok(false) => tracing::warn!(
+                "lease lost before the result was recorded; the run belongs to another worker now"
+            ),
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "recording the attempt failed; the run will be delivered again when its lease expires")
+            }
+        }
+    }
+
+    /// 410 Gone: the receiver says this endpoint is gone for good, so the schedule is paused
+    /// (with the reason) instead of firing into the void until someone notices.
+    pub(super) async fn pause_gone(&self, run: &run::Model, now: DateTime<Utc>) {
+        let reason = format!(
+            "paused at {}: the target answered 410 Gone; resume the schedule to deliver again",
+            now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        let statement = sql::statement(
+            self.db.get_database_backend(),
+            PAUSE_GONE,
+            vec![reason.into(), now.into(), run.schedule_id.into()],
+        );
+        match self.db.execute(statement).await {
+            Ok(_) => {
+                tracing::warn!(schedule_id = %run.schedule_id, "target answered 410 Gone; schedule paused")
+            }
+            Err(error) => tracing::error!(%error, "pausing a schedule after 410 Gone failed"),
+        }
+    }
+
+    /// Extends the lease when this attempt's timeout would outlast it.
+    pub(super) async fn hold_lease_for(
+        &self,
+        run: &run::Model,
+        target: &Target,
+        now: DateTime<Utc>,
+    ) {
+        let needed = Duration::milliseconds(target.timeout_ms) + LEASE_SLACK;
+        if needed > self.config.lease {
+            if let Err(error) =
+                claim::extend_lease(&self.db, &self.config.worker_id, run, now + needed).await
+            {
+                tracing::warn!(error = %format!("{error:#}"), "extending the lease failed");
+            }
+        }
+    }
+}
+
+fn unsent(error: &str) -> AttemptResult {
+    AttemptResult {
+        duration: std::time::Duration::ZERO,
+        status: None,
+        error: Some(error.to_owned()),
+        excerpt: None,
+        retry_after: None,
+    }
+}

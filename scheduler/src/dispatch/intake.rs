@@ -1,0 +1,145 @@
+//! Taking work in: claiming due runs, loading what their deliveries need, and keeping only what
+//! fits under the politeness limits.
+
+use super::*;
+
+/// A claimed run with everything its delivery needs.
+pub(super) struct Claimed {
+    pub(super) run: run::Model,
+    pub(super) schedule: Option<(Steps, RetryPolicy)>,
+    pub(super) keys: Vec<SigningKey>,
+    /// Its place under the politeness limits, held until the delivery ends.
+    pub(super) reservation: Option<Reservation>,
+}
+
+/// The runs a claim kept, and whether a politeness limit sent some back.
+#[derive(Default)]
+pub(super) struct Claim {
+    pub(super) runs: Vec<Claimed>,
+    pub(super) limited: bool,
+}
+
+/// How long a run handed back over a politeness limit waits before it is due again.
+pub(super) const HAND_BACK_DELAY: Duration = Duration::milliseconds(500);
+
+impl Worker {
+    /// Claims up to `limit` due runs and loads what their deliveries need, in two queries.
+    pub(super) async fn claim(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Claim> {
+        let inner = &self.inner;
+        let lease_until = now + inner.config.lease;
+        // One process on SQLite serves its tenants oldest-first; PostgreSQL shares each batch
+        // out among the tenants with due runs.
+        let runs = if inner.coordinator.is_some() {
+            let mut cursor = inner.fairness_cursor.lock().await;
+            claim::claim_fair(
+                &inner.db,
+                &inner.config.worker_id,
+                now,
+                lease_until,
+                limit,
+                &mut cursor,
+            )
+            .await?
+        } else {
+            claim::claim(&inner.db, &inner.config.worker_id, now, lease_until, limit).await?
+        };
+        if runs.is_empty() {
+            return Ok(Claim::default());
+        }
+        let schedule_ids: HashSet<_> = runs.iter().map(|r| r.schedule_id).collect();
+        let schedules: HashMap<_, _> = schedule::Entity::find()
+            .filter(schedule::Column::Id.is_in(schedule_ids))
+            .all(&inner.db)
+            .await
+            .context("loading schedules of claimed runs")?
+            .into_iter()
+            .map(|s| (s.id, s))
+            .collect();
+        let tenants: HashSet<_> = runs.iter().map(|r| r.tenant_id.clone()).collect();
+        let mut keys: HashMap<String, Vec<SigningKey>> = HashMap::new();
+        for secret in signing_secret::Entity::find()
+            .filter(signing_secret::Column::TenantId.is_in(tenants))
+            .filter(
+                sea_orm::Condition::any()
+                    .add(signing_secret::Column::ExpiresAt.is_null())
+                    .add(signing_secret::Column::ExpiresAt.gt(now)),
+            )
+            .all(&inner.db)
+            .await
+            .context("loading signing secrets")?
+        {
+            match SigningKey::from_secret(&secret.secret) {
+                Ok(key) => keys.entry(secret.tenant_id).or_default().push(key),
+                Err(error) => {
+                    tracing::error!(tenant_id = %secret.tenant_id, %error, "unreadable signing secret")
+                }
+            }
+        }
+        let claimed: Vec<Claimed> = runs
+            .into_iter()
+            .map(|run| {
+                let schedule = schedules.get(&run.schedule_id).and_then(|s| {
+                    match (stored::steps(s), stored::retry(s)) {
+                        (Ok(target), Ok(retry)) => Some((target, retry)),
+                        (Err(error), _) | (_, Err(error)) => {
+                            tracing::error!(schedule_id = %s.id, error = %format!("{error:#}"), "unreadable schedule");
+                            None
+                        }
+                    }
+                });
+                let keys = keys.get(&run.tenant_id).cloned().unwrap_or_default();
+                Claimed { run, schedule, keys, reservation: None }
+            })
+            .collect();
+        self.within_limits(claimed, now).await
+    }
+
+    /// Keeps the claimed runs that fit under the politeness limits and hands the rest back.
+    pub(super) async fn within_limits(
+        &self,
+        claimed: Vec<Claimed>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Claim> {
+        let mut kept = Vec::with_capacity(claimed.len());
+        let mut handed_back = Vec::new();
+        for mut claimed in claimed {
+            let Some(target) = claimed
+                .schedule
+                .as_ref()
+                .and_then(|(steps, _)| steps.target_of(&claimed.run))
+            else {
+                kept.push(claimed);
+                continue;
+            };
+            match self
+                .inner
+                .limits
+                .try_reserve(&claimed.run.tenant_id, &host_key(&target.url))
+            {
+                Some(reservation) => {
+                    claimed.reservation = Some(reservation);
+                    kept.push(claimed);
+                }
+                None => handed_back.push(claimed.run.id),
+            }
+        }
+        if !handed_back.is_empty() {
+            tracing::debug!(
+                runs = handed_back.len(),
+                "handed back over a politeness limit"
+            );
+            claim::hand_back(
+                &self.inner.db,
+                &self.inner.config.worker_id,
+                &handed_back,
+                now + HAND_BACK_DELAY,
+                now,
+            )
+            .await?;
+        }
+        Ok(Claim {
+            runs: kept,
+            limited: !handed_back.is_empty(),
+        })
+    }
+}

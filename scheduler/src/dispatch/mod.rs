@@ -1,0 +1,376 @@
+//! The worker: the loop that materialises due schedules, claims due runs as far as it has free
+//! delivery slots, delivers them concurrently and records the results.
+//!
+//! The loop sleeps until the earliest due instant (of a schedule or a run), woken earlier by a
+//! [`Wakeup`] when the API changes something; `max_idle` bounds the sleep for changes that arrive
+//! without a wake-up (another process on the same database). Database errors back off and retry;
+//! nothing is lost, because the rows stay due until a pass succeeds.
+//!
+//! Shutdown: stop claiming, let in-flight deliveries finish until `shutdown_grace`, then drop the
+//! rest: their leases expire and another worker delivers them again, with the same `webhook-id`.
+
+mod attempt;
+mod intake;
+mod upkeep;
+
+use intake::Claimed;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, Utc};
+use hookbeat_entity::{run, schedule, signing_secret};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::claim::{self, AttemptRecord};
+use crate::clock::Clock;
+use crate::definition::{RetryPolicy, Target};
+use crate::deliver::{AttemptResult, Deliverer, Delivery};
+use crate::maintenance;
+use crate::materialise::{self, Shards, SHARD_COUNT};
+use crate::metrics::WorkerMetrics;
+use crate::notify::Wakeup;
+use crate::outcome;
+use crate::politeness::{host_key, Limits, Reservation};
+use crate::shards::{Coordinator, ShardConfig};
+use crate::signing::SigningKey;
+use crate::sql;
+use crate::steps::{self, Steps};
+use crate::stored;
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Names this worker in `runs.locked_by`; unique per process.
+    pub worker_id: String,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Runs claimed per statement.
+    pub claim_batch: usize,
+    /// Schedules materialised per transaction.
+    pub materialise_batch: u64,
+    /// How long a claim is held. It must outlast the default delivery timeout (15 s) with room
+    /// for recording the result; longer timeouts extend their own lease before sending.
+    pub lease: Duration,
+    /// The longest the loop sleeps without looking at the database.
+    pub max_idle: Duration,
+    /// How long in-flight deliveries may finish after shutdown begins.
+    pub shutdown_grace: std::time::Duration,
+    pub allow_private_targets: bool,
+    /// Shard heartbeats and leases (PostgreSQL).
+    pub shards: ShardConfig,
+    /// How long finished runs are kept.
+    pub retention: Duration,
+    /// Deliveries in flight per tenant, in this worker.
+    pub max_in_flight_per_tenant: usize,
+    /// Deliveries in flight per target host (`host:port`), in this worker.
+    pub max_in_flight_per_host: usize,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            worker_id: default_worker_id(),
+            concurrency: 256,
+            claim_batch: 100,
+            materialise_batch: 500,
+            lease: Duration::seconds(60),
+            max_idle: Duration::seconds(1),
+            shutdown_grace: std::time::Duration::from_secs(30),
+            allow_private_targets: false,
+            shards: ShardConfig::default(),
+            retention: Duration::days(30),
+            max_in_flight_per_tenant: 128,
+            max_in_flight_per_host: 64,
+        }
+    }
+}
+
+/// `host-pid-random`: readable in `runs.locked_by`, unique across restarts.
+pub fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".to_owned());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+/// How often history is pruned, and how much at most per round (at most 100,000 runs a minute).
+const PRUNE_INTERVAL: Duration = Duration::seconds(60);
+const PRUNE_BATCHES_PER_ROUND: usize = 100;
+
+/// How often the pending/enabled gauges are recounted.
+const GAUGE_INTERVAL: Duration = Duration::seconds(15);
+
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    clock: Arc<dyn Clock>,
+    config: WorkerConfig,
+    deliverer: Deliverer,
+    metrics: WorkerMetrics,
+    wakeup: Wakeup,
+    slots: Arc<Semaphore>,
+    /// Shares the shards with other workers; `None` on SQLite, where one process owns them all.
+    coordinator: Option<Coordinator>,
+    owned: std::sync::RwLock<Vec<i32>>,
+    /// Where the tenant rotation of fair claims stands.
+    fairness_cursor: tokio::sync::Mutex<String>,
+    limits: Arc<Limits>,
+}
+
+/// What a loop pass found, deciding how long the loop waits.
+enum Pass {
+    /// A batch was full: there may be more due right away.
+    More,
+    /// No delivery slot is free.
+    Saturated,
+    /// Some claimed runs went back because their tenant or host was at its limit.
+    Limited,
+    /// Everything due was handled.
+    Idle,
+}
+
+/// The shortest wait of an idle loop, so rows another worker holds for an instant do not make
+/// it spin.
+const MIN_WAIT: Duration = Duration::milliseconds(10);
+
+/// What one deterministic pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PassReport {
+    pub runs_created: usize,
+    pub attempts: usize,
+}
+
+/// How long the loop pauses after a politeness limit sent runs back.
+const LIMITED_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl Worker {
+    pub fn new(
+        db: DatabaseConnection,
+        clock: Arc<dyn Clock>,
+        config: WorkerConfig,
+        metrics: WorkerMetrics,
+        wakeup: Wakeup,
+    ) -> anyhow::Result<Self> {
+        let deliverer = Deliverer::new(config.allow_private_targets)?;
+        let slots = Arc::new(Semaphore::new(config.concurrency));
+        let coordinator = (db.get_database_backend() == sea_orm::DbBackend::Postgres).then(|| {
+            Coordinator::new(
+                db.clone(),
+                config.worker_id.clone(),
+                config.shards.clone(),
+                clock.now(),
+            )
+        });
+        if coordinator.is_none() {
+            metrics.shards_owned.set(SHARD_COUNT as i64);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                clock,
+                deliverer,
+                metrics,
+                wakeup,
+                slots,
+                coordinator,
+                owned: std::sync::RwLock::new(Vec::new()),
+                fairness_cursor: tokio::sync::Mutex::new(String::new()),
+                limits: Limits::new(
+                    config.max_in_flight_per_tenant,
+                    config.max_in_flight_per_host,
+                ),
+                config,
+            }),
+        })
+    }
+
+    /// One deterministic pass at the clock's current time: materialise everything due, then
+    /// claim and deliver every due run, waiting for the deliveries. Tests and tools drive the
+    /// worker with this instead of the loop.
+    pub async fn run_once(&self) -> anyhow::Result<PassReport> {
+        self.heartbeat().await?;
+        let now = self.inner.clock.now();
+        let mut report = PassReport {
+            runs_created: self.materialise_all(now).await?,
+            ..PassReport::default()
+        };
+        loop {
+            let claimed = self.claim(now, self.inner.config.claim_batch).await?.runs;
+            if claimed.is_empty() {
+                return Ok(report);
+            }
+            report.attempts += claimed.len();
+            let deliveries = claimed.into_iter().map(|c| self.inner.clone().deliver(c));
+            futures::future::join_all(deliveries).await;
+        }
+    }
+
+    /// The worker loop, until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let beats = tokio::spawn(self.clone().heartbeat_loop(cancel.clone()));
+        let inner = &self.inner;
+        let mut in_flight = JoinSet::new();
+        let mut failures = 0u32;
+        let mut gauges_due = inner.clock.now();
+        let mut prune_due = inner.clock.now();
+        tracing::info!(worker_id = %inner.config.worker_id, "worker started");
+        while !cancel.is_cancelled() {
+            while in_flight.try_join_next().is_some() {}
+            let now = inner.clock.now();
+            if now >= gauges_due {
+                if let Err(error) = self.refresh_gauges(now).await {
+                    tracing::warn!(error = %format!("{error:#}"), "refreshing gauges failed");
+                }
+                gauges_due = now + GAUGE_INTERVAL;
+            }
+            if now >= prune_due {
+                match maintenance::prune(
+                    &inner.db,
+                    now,
+                    inner.config.retention,
+                    PRUNE_BATCHES_PER_ROUND,
+                )
+                .await
+                {
+                    Ok(pruned) if pruned.runs > 0 => tracing::info!(
+                        runs = pruned.runs,
+                        secrets = pruned.secrets,
+                        "pruned history"
+                    ),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(error = %format!("{error:#}"), "pruning failed"),
+                }
+                // Jittered, so that workers started together do not prune together.
+                prune_due = now
+                    + PRUNE_INTERVAL
+                    + Duration::milliseconds(rand::random::<u16>() as i64 % 10_000);
+            }
+            let wait = match self.pass(now, &mut in_flight).await {
+                Ok(Pass::More) => {
+                    failures = 0;
+                    continue;
+                }
+                // Every slot is busy: a finishing delivery wakes the loop.
+                Ok(Pass::Saturated) => {
+                    failures = 0;
+                    inner.config.max_idle
+                }
+                // A tenant or host is at its limit. Claiming again as each delivery ends would
+                // mostly hand the same runs back, so pause briefly, deaf to wake-ups.
+                Ok(Pass::Limited) => {
+                    failures = 0;
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(LIMITED_PAUSE) => {}
+                    }
+                    continue;
+                }
+                Ok(Pass::Idle) => {
+                    failures = 0;
+                    match self.next_due().await {
+                        // Something due that could not be claimed is locked by another worker
+                        // for an instant; look again shortly rather than spin.
+                        Ok(Some(due)) => {
+                            (due - inner.clock.now()).clamp(MIN_WAIT, inner.config.max_idle)
+                        }
+                        Ok(None) => inner.config.max_idle,
+                        Err(error) => {
+                            tracing::warn!(error = %format!("{error:#}"), "reading the next due time failed");
+                            inner.config.max_idle
+                        }
+                    }
+                }
+                Err(error) => {
+                    failures += 1;
+                    let backoff = Duration::milliseconds(100 * 2i64.pow(failures.min(8)));
+                    tracing::warn!(error = %format!("{error:#}"), retry_in_ms = backoff.num_milliseconds(), "worker pass failed");
+                    backoff
+                }
+            };
+            let wait = wait.to_std().unwrap_or(std::time::Duration::ZERO);
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+                _ = inner.wakeup.woken() => {}
+            }
+        }
+
+        tracing::info!(
+            in_flight = in_flight.len(),
+            "worker stopping: no new claims"
+        );
+        let drained = tokio::time::timeout(inner.config.shutdown_grace, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                abandoned = in_flight.len(),
+                "shutdown grace over; unfinished deliveries return to the queue when their leases expire"
+            );
+            in_flight.shutdown().await;
+        }
+        beats.await.ok();
+        if let Err(error) = self.leave().await {
+            tracing::warn!(error = %format!("{error:#}"), "leaving the shard group failed; the shards move when their leases expire");
+        }
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+
+    /// Materialises, then claims as many runs as there are free slots and spawns their
+    /// deliveries.
+    async fn pass(&self, now: DateTime<Utc>, in_flight: &mut JoinSet<()>) -> anyhow::Result<Pass> {
+        let inner = &self.inner;
+        let report = self.materialise(now).await?;
+        let more_schedules = report.schedules as u64 == inner.config.materialise_batch;
+
+        let free = inner
+            .slots
+            .available_permits()
+            .min(inner.config.claim_batch);
+        if free == 0 {
+            return Ok(if more_schedules {
+                Pass::More
+            } else {
+                Pass::Saturated
+            });
+        }
+        let claim = self.claim(now, free).await?;
+        let more_runs = claim.runs.len() == free;
+        for claimed in claim.runs {
+            let permit: OwnedSemaphorePermit = inner
+                .slots
+                .clone()
+                .try_acquire_owned()
+                .context("a delivery slot counted as free was taken")?;
+            let inner = inner.clone();
+            in_flight.spawn(async move {
+                inner.clone().deliver(claimed).await;
+                drop(permit);
+                // A slot came free: there may be due runs that did not fit before.
+                inner.wakeup.wake();
+            });
+        }
+        Ok(if more_schedules || more_runs {
+            Pass::More
+        } else if claim.limited {
+            Pass::Limited
+        } else {
+            Pass::Idle
+        })
+    }
+}

@@ -1,0 +1,181 @@
+//! The worker's upkeep around the loop: shard heartbeats, materialising its shards, the next due
+//! instant, and the gauges.
+
+use super::*;
+
+/// The earliest schedule fire, a `MIN` over `schedules_due_idx`.
+const NEXT_SCHEDULE: &str =
+    "SELECT MIN(next_run_at) AS due FROM schedules WHERE enabled AND next_run_at IS NOT NULL";
+
+/// The same within owned shards: one probe of `schedules_shard_due_idx` per shard (PostgreSQL).
+const NEXT_SCHEDULE_IN_SHARDS: &str =
+    "SELECT MIN(d.due) AS due FROM unnest(ARRAY[{shards}]) AS s(shard) \
+     CROSS JOIN LATERAL (SELECT next_run_at AS due FROM schedules \
+         WHERE shard = s.shard AND enabled AND next_run_at IS NOT NULL \
+         ORDER BY next_run_at LIMIT 1) d";
+
+/// The earliest run due (including lease expiries), a `MIN` over `runs_claim_idx`.
+const NEXT_RUN: &str =
+    "SELECT MIN(due_at) AS due FROM runs WHERE status IN ('pending', 'retrying', 'delivering')";
+
+impl Worker {
+    /// Renews this worker's registration and shards (PostgreSQL); returns the shards it owns.
+    pub async fn heartbeat(&self) -> anyhow::Result<Vec<i32>> {
+        let Some(coordinator) = &self.inner.coordinator else {
+            return Ok((0..SHARD_COUNT as i32).collect());
+        };
+        let owned = coordinator.heartbeat(self.inner.clock.now()).await?;
+        self.inner.metrics.shards_owned.set(owned.len() as i64);
+        let mut current = self.inner.owned.write().expect("shard list lock poisoned");
+        if *current != owned {
+            tracing::info!(shards = owned.len(), "shards rebalanced");
+            *current = owned.clone();
+            // New shards may hold due schedules.
+            self.inner.wakeup.wake();
+        }
+        Ok(owned)
+    }
+
+    /// Leaves the shard group at once (graceful shutdown); see [`Coordinator::leave`].
+    pub async fn leave(&self) -> anyhow::Result<()> {
+        if let Some(coordinator) = &self.inner.coordinator {
+            coordinator.leave(self.inner.clock.now()).await?;
+            self.inner
+                .owned
+                .write()
+                .expect("shard list lock poisoned")
+                .clear();
+            self.inner.metrics.shards_owned.set(0);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn heartbeat_loop(self, cancel: CancellationToken) {
+        let Some(coordinator) = &self.inner.coordinator else {
+            return;
+        };
+        let every = coordinator
+            .config()
+            .heartbeat
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(2));
+        while !cancel.is_cancelled() {
+            if let Err(error) = self.heartbeat().await {
+                tracing::warn!(error = %format!("{error:#}"), "shard heartbeat failed");
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    /// Materialises with this worker's shards.
+    pub(super) async fn materialise(
+        &self,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<materialise::Report> {
+        let inner = &self.inner;
+        if inner.coordinator.is_none() {
+            return materialise::materialise_due(
+                &inner.db,
+                now,
+                inner.config.materialise_batch,
+                Shards::All,
+            )
+            .await;
+        }
+        let owned = inner
+            .owned
+            .read()
+            .expect("shard list lock poisoned")
+            .clone();
+        materialise::materialise_due(
+            &inner.db,
+            now,
+            inner.config.materialise_batch,
+            Shards::Owned(&owned),
+        )
+        .await
+    }
+
+    pub(super) async fn materialise_all(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+        let inner = &self.inner;
+        let mut created = 0;
+        loop {
+            let report = self.materialise(now).await?;
+            created += report.runs_created;
+            if (report.schedules as u64) < inner.config.materialise_batch {
+                return Ok(created);
+            }
+        }
+    }
+
+    /// The earliest instant at which one of this worker's schedules or any run becomes due.
+    pub(super) async fn next_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        #[derive(FromQueryResult)]
+        struct Due {
+            due: Option<DateTime<Utc>>,
+        }
+        let db = &self.inner.db;
+        let backend = db.get_database_backend();
+        let schedules = match &self.inner.coordinator {
+            None => NEXT_SCHEDULE.to_owned(),
+            Some(_) => {
+                let owned = self
+                    .inner
+                    .owned
+                    .read()
+                    .expect("shard list lock poisoned")
+                    .clone();
+                if owned.is_empty() {
+                    String::new()
+                } else {
+                    let list: Vec<String> = owned.iter().map(i32::to_string).collect();
+                    NEXT_SCHEDULE_IN_SHARDS.replace("{shards}", &list.join(", "))
+                }
+            }
+        };
+        let mut earliest = None;
+        for query in [schedules.as_str(), NEXT_RUN] {
+            if query.is_empty() {
+                continue;
+            }
+            let row = Due::find_by_statement(sql::statement(backend, query, vec![]))
+                .one(db)
+                .await
+                .context("reading the next due time")?;
+            if let Some(due) = row.and_then(|r| r.due) {
+                earliest = Some(earliest.map_or(due, |e: DateTime<Utc>| e.min(due)));
+            }
+        }
+        Ok(earliest)
+    }
+
+    pub(super) async fn refresh_gauges(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        #[derive(FromQueryResult)]
+        struct Count {
+            n: i64,
+        }
+        let db = &self.inner.db;
+        let backend = db.get_database_backend();
+        let count = |query: &'static str, values: Vec<sea_orm::Value>| async move {
+            Count::find_by_statement(sql::statement(backend, query, values))
+                .one(db)
+                .await
+                .map(|row| row.map_or(0, |r| r.n))
+        };
+        let pending = count(
+            "SELECT COUNT(*) AS n FROM runs WHERE status IN ('pending', 'retrying', 'delivering') AND due_at <= $1",
+            vec![now.into()],
+        )
+        .await
+        .context("counting pending runs")?;
+        let enabled = count("SELECT COUNT(*) AS n FROM schedules WHERE enabled", vec![])
+            .await
+            .context("counting enabled schedules")?;
+        self.inner.metrics.runs_pending.set(pending);
+        self.inner.metrics.schedules_enabled.set(enabled);
+        Ok(())
+    }
+}
