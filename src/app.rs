@@ -106,6 +106,7 @@ pub async fn build(
         wakeup: wakeup.clone(),
         allow_private_targets: options.allow_private_targets,
         registry: registry.clone(),
+        rate_limiter: Default::default(),
     };
     Ok(Components {
         db,

@@ -195,6 +195,8 @@ use sea_orm::ConnectionTrait;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub tenant: TenantId,
+    /// The tenant's row: its quotas.
+    pub account: hookbeat_entity::tenant::Model,
     scopes: Vec<Scope>,
 }
 
@@ -256,8 +258,26 @@ impl FromRequest for Caller {
                 .collect();
             let tenant = TenantId(claims.sub);
             // Tokens from an external issuer may name a tenant hookbeat has not seen yet.
-            tenants::ensure(&state.db, &tenant, state.clock.now()).await?;
-            Ok(Caller { tenant, scopes })
+            let now = state.clock.now();
+            let account = tenants::ensure(&state.db, &tenant, now).await?;
+            if account.disabled {
+                return Err(ApiError::Forbidden(format!("tenant {tenant} is disabled")));
+            }
+            state
+                .rate_limiter
+                .check(tenant.as_str(), account.api_rate_per_second, now)
+                .map_err(|retry_after_seconds| ApiError::TooManyRequests {
+                    detail: format!(
+                        "tenant {tenant} is over its rate limit of {} requests per second",
+                        account.api_rate_per_second
+                    ),
+                    retry_after_seconds,
+                })?;
+            Ok(Caller {
+                tenant,
+                account,
+                scopes,
+            })
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod dto;
 pub mod error;
 pub mod http_metrics;
 pub mod openapi;
+pub mod rate_limit;
 pub mod routes;
 pub mod startup;
 pub mod state;

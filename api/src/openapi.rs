@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{health, meta, runs, schedules, secrets};
+use crate::routes::{health, meta, runs, schedules, secrets, tenants};
 
 /// The spec as served at `/openapi.yaml`: the committed file.
 pub const SPEC_YAML: &str = include_str!("../../openapi.yaml");
@@ -25,6 +25,7 @@ validation errors (422) list every offending field under `errors`.",
         schedules::pause, schedules::resume, schedules::trigger, schedules::preview,
         runs::list, runs::list_for_schedule, runs::get, runs::redeliver,
         secrets::list, secrets::rotate,
+        tenants::create, tenants::list, tenants::get, tenants::patch,
         health::healthz, health::readyz, meta::metrics, meta::openapi,
     ),
     modifiers(&BearerAuth),
@@ -32,6 +33,7 @@ validation errors (422) list every offending field under `errors`.",
         (name = "schedules", description = "When to fire and what to send"),
         (name = "runs", description = "Fires and their delivery attempts"),
         (name = "signing-secrets", description = "Secrets that sign deliveries"),
+        (name = "tenants", description = "Tenants and their quotas (scope admin)"),
         (name = "operations", description = "Health, metrics and this spec"),
     )
 )]

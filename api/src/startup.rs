@@ -11,7 +11,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
 use crate::error::{problem_response, ApiError, PROBLEM_JSON};
 use crate::http_metrics::HttpMetrics;
-use crate::routes::{health, meta, runs, schedules, secrets};
+use crate::routes::{health, meta, runs, schedules, secrets, tenants};
 use crate::state::AppState;
 
 pub fn run(
@@ -87,7 +87,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/runs/{id}", web::get().to(runs::get))
                 .route("/runs/{id}/redeliver", web::post().to(runs::redeliver))
                 .route("/signing-secrets", web::get().to(secrets::list))
-                .route("/signing-secrets/rotate", web::post().to(secrets::rotate)),
+                .route("/signing-secrets/rotate", web::post().to(secrets::rotate))
+                .service(
+                    web::resource("/tenants")
+                        .route(web::post().to(tenants::create))
+                        .route(web::get().to(tenants::list)),
+                )
+                .service(
+                    web::resource("/tenants/{id}")
+                        .route(web::get().to(tenants::get))
+                        .route(web::patch().to(tenants::patch)),
+                ),
         );
 }
 

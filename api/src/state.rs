@@ -8,6 +8,7 @@ use hookbeat_scheduler::Clock;
 use sea_orm::DatabaseConnection;
 
 use crate::auth::TokenVerifier;
+use crate::rate_limit::RateLimiter;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -18,4 +19,5 @@ pub struct AppState {
     pub wakeup: Wakeup,
     pub allow_private_targets: bool,
     pub registry: prometheus::Registry,
+    pub rate_limiter: Arc<RateLimiter>,
 }

@@ -1,5 +1,5 @@
-//! Tenant provisioning: a tenant exists from its first token on, with default quotas and a
-//! first signing secret.
+//! Tenant provisioning: a tenant exists from its first token on (or from its creation through the
+//! admin API), with quotas and a first signing secret.
 
 use chrono::{DateTime, Utc};
 use hookbeat_entity::{signing_secret, tenant, TenantId};
@@ -15,27 +15,55 @@ pub const DEFAULT_MAX_SCHEDULES: i64 = 10_000;
 pub const DEFAULT_MIN_INTERVAL_SECONDS: i64 = 1;
 pub const DEFAULT_API_RATE_PER_SECOND: i64 = 100;
 
-/// Creates the tenant and its first signing secret unless it exists. Safe to race: only the
-/// caller whose insert took effect creates the secret.
+/// A tenant's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    pub max_schedules: i64,
+    pub min_interval_seconds: i64,
+    pub api_rate_per_second: i64,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Self {
+            max_schedules: DEFAULT_MAX_SCHEDULES,
+            min_interval_seconds: DEFAULT_MIN_INTERVAL_SECONDS,
+            api_rate_per_second: DEFAULT_API_RATE_PER_SECOND,
+        }
+    }
+}
+
+/// The tenant, created with default quotas and its first signing secret if it does not exist.
 pub async fn ensure(
     db: &DatabaseConnection,
     id: &TenantId,
     now: DateTime<Utc>,
-) -> Result<bool, DbErr> {
-    if tenant::Entity::find_by_id(id.as_str())
+) -> Result<tenant::Model, DbErr> {
+    if let Some(existing) = tenant::Entity::find_by_id(id.as_str()).one(db).await? {
+        return Ok(existing);
+    }
+    create(db, id, Quotas::default(), now).await?;
+    tenant::Entity::find_by_id(id.as_str())
         .one(db)
         .await?
-        .is_some()
-    {
-        return Ok(false);
-    }
+        .ok_or_else(|| DbErr::RecordNotFound(format!("tenant {id} vanished while being created")))
+}
+
+/// Creates the tenant and its first signing secret; `false` if it already existed. Safe to race:
+/// only the caller whose insert took effect creates the secret.
+pub async fn create(
+    db: &DatabaseConnection,
+    id: &TenantId,
+    quotas: Quotas,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
     let txn = db.begin().await?;
     let inserted = tenant::Entity::insert(tenant::ActiveModel {
         id: Set(id.0.clone()),
         disabled: Set(false),
-        max_schedules: Set(DEFAULT_MAX_SCHEDULES),
-        min_interval_seconds: Set(DEFAULT_MIN_INTERVAL_SECONDS),
-        api_rate_per_second: Set(DEFAULT_API_RATE_PER_SECOND),
+        max_schedules: Set(quotas.max_schedules),
+        min_interval_seconds: Set(quotas.min_interval_seconds),
+        api_rate_per_second: Set(quotas.api_rate_per_second),
         created_at: Set(now),
         updated_at: Set(now),
     })

@@ -16,7 +16,8 @@ use uuid::Uuid;
 
 use crate::sql;
 
-/// Takes up to `$4` due runs, oldest `due_at` first, skipping rows another worker is claiming.
+/// Takes up to `$4` due runs, oldest `due_at` first, skipping rows another worker is claiming
+/// and the runs of disabled tenants (they wait until the tenant is enabled again).
 /// An expired lease (`delivering` with `due_at` in the past) is claimable again: that is how a
 /// crashed worker's runs come back, with the same run id and so the same `webhook-id`.
 /// Served by `runs_claim_idx`.
@@ -25,6 +26,7 @@ const CLAIM: &str =
      due_at = $2, updated_at = $3 \
      WHERE id IN (SELECT id FROM runs \
          WHERE status IN ('pending', 'retrying', 'delivering') AND due_at <= $3 \
+           AND tenant_id NOT IN (SELECT id FROM tenants WHERE disabled) \
          ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
      RETURNING *";
 
@@ -40,7 +42,8 @@ const DUE_TENANTS: &str = "WITH RECURSIVE due AS ( \
                    AND r.tenant_id > due.tenant_id \
                  ORDER BY r.tenant_id LIMIT 1) \
          FROM due WHERE due.tenant_id IS NOT NULL) \
-     SELECT tenant_id FROM due WHERE tenant_id IS NOT NULL LIMIT $3";
+     SELECT tenant_id FROM due WHERE tenant_id IS NOT NULL \
+       AND tenant_id NOT IN (SELECT id FROM tenants WHERE disabled) LIMIT $3";
 
 /// Claims up to `$4` due runs of *each* listed tenant (`{tenants}` is a `VALUES` list of
 /// placeholders from `$5`), so one tenant's backlog cannot fill the batch. Served by

@@ -170,6 +170,13 @@ const ADVANCE_MANY: &str = "UPDATE schedules AS s SET next_run_at = v.next_run_a
      last_run_at = COALESCE(v.last_run_at, s.last_run_at), total_runs = s.total_runs + v.made \
      FROM (VALUES {rows}) AS v(id, next_run_at, last_run_at, made) WHERE s.id = v.id";
 
+const SELECT_DISABLED: &str = "SELECT id FROM tenants WHERE disabled AND id IN ";
+
+#[derive(Debug, FromQueryResult)]
+struct TenantIdRow {
+    id: String,
+}
+
 #[derive(Debug, FromQueryResult)]
 struct ScheduleIdRow {
     schedule_id: Uuid,
@@ -228,13 +235,34 @@ pub async fn materialise_due(
         .collect()
     };
 
+    // A disabled tenant's schedules move on without firing.
+    let tenant_ids: Vec<Value> = due
+        .iter()
+        .map(|s| s.tenant_id.clone())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .map(Value::from)
+        .collect();
+    let in_list = sql::placeholders(1, tenant_ids.len());
+    let disabled: HashSet<String> = TenantIdRow::find_by_statement(sql::statement(
+        backend,
+        &format!("{SELECT_DISABLED}{in_list}"),
+        tenant_ids,
+    ))
+    .all(&txn)
+    .await
+    .context("checking disabled tenants")?
+    .into_iter()
+    .map(|row| row.id)
+    .collect();
+
     let mut rows: Vec<[Value; RUN_COLUMNS]> = Vec::new();
     let mut advances = Vec::with_capacity(due.len());
     for schedule in &due {
         let Some(next_run_at) = schedule.next_run_at else {
             continue;
         };
-        let plan = match stored::timing(schedule) {
+        let mut plan = match stored::timing(schedule) {
             Ok(timing) => plan(
                 &timing,
                 next_run_at,
@@ -253,6 +281,9 @@ pub async fn materialise_due(
                 }
             }
         };
+        if disabled.contains(&schedule.tenant_id) {
+            plan.fires.clear();
+        }
         for fire in &plan.fires {
             let due_at = *fire + jitter_for(schedule.id, *fire, schedule.jitter_ms);
             rows.push([

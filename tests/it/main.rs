@@ -13,4 +13,5 @@ mod scale;
 mod schedules;
 mod shards;
 mod steps;
+mod tenants;
 mod time_engine;

@@ -141,6 +141,16 @@ async fn many_workers_deliver_every_fire_once_through_a_kill() {
         .collect();
     let address = api.address();
     let token = token(&db.url, "scale");
+    // The default quotas (100 requests a second) would throttle creating 2,000 schedules at once.
+    let admin = crate::helpers::process::token_with_scope(&db.url, "operator", "admin");
+    let raised = reqwest::Client::new()
+        .patch(format!("{address}/v1/tenants/scale"))
+        .bearer_auth(&admin)
+        .json(&json!({"api_rate_per_second": 100_000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raised.status(), reqwest::StatusCode::OK);
     let receiver = Receiver::start();
     assert_eq!(
         fair_within_one(&db.url, WORKERS).await,

@@ -4,3 +4,4 @@ pub mod page;
 pub mod run;
 pub mod schedule;
 pub mod secret;
+pub mod tenant;

@@ -5,6 +5,7 @@ pub mod meta;
 pub mod runs;
 pub mod schedules;
 pub mod secrets;
+pub mod tenants;
 
 use actix_web::HttpRequest;
 use uuid::Uuid;

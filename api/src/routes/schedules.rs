@@ -8,8 +8,8 @@ use hookbeat_scheduler::materialise::shard_of;
 use hookbeat_scheduler::schedule::preview as preview_fires;
 use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -77,6 +77,19 @@ pub async fn create(
     let input = ScheduleInput::from_json(body.0)?;
     let timing = input.validate(state.allow_private_targets)?;
     let now = state.clock.now();
+    check_min_interval(&caller, &timing, now)?;
+    let existing = schedule::Entity::find_for_tenant(caller.tenant.as_str())
+        .count(&state.db)
+        .await?;
+    if existing as i64 >= caller.account.max_schedules {
+        return Err(ApiError::TooManyRequests {
+            detail: format!(
+                "tenant {} has {existing} schedules, its quota is {}; delete some or ask for a higher quota",
+                caller.tenant, caller.account.max_schedules
+            ),
+            retry_after_seconds: QUOTA_RETRY_AFTER_SECONDS,
+        });
+    }
     let next_run_at = first_fire(&input, &timing, now, 0)?;
     let id = Uuid::now_v7();
     let model = schedule::ActiveModel {
@@ -110,6 +123,28 @@ pub async fn create(
     .await?;
     announce(&state.db, &state.wakeup).await;
     Ok(created(Schedule::from_model(model)?))
+}
+
+/// How long a client over its schedule quota is told to wait: quotas change by hand.
+const QUOTA_RETRY_AFTER_SECONDS: u64 = 3600;
+
+/// Refuses a schedule whose fires come closer together than the tenant's minimum interval.
+fn check_min_interval(
+    caller: &Caller,
+    timing: &hookbeat_scheduler::schedule::Timing,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let minimum = caller.account.min_interval_seconds;
+    match timing.shortest_gap(now) {
+        Some(gap) if gap < chrono::Duration::seconds(minimum) => Err(ApiError::validation(
+            "schedule",
+            format!(
+                "fires as often as every {} s; this tenant's minimum interval is {minimum} s",
+                gap.num_milliseconds() as f64 / 1000.0
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The `then` steps as stored: `NULL` for none.
@@ -258,6 +293,9 @@ pub async fn patch(
         let now = state.clock.now();
 
         let mut model = current.clone().into_active_model();
+        if after.schedule != before.schedule {
+            check_min_interval(&caller, &timing, now)?;
+        }
         if !after.same_timing(&before) {
             model.next_run_at = Set(first_fire(&after, &timing, now, current.total_runs)?);
         }

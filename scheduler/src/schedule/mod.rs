@@ -245,6 +245,16 @@ impl Timing {
         }
     }
 
+    /// The shortest time between two consecutive fires, looking at the next 1,000 fires after
+    /// `after` (a period repeats well within that for every kind); `None` for fewer than two.
+    pub fn shortest_gap(&self, after: DateTime<Utc>) -> Option<Duration> {
+        if let CompiledSpec::Interval(interval) = &self.spec {
+            return Some(interval.every());
+        }
+        let fires = self.preview(after, 1_000);
+        fires.windows(2).map(|pair| pair[1] - pair[0]).min()
+    }
+
     /// The next `count` fires strictly after `after` (for previews), fewer when the schedule ends.
     pub fn preview(&self, after: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
         let mut fires = Vec::with_capacity(count.min(1024));
@@ -337,6 +347,51 @@ mod tests {
         };
         assert_eq!(capped.preview(t("2026-01-01T00:00:00Z"), 10).len(), 2);
         assert_eq!(capped.next_fire(t("2026-01-01T00:00:00Z"), 2), None);
+    }
+
+    #[test]
+    fn shortest_gap_finds_the_closest_fires() {
+        let after = t("2030-01-01T00:00:00Z");
+        assert_eq!(
+            every(90).pipe_timing().shortest_gap(after),
+            Some(Duration::seconds(90))
+        );
+        let cron = ScheduleSpec::Crontab(CrontabSpec {
+            expression: "0,5 9 * * *".into(),
+            timezone: "UTC".into(),
+            day_match: None,
+            dst_gap: None,
+            dst_overlap: None,
+        });
+        let timing = Timing {
+            spec: cron.compile("schedule").unwrap(),
+            start_at: None,
+            end_at: None,
+            max_runs: None,
+        };
+        assert_eq!(timing.shortest_gap(after), Some(Duration::minutes(5)));
+        let once = Timing {
+            spec: CompiledSpec::Once(after + Duration::hours(1)),
+            start_at: None,
+            end_at: None,
+            max_runs: None,
+        };
+        assert_eq!(once.shortest_gap(after), None);
+    }
+
+    trait PipeTiming {
+        fn pipe_timing(self) -> Timing;
+    }
+
+    impl PipeTiming for CompiledSpec {
+        fn pipe_timing(self) -> Timing {
+            Timing {
+                spec: self,
+                start_at: None,
+                end_at: None,
+                max_runs: None,
+            }
+        }
     }
 
     #[test]

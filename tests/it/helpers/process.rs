@@ -92,8 +92,20 @@ impl Drop for Process {
 }
 
 pub fn token(database_url: &str, tenant: &str) -> String {
+    token_with_scope(database_url, tenant, "schedules:read schedules:write")
+}
+
+pub fn token_with_scope(database_url: &str, tenant: &str, scope: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_hookbeat"))
-        .args(["--database-url", database_url, "token", "--tenant", tenant])
+        .args([
+            "--database-url",
+            database_url,
+            "token",
+            "--tenant",
+            tenant,
+            "--scope",
+            scope,
+        ])
         .env("HOOKBEAT_JWT_SECRET", SECRET)
         .output()
         .expect("running hookbeat token");

@@ -1,0 +1,181 @@
+//! `/v1/tenants`: tenants and their quotas, for operators (scope `admin`).
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+use hookbeat_entity::{tenant, TenantId};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
+
+use crate::auth::{Caller, Scope};
+use crate::body::{typed, JsonValue, Query};
+use crate::dto::page::PageQuery;
+use crate::dto::tenant::{check_id, check_quotas, NewTenant, Tenant, TenantChange, TenantPage};
+use crate::error::{ApiError, Problem};
+use crate::state::AppState;
+use crate::tenants::{self, Quotas};
+
+async fn load(state: &AppState, id: &str) -> Result<tenant::Model, ApiError> {
+    tenant::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))
+}
+
+/// Create a tenant with its quotas and a first signing secret.
+#[utoipa::path(
+    post, path = "/v1/tenants", tag = "tenants",
+    request_body = NewTenant,
+    responses(
+        (status = 201, description = "Created", body = Tenant, headers(("Location" = String))),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope admin", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant exists", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: JsonValue,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Admin)?;
+    let new: NewTenant = typed(body.0, "")?;
+    check_id(&new.id)?;
+    let defaults = Quotas::default();
+    let quotas = Quotas {
+        max_schedules: new.max_schedules.unwrap_or(defaults.max_schedules),
+        min_interval_seconds: new
+            .min_interval_seconds
+            .unwrap_or(defaults.min_interval_seconds),
+        api_rate_per_second: new
+            .api_rate_per_second
+            .unwrap_or(defaults.api_rate_per_second),
+    };
+    check_quotas(&quotas)?;
+    if !tenants::create(
+        &state.db,
+        &TenantId(new.id.clone()),
+        quotas,
+        state.clock.now(),
+    )
+    .await?
+    {
+        return Err(ApiError::Conflict(format!(
+            "tenant {} already exists",
+            new.id
+        )));
+    }
+    let created = load(&state, &new.id).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/v1/tenants/{}", created.id)))
+        .json(Tenant::from(created)))
+}
+
+/// List tenants, by id.
+#[utoipa::path(
+    get, path = "/v1/tenants", tag = "tenants",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of tenants", body = TenantPage),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope admin", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Caller,
+    page: Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Admin)?;
+    let limit = page.0.limit()?;
+    let mut query = tenant::Entity::find();
+    if let Some(cursor) = &page.0.cursor {
+        query = query.filter(tenant::Column::Id.gt(cursor.as_str()));
+    }
+    let mut rows = query
+        .order_by_asc(tenant::Column::Id)
+        .limit(limit + 1)
+        .all(&state.db)
+        .await?;
+    let next_cursor = if rows.len() as u64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|t| t.id.clone())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(TenantPage {
+        items: rows.into_iter().map(Tenant::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// Read a tenant.
+#[utoipa::path(
+    get, path = "/v1/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id")),
+    responses(
+        (status = 200, description = "The tenant", body = Tenant),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Admin)?;
+    Ok(HttpResponse::Ok().json(Tenant::from(load(&state, &id).await?)))
+}
+
+/// Change a tenant's quotas, or disable it (its tokens are refused and its schedules stop firing)
+/// and enable it again.
+#[utoipa::path(
+    patch, path = "/v1/tenants/{id}", tag = "tenants",
+    params(("id" = String, Path, description = "Tenant id")),
+    request_body = TenantChange,
+    responses(
+        (status = 200, description = "The changed tenant", body = Tenant),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope admin", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn patch(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: JsonValue,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::Admin)?;
+    let change: TenantChange = typed(body.0, "")?;
+    let current = load(&state, &id).await?;
+    let quotas = Quotas {
+        max_schedules: change.max_schedules.unwrap_or(current.max_schedules),
+        min_interval_seconds: change
+            .min_interval_seconds
+            .unwrap_or(current.min_interval_seconds),
+        api_rate_per_second: change
+            .api_rate_per_second
+            .unwrap_or(current.api_rate_per_second),
+    };
+    check_quotas(&quotas)?;
+    let disabled = change.disabled.unwrap_or(current.disabled);
+    let mut model = current.into_active_model();
+    model.disabled = Set(disabled);
+    model.max_schedules = Set(quotas.max_schedules);
+    model.min_interval_seconds = Set(quotas.min_interval_seconds);
+    model.api_rate_per_second = Set(quotas.api_rate_per_second);
+    model.updated_at = Set(state.clock.now());
+    let updated = model.update(&state.db).await?;
+    Ok(HttpResponse::Ok().json(Tenant::from(updated)))
+}

@@ -1,0 +1,191 @@
+//! Tenants and quotas: the admin endpoints, the schedule quota, the minimum interval, the API
+//! rate limit, and disabling a tenant.
+
+use chrono::Duration;
+use hookbeat_scheduler::Clock;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::helpers::app::token_for;
+use crate::helpers::{spawn_app, Backend, Receiver};
+use crate::on_both_databases;
+
+async fn admins_manage_tenants_and_quotas_hold(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = token_for("operator", "admin");
+    let denied = app.post("/v1/tenants", json!({"id": "acme"})).await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    assert!(denied.body["detail"].as_str().unwrap().contains("admin"));
+
+    let created = app
+        .call_as(
+            &admin,
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"id": "acme", "max_schedules": 2, "min_interval_seconds": 60})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.header("location"), "/v1/tenants/acme");
+    assert_eq!(created.body["api_rate_per_second"], 100, "a default quota");
+    let again = app
+        .call_as(
+            &admin,
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"id": "acme"})),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let bad = app
+        .call_as(
+            &admin,
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"id": "x", "max_schedules": 0})),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.body["errors"][0]["field"], "max_schedules");
+    let listed = app
+        .call_as(&admin, Method::GET, "/v1/tenants?limit=500", None)
+        .await;
+    assert!(listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["id"] == "acme"));
+    assert_eq!(
+        app.call_as(&admin, Method::GET, "/v1/tenants/nobody", None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    let acme = token_for("acme", "schedules:read schedules:write");
+    let schedule = |name: &str, every: i64| json!({"name": name, "schedule": {"kind": "interval", "every_seconds": every}, "target": {"url": "https://example.com/"}});
+    let too_often = app
+        .call_as(
+            &acme,
+            Method::POST,
+            "/v1/schedules",
+            Some(schedule("fast", 30)),
+        )
+        .await;
+    assert_eq!(too_often.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let message = too_often.body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("every 30 s") && message.contains("60 s"),
+        "{message}"
+    );
+    for n in 0..2 {
+        let ok = app
+            .call_as(
+                &acme,
+                Method::POST,
+                "/v1/schedules",
+                Some(schedule(&format!("ok-{n}"), 60)),
+            )
+            .await;
+        assert_eq!(ok.status, StatusCode::CREATED);
+    }
+    let over = app
+        .call_as(
+            &acme,
+            Method::POST,
+            "/v1/schedules",
+            Some(schedule("third", 60)),
+        )
+        .await;
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(over.header("retry-after").parse::<u64>().unwrap() > 0);
+    assert!(over.body["detail"].as_str().unwrap().contains("quota is 2"));
+
+    // The rate limit: 1 request a second, bursts of two.
+    let patched = app
+        .call_as(
+            &admin,
+            Method::PATCH,
+            "/v1/tenants/acme",
+            Some(json!({"api_rate_per_second": 1})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK);
+    assert_eq!(patched.body["max_schedules"], 2, "unchanged members stay");
+    let statuses: Vec<StatusCode> = futures::future::join_all(
+        (0..3).map(|_| app.call_as(&acme, Method::GET, "/v1/schedules", None)),
+    )
+    .await
+    .into_iter()
+    .map(|a| a.status)
+    .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
+        2,
+        "{statuses:?}"
+    );
+    let limited = app.call_as(&acme, Method::GET, "/v1/schedules", None).await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.header("retry-after"), "1");
+    app.clock.advance(Duration::seconds(1));
+    assert_eq!(
+        app.call_as(&acme, Method::GET, "/v1/schedules", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+async fn a_disabled_tenant_is_refused_and_does_not_fire(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let admin = token_for("operator", "admin");
+    let schedule = app
+        .create_schedule(json!({"name": "n", "schedule": {"kind": "interval", "every_seconds": 60}, "target": {"url": receiver.url}}))
+        .await;
+    let path = format!("/v1/tenants/{}", app.tenant);
+    let disabled = app
+        .call_as(
+            &admin,
+            Method::PATCH,
+            &path,
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(disabled.body["disabled"], true);
+    let refused = app.get("/v1/schedules").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("disabled"));
+    let fire: chrono::DateTime<chrono::Utc> =
+        schedule["next_run_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(app.run_worker_at(fire).await.runs_created, 0);
+    assert!(receiver.received().is_empty());
+
+    app.call_as(
+        &admin,
+        Method::PATCH,
+        &path,
+        Some(json!({"disabled": false})),
+    )
+    .await;
+    assert_eq!(app.get("/v1/schedules").await.status, StatusCode::OK);
+    assert_eq!(
+        app.run_worker_at(app.clock.now() + Duration::seconds(60))
+            .await
+            .runs_created,
+        1
+    );
+    assert_eq!(receiver.received().len(), 1);
+}
+
+on_both_databases!(
+    admins_manage_tenants_and_quotas_hold,
+    a_disabled_tenant_is_refused_and_does_not_fire
+);
