@@ -53,60 +53,138 @@ pub fn run(
     Ok(server.run())
 }
 
-/// Every route. The spec's `paths` list must name the same ones (a test checks).
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(meta::metrics))
-        .route("/openapi.yaml", web::get().to(meta::openapi))
-        .service(
-            web::scope("/v1")
-                .service(
-                    web::resource("/schedules")
-                        .route(web::post().to(schedules::create))
-                        .route(web::get().to(schedules::list)),
-                )
-                .route("/schedules/preview", web::post().to(schedules::preview))
-                .service(
-                    web::resource("/schedules/{id}")
-                        .route(web::get().to(schedules::get))
-                        .route(web::patch().to(schedules::patch))
-                        .route(web::delete().to(schedules::delete)),
-                )
-                .route("/schedules/{id}/pause", web::post().to(schedules::pause))
-                .route("/schedules/{id}/resume", web::post().to(schedules::resume))
-                .route(
-                    "/schedules/{id}/trigger",
-                    web::post().to(schedules::trigger),
-                )
-                .route(
-                    "/schedules/{id}/runs",
-                    web::get().to(runs::list_for_schedule),
-                )
-                .route("/runs", web::get().to(runs::list))
-                .route("/runs/{id}", web::get().to(runs::get))
-                .route("/runs/{id}/redeliver", web::post().to(runs::redeliver))
-                .route("/signing-secrets", web::get().to(secrets::list))
-                .route("/signing-secrets/rotate", web::post().to(secrets::rotate))
-                .service(
-                    web::resource("/tenants")
-                        .route(web::post().to(tenants::create))
-                        .route(web::get().to(tenants::list)),
-                )
-                .service(
-                    web::resource("/tenants/{id}")
-                        .route(web::get().to(tenants::get))
-                        .route(web::patch().to(tenants::patch)),
-                ),
-        );
+/// Declares every route once: registers it, and lists it in [`ROUTES`], so the router and the
+/// list cannot drift apart, and a test compares the list with the OpenAPI paths both ways.
+macro_rules! routes {
+    ($($method:ident $path:literal => $handler:path),* $(,)?) => {
+        /// Every route as (method, path pattern).
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        pub fn routes(cfg: &mut web::ServiceConfig) {
+            $(cfg.route($path, web::$method().to($handler));)*
+        }
+    };
 }
 
-async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound(format!(
-        "no route for {} {}",
-        req.method(),
-        req.path()
-    )))
+routes! {
+    get "/healthz" => health::healthz,
+    get "/readyz" => health::readyz,
+    get "/metrics" => meta::metrics,
+    get "/openapi.yaml" => meta::openapi,
+    post "/v1/schedules" => schedules::create,
+    get "/v1/schedules" => schedules::list,
+    post "/v1/schedules/preview" => schedules::preview,
+    get "/v1/schedules/{id}" => schedules::get,
+    patch "/v1/schedules/{id}" => schedules::patch,
+    delete "/v1/schedules/{id}" => schedules::delete,
+    post "/v1/schedules/{id}/pause" => schedules::pause,
+    post "/v1/schedules/{id}/resume" => schedules::resume,
+    post "/v1/schedules/{id}/trigger" => schedules::trigger,
+    get "/v1/schedules/{id}/runs" => runs::list_for_schedule,
+    get "/v1/runs" => runs::list,
+    get "/v1/runs/{id}" => runs::get,
+    post "/v1/runs/{id}/redeliver" => runs::redeliver,
+    get "/v1/signing-secrets" => secrets::list,
+    post "/v1/signing-secrets/rotate" => secrets::rotate,
+    post "/v1/tenants" => tenants::create,
+    get "/v1/tenants" => tenants::list,
+    get "/v1/tenants/{id}" => tenants::get,
+    patch "/v1/tenants/{id}" => tenants::patch,
+}
+
+/// Whether a concrete path matches a route pattern (`{name}` matches one segment).
+fn matches(pattern: &str, path: &str) -> bool {
+    let (pattern, path): (Vec<&str>, Vec<&str>) =
+        (pattern.split('/').collect(), path.split('/').collect());
+    pattern.len() == path.len()
+        && pattern
+            .iter()
+            .zip(&path)
+            .all(|(p, s)| (p.starts_with('{') && p.ends_with('}') && !s.is_empty()) || p == s)
+}
+
+/// No route matched: 405 with `Allow` when the path exists for other methods, else 404.
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    let allowed: Vec<String> = ROUTES
+        .iter()
+        .filter(|(_, pattern)| matches(pattern, req.path()))
+        .map(|(method, _)| method.to_ascii_uppercase())
+        .collect();
+    if allowed.is_empty() {
+        return actix_web::ResponseError::error_response(&ApiError::NotFound(format!(
+            "no route for {} {}",
+            req.method(),
+            req.path()
+        )));
+    }
+    let mut response = problem_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!(
+            "{} is not allowed on {}; use {}",
+            req.method(),
+            req.path(),
+            allowed.join(", ")
+        ),
+        None,
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&allowed.join(", ")) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use utoipa::OpenApi;
+
+    use super::*;
+
+    /// The spec and the router agree both ways: every routed (method, path) is in the spec, and
+    /// every spec operation is routed.
+    #[test]
+    fn the_spec_describes_exactly_the_routes() {
+        let spec = crate::openapi::ApiDoc::openapi();
+        let mut documented = BTreeSet::new();
+        for (path, item) in &spec.paths.paths {
+            for (method, operation) in [
+                ("get", &item.get),
+                ("post", &item.post),
+                ("put", &item.put),
+                ("patch", &item.patch),
+                ("delete", &item.delete),
+            ] {
+                if operation.is_some() {
+                    documented.insert((method.to_owned(), path.clone()));
+                }
+            }
+        }
+        let routed: BTreeSet<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(routed.len(), ROUTES.len(), "no route is declared twice");
+        let undocumented: Vec<_> = routed.difference(&documented).collect();
+        let unrouted: Vec<_> = documented.difference(&routed).collect();
+        assert!(
+            undocumented.is_empty(),
+            "routed but not in openapi.yaml: {undocumented:?}"
+        );
+        assert!(
+            unrouted.is_empty(),
+            "in openapi.yaml but not routed: {unrouted:?}"
+        );
+    }
+
+    #[test]
+    fn patterns_match_one_segment_per_parameter() {
+        assert!(matches("/v1/schedules/{id}", "/v1/schedules/abc"));
+        assert!(!matches("/v1/schedules/{id}", "/v1/schedules/abc/runs"));
+        assert!(!matches("/v1/schedules/{id}", "/v1/schedules/"));
+        assert!(matches("/v1/runs", "/v1/runs"));
+    }
 }
 
 /// Turns any error response that is not already problem+json (actix's own 405, for instance)

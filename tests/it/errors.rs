@@ -194,6 +194,7 @@ async fn bad_paths_queries_and_methods(backend: Backend) {
     assert_eq!(limit.body["errors"][0]["field"], "limit");
     let wrong_method = app.call(reqwest::Method::PUT, "/v1/schedules", None).await;
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong_method.header("allow"), "POST, GET");
     assert_eq!(
         wrong_method.header("content-type"),
         "application/problem+json"
