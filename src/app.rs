@@ -39,6 +39,7 @@ pub struct Options {
     pub allow_private_targets: bool,
     pub jwt_secret: Option<Secret>,
     pub jwt_public_key_pem: Option<Vec<u8>>,
+    pub jwt_audience: Option<String>,
     pub worker: WorkerConfig,
 }
 
@@ -70,6 +71,7 @@ impl Options {
             allow_private_targets: settings.allow_private_targets,
             jwt_secret: settings.jwt_secret.clone().map(Secret::new),
             jwt_public_key_pem,
+            jwt_audience: settings.jwt_audience.clone(),
             worker,
         })
     }
@@ -86,9 +88,13 @@ pub async fn build(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))
         .context("registering process metrics")?;
+    let audience = options.jwt_audience.as_deref();
     let verifier = match &options.jwt_public_key_pem {
-        Some(pem) => TokenVerifier::public_key(pem)?,
-        None => TokenVerifier::hs256(&resolve_secret(&db, options.jwt_secret.clone()).await?),
+        Some(pem) => TokenVerifier::public_key(pem, audience)?,
+        None => TokenVerifier::hs256(
+            &resolve_secret(&db, options.jwt_secret.clone()).await?,
+            audience,
+        ),
     };
     let wakeup = Wakeup::new();
     let metrics = WorkerMetrics::register(&registry).context("registering worker metrics")?;

@@ -54,6 +54,11 @@ pub struct Settings {
     #[arg(long, env = "HOOKBEAT_JWT_PUBLIC_KEY", global = true)]
     pub jwt_public_key: Option<PathBuf>,
 
+    /// The audience (`aud`) tokens must name; not checked when unset. `hookbeat token` puts it in
+    /// the tokens it makes.
+    #[arg(long, env = "HOOKBEAT_JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+
     /// Allow targets on loopback, private, link-local and other internal addresses.
     #[arg(long, env = "HOOKBEAT_ALLOW_PRIVATE_TARGETS", global = true)]
     pub allow_private_targets: bool,

@@ -53,7 +53,14 @@ pub async fn token(
     hookbeat_api::tenants::ensure(&db, &TenantId(tenant.to_owned()), now)
         .await
         .context("creating the tenant")?;
-    let token = mint_token(&secret, tenant, scope, ttl, now)?;
+    let token = mint_token(
+        &secret,
+        tenant,
+        scope,
+        ttl,
+        now,
+        settings.jwt_audience.as_deref(),
+    )?;
     writeln!(std::io::stdout(), "{token}")?;
     Ok(())
 }

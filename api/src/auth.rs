@@ -56,6 +56,9 @@ pub struct Claims {
     pub nbf: Option<i64>,
     #[serde(default)]
     pub scope: String,
+    /// Checked when the server is configured with an audience (`--jwt-audience`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
 }
 
 /// A secret that does not print.
@@ -84,32 +87,41 @@ pub struct TokenVerifier {
 
 impl TokenVerifier {
     /// Verifies HS256 tokens signed with the installation's secret.
-    pub fn hs256(secret: &Secret) -> Self {
+    pub fn hs256(secret: &Secret, audience: Option<&str>) -> Self {
         Self::with(
             DecodingKey::from_secret(secret.expose().as_bytes()),
             Algorithm::HS256,
+            audience,
         )
     }
 
     /// Verifies tokens of an external issuer with its PEM public key (RSA, EC P-256 or Ed25519).
-    pub fn public_key(pem: &[u8]) -> anyhow::Result<Self> {
+    pub fn public_key(pem: &[u8], audience: Option<&str>) -> anyhow::Result<Self> {
         if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-            return Ok(Self::with(key, Algorithm::RS256));
+            return Ok(Self::with(key, Algorithm::RS256, audience));
         }
         if let Ok(key) = DecodingKey::from_ec_pem(pem) {
-            return Ok(Self::with(key, Algorithm::ES256));
+            return Ok(Self::with(key, Algorithm::ES256, audience));
         }
         if let Ok(key) = DecodingKey::from_ed_pem(pem) {
-            return Ok(Self::with(key, Algorithm::EdDSA));
+            return Ok(Self::with(key, Algorithm::EdDSA, audience));
         }
         anyhow::bail!("the JWT public key is not a PEM RSA, EC (P-256) or Ed25519 public key")
     }
 
-    fn with(key: DecodingKey, algorithm: Algorithm) -> Self {
+    /// Only `algorithm` is accepted: `alg: none` and algorithm swaps fail verification.
+    fn with(key: DecodingKey, algorithm: Algorithm, audience: Option<&str>) -> Self {
         let mut validation = Validation::new(algorithm);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_nbf = true;
         validation.leeway = LEEWAY_SECONDS;
+        match audience {
+            Some(audience) => {
+                validation.set_audience(&[audience]);
+                validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+            }
+            None => validation.validate_aud = false,
+        }
         Self { key, validation }
     }
 
@@ -123,6 +135,7 @@ impl TokenVerifier {
                     ErrorKind::ImmatureSignature => "the token is not valid yet",
                     ErrorKind::InvalidAlgorithm => "the token's algorithm is not accepted",
                     ErrorKind::InvalidSignature => "the token's signature is invalid",
+                    ErrorKind::InvalidAudience => "the token is for another audience",
                     ErrorKind::MissingRequiredClaim(_) => {
                         "the token lacks a required claim (sub, exp)"
                     }
@@ -140,6 +153,7 @@ pub fn mint_token(
     scope: &str,
     ttl: chrono::Duration,
     now: DateTime<Utc>,
+    audience: Option<&str>,
 ) -> anyhow::Result<String> {
     let claims = Claims {
         sub: tenant.to_owned(),
@@ -147,6 +161,7 @@ pub fn mint_token(
         iat: Some(now.timestamp()),
         nbf: None,
         scope: scope.to_owned(),
+        aud: audience.map(str::to_owned),
     };
     Ok(jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

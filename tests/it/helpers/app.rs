@@ -33,20 +33,30 @@ pub fn start_time() -> DateTime<Utc> {
 
 /// The app over a fresh database; `None` when the backend is absent (PostgreSQL on a laptop).
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// The same, with options changed by `configure` first.
+pub async fn spawn_app_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut Options),
+) -> Option<TestApp> {
     let test_db = TestDb::new(backend).await?;
     let db = hookbeat::database::connect(&test_db.url)
         .await
         .expect("connecting");
     let clock = ManualClock::new(start_time());
-    let options = Options {
+    let mut options = Options {
         allow_private_targets: true,
         jwt_secret: Some(Secret::new(JWT_SECRET.to_owned())),
         jwt_public_key_pem: None,
+        jwt_audience: None,
         worker: WorkerConfig {
             allow_private_targets: true,
             ..WorkerConfig::default()
         },
     };
+    configure(&mut options);
     let components = build(db.clone(), Arc::new(clock.clone()), options)
         .await
         .expect("building the app");
@@ -76,6 +86,7 @@ pub fn token_for(tenant: &str, scope: &str) -> String {
         scope,
         chrono::Duration::hours(1),
         Utc::now(),
+        None,
     )
     .unwrap()
 }
