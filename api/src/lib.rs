@@ -6,6 +6,7 @@ pub mod body;
 pub mod dto;
 pub mod error;
 pub mod http_metrics;
+pub mod idempotency;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;

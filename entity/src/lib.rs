@@ -4,6 +4,7 @@
 //! forget the tenant filter; the tenant itself only ever comes from a verified token.
 
 pub mod attempt;
+pub mod idempotency_key;
 pub mod ids;
 pub mod run;
 pub mod schedule;

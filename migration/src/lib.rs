@@ -7,6 +7,7 @@ mod m20261122_000001_initial;
 mod m20261122_000002_shards;
 mod m20261122_000003_history;
 mod m20261122_000004_steps;
+mod m20261122_000005_idempotency;
 
 pub use m20261122_000002_shards::SHARDS;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_shards::Migration),
             Box::new(m20261122_000003_history::Migration),
             Box::new(m20261122_000004_steps::Migration),
+            Box::new(m20261122_000005_idempotency::Migration),
         ]
     }
 }

@@ -1,6 +1,6 @@
 //! Housekeeping that keeps the hot tables small: run history older than the retention is deleted
-//! in bounded batches (their attempts go with them), and signing secrets that stopped signing
-//! are forgotten.
+//! in bounded batches (their attempts go with them); signing secrets that stopped signing and
+//! idempotency keys older than a day are forgotten.
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
@@ -16,6 +16,9 @@ const PRUNE_RUNS: &str = "DELETE FROM runs WHERE id IN (SELECT id FROM runs \
      WHERE status IN ('succeeded', 'failed') AND finished_at < $1 \
      LIMIT $2 FOR UPDATE SKIP LOCKED)";
 const PRUNE_SECRETS: &str = "DELETE FROM signing_secrets WHERE expires_at < $1";
+/// Idempotency keys are remembered for a day (the API's `idempotency::KEY_TTL`).
+const PRUNE_IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE created_at < $1";
+const IDEMPOTENCY_KEY_TTL: Duration = Duration::hours(24);
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pruned {
@@ -53,5 +56,12 @@ pub async fn prune(
         .await
         .context("forgetting expired signing secrets")?
         .rows_affected();
+    db.execute(sql::statement(
+        backend,
+        PRUNE_IDEMPOTENCY_KEYS,
+        vec![(now - IDEMPOTENCY_KEY_TTL).into()],
+    ))
+    .await
+    .context("forgetting old idempotency keys")?;
     Ok(pruned)
 }

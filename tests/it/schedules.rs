@@ -224,3 +224,50 @@ on_both_databases!(
     listing_is_cursor_paginated_and_filtered,
     preview_lists_the_next_fires,
 );
+
+/// A retried create with the same Idempotency-Key returns the first result; the same key with
+/// another body is refused; a failed request leaves the key free.
+async fn idempotency_keys_make_retries_safe(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let post = |key: &'static str, body: Value| {
+        app.http
+            .post(format!("{}/v1/schedules", app.address))
+            .bearer_auth(&app.token)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let first = post("key-1", interval("once-only", 60)).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let location = first.headers()["location"].to_str().unwrap().to_owned();
+    let first: Value = first.json().await.unwrap();
+    let again = post("key-1", interval("once-only", 60)).await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.headers()["location"].to_str().unwrap(), location);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(
+        app.get("/v1/schedules").await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let other = post("key-1", interval("something-else", 60)).await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let invalid = post("key-2", interval("bad", 0)).await.unwrap();
+    assert_eq!(invalid.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let fixed = post("key-2", interval("good", 60)).await.unwrap();
+    assert_eq!(
+        fixed.status(),
+        StatusCode::CREATED,
+        "a failed request does not keep its key"
+    );
+}
+
+on_both_databases!(idempotency_keys_make_retries_safe);

@@ -24,6 +24,7 @@ use crate::dto::schedule::{
     DEFAULT_PREVIEW_COUNT, MAX_PREVIEW_COUNT, READ_ONLY,
 };
 use crate::error::{ApiError, Problem};
+use crate::idempotency;
 use crate::routes::{if_match, parse_id};
 use crate::state::AppState;
 
@@ -54,6 +55,8 @@ async fn load(state: &AppState, caller: &Caller, id: Uuid) -> Result<schedule::M
 /// Create a schedule.
 #[utoipa::path(
     post, path = "/v1/schedules", tag = "schedules",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Makes a retried POST return the first response (marked Idempotent-Replayed: true) instead of creating twice; kept 24 h")),
     request_body = ScheduleInput,
     responses(
         (status = 201, description = "Created", body = Schedule,
@@ -71,10 +74,26 @@ async fn load(state: &AppState, caller: &Caller, id: Uuid) -> Result<schedule::M
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     body: JsonValue,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::SchedulesWrite)?;
-    let input = ScheduleInput::from_json(body.0)?;
+    idempotency::once(
+        &state,
+        &caller,
+        &req,
+        &body.0,
+        create_once(&state, &caller, body.0.clone()),
+    )
+    .await
+}
+
+async fn create_once(
+    state: &AppState,
+    caller: &Caller,
+    body: serde_json::Value,
+) -> Result<HttpResponse, ApiError> {
+    let input = ScheduleInput::from_json(body)?;
     let timing = input.validate(state.allow_private_targets)?;
     let now = state.clock.now();
     check_min_interval(&caller, &timing, now)?;

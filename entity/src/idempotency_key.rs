@@ -1,0 +1,25 @@
+//! A remembered response to a POST sent with an `Idempotency-Key`. `status` is NULL while the
+//! first request is still being handled.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "idempotency_keys")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub tenant_id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub key: String,
+    /// SHA-256 of the method, path and body of the first request.
+    pub fingerprint: String,
+    pub status: Option<i32>,
+    pub body: Option<String>,
+    pub location: Option<String>,
+    pub etag: Option<String>,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
