@@ -96,7 +96,7 @@ async fn create_once(
     let input = ScheduleInput::from_json(body)?;
     let timing = input.validate(state.allow_private_targets)?;
     let now = state.clock.now();
-    check_min_interval(&caller, &timing, now)?;
+    check_min_interval(caller, &timing, now)?;
     let existing = schedule::Entity::find_for_tenant(caller.tenant.as_str())
         .count(&state.db)
         .await?;
