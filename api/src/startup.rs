@@ -74,6 +74,7 @@ routes! {
     post "/v1/schedules" => schedules::create,
     get "/v1/schedules" => schedules::list,
     post "/v1/schedules/preview" => schedules::preview,
+    put "/v1/schedules/by-name/{name}" => schedules::put_by_name,
     get "/v1/schedules/{id}" => schedules::get,
     patch "/v1/schedules/{id}" => schedules::patch,
     delete "/v1/schedules/{id}" => schedules::delete,

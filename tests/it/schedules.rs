@@ -271,3 +271,42 @@ async fn idempotency_keys_make_retries_safe(backend: Backend) {
 }
 
 on_both_databases!(idempotency_keys_make_retries_safe);
+
+/// PUT by name creates, then replaces, the schedule of that name: configuration kept in step.
+async fn put_by_name_upserts(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let put = |body: Value| {
+        app.call(
+            Method::PUT,
+            "/v1/schedules/by-name/nightly-sync",
+            Some(body),
+        )
+    };
+    let mut body = interval("nightly-sync", 3600);
+    body.as_object_mut().unwrap().remove("name");
+    let created = put(body.clone()).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["name"], "nightly-sync");
+    body["schedule"]["every_seconds"] = json!(7200);
+    let replaced = put(body.clone()).await;
+    assert_eq!(replaced.status, StatusCode::OK);
+    assert_eq!(replaced.body["id"], created.body["id"]);
+    assert_eq!(replaced.body["schedule"]["every_seconds"], 7200);
+    assert_eq!(replaced.body["version"], 2);
+    let same_again = put(body.clone()).await;
+    assert_eq!(same_again.body["id"], created.body["id"]);
+    assert_eq!(
+        app.get("/v1/schedules").await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let renamed = put(interval("another-name", 60)).await;
+    assert_eq!(renamed.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(renamed.body["errors"][0]["field"], "name");
+}
+
+on_both_databases!(put_by_name_upserts);

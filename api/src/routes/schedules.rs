@@ -308,42 +308,141 @@ pub async fn patch(
         let mut document = json(&before)?;
         merge_patch(&mut document, &patch);
         let after = ScheduleInput::from_json(document)?;
-        let timing = after.validate(state.allow_private_targets)?;
-        let now = state.clock.now();
-
-        let mut model = current.clone().into_active_model();
-        if after.schedule != before.schedule {
-            check_min_interval(&caller, &timing, now)?;
-        }
-        if !after.same_timing(&before) {
-            model.next_run_at = Set(first_fire(&after, &timing, now, current.total_runs)?);
-        }
-        if after.enabled && !before.enabled {
-            model.paused_reason = Set(None);
-        }
-        model.name = Set(after.name.clone());
-        model.description = Set(after.description.clone());
-        model.spec = Set(json(&after.schedule)?);
-        model.target = Set(json(&after.target)?);
-        model.retry = Set(json(&after.retry)?);
-        model.start_at = Set(after.start_at);
-        model.end_at = Set(after.end_at);
-        model.max_runs = Set(after.max_runs);
-        model.jitter_ms = Set(after.jitter_ms);
-        model.catchup = Set(after.catchup.as_str().to_owned());
-        model.overlap = Set(after.overlap.as_str().to_owned());
-        model.enabled = Set(after.enabled);
-        model.metadata = Set(serde_json::Value::Object(after.metadata.clone()));
-        model.chain = Set(chain_of(&after)?);
-        model.on_failure = Set(after.on_failure.as_ref().map(json).transpose()?);
-        if let Some(updated) = save_if_unchanged(&state, model, &current, now).await? {
-            announce(&state.db, &state.wakeup).await;
+        if let Some(updated) = apply(&state, &caller, &current, &before, after).await? {
             return Ok(ok(Schedule::from_model(updated)?));
         }
         if expected.is_some() {
             return Err(ApiError::PreconditionFailed(
                 "the schedule changed while this request ran".into(),
             ));
+        }
+    }
+    Err(ApiError::Conflict(
+        "the schedule kept changing under this request; try again".into(),
+    ))
+}
+
+/// Replaces the writable members of `current` (which `before` describes) with `after`:
+/// validated, the timing recomputed when it changed, saved only if nobody changed the schedule
+/// meanwhile (`None` then), and announced to the workers.
+async fn apply(
+    state: &AppState,
+    caller: &Caller,
+    current: &schedule::Model,
+    before: &ScheduleInput,
+    after: ScheduleInput,
+) -> Result<Option<schedule::Model>, ApiError> {
+    let timing = after.validate(state.allow_private_targets)?;
+    let now = state.clock.now();
+    let mut model = current.clone().into_active_model();
+    if after.schedule != before.schedule {
+        check_min_interval(caller, &timing, now)?;
+    }
+    if !after.same_timing(before) {
+        model.next_run_at = Set(first_fire(&after, &timing, now, current.total_runs)?);
+    }
+    if after.enabled && !before.enabled {
+        model.paused_reason = Set(None);
+    }
+    model.name = Set(after.name.clone());
+    model.description = Set(after.description.clone());
+    model.spec = Set(json(&after.schedule)?);
+    model.target = Set(json(&after.target)?);
+    model.retry = Set(json(&after.retry)?);
+    model.start_at = Set(after.start_at);
+    model.end_at = Set(after.end_at);
+    model.max_runs = Set(after.max_runs);
+    model.jitter_ms = Set(after.jitter_ms);
+    model.catchup = Set(after.catchup.as_str().to_owned());
+    model.overlap = Set(after.overlap.as_str().to_owned());
+    model.enabled = Set(after.enabled);
+    model.metadata = Set(serde_json::Value::Object(after.metadata.clone()));
+    model.chain = Set(chain_of(&after)?);
+    model.on_failure = Set(after.on_failure.as_ref().map(json).transpose()?);
+    let updated = save_if_unchanged(state, model, current, now).await?;
+    if updated.is_some() {
+        announce(&state.db, &state.wakeup).await;
+    }
+    Ok(updated)
+}
+
+/// Create or replace a schedule by its name: an idempotent way to keep schedules in step with
+/// configuration (infrastructure as code). The body is a whole schedule; its `name`, if given,
+/// must be the one in the path. 201 when created, 200 when replaced.
+#[utoipa::path(
+    put, path = "/v1/schedules/by-name/{name}", tag = "schedules",
+    params(
+        ("name" = String, Path, description = "Schedule name"),
+        ("If-Match" = Option<String>, Header, description = "Replace only at this ETag; 412 if stale or absent"),
+    ),
+    request_body = ScheduleInput,
+    responses(
+        (status = 200, description = "Replaced", body = Schedule, headers(("ETag" = String))),
+        (status = 201, description = "Created", body = Schedule, headers(("Location" = String), ("ETag" = String))),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Over the schedule quota", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn put_by_name(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    name: web::Path<String>,
+    body: JsonValue,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesWrite)?;
+    let name = name.into_inner();
+    let mut document = body.0;
+    match document.as_object_mut() {
+        None => return Err(ApiError::validation("body", "must be a JSON object")),
+        Some(members) => match members.get("name") {
+            None => {
+                members.insert("name".to_owned(), serde_json::Value::String(name.clone()));
+            }
+            Some(given) if given.as_str() != Some(name.as_str()) => {
+                return Err(ApiError::validation("name", "must be the name in the path"));
+            }
+            Some(_) => {}
+        },
+    }
+    let expected = if_match(&req)?;
+    for _ in 0..PATCH_ATTEMPTS {
+        let current = schedule::Entity::find_for_tenant(caller.tenant.as_str())
+            .filter(schedule::Column::Name.eq(name.as_str()))
+            .one(&state.db)
+            .await?;
+        match current {
+            None if expected.is_some() => {
+                return Err(ApiError::PreconditionFailed(
+                    "no schedule has this name".into(),
+                ))
+            }
+            None => match create_once(&state, &caller, document.clone()).await {
+                // Created concurrently by another request: replace it on the next round.
+                Err(ApiError::Conflict(_)) => continue,
+                other => return other,
+            },
+            Some(current) => {
+                if let Some(versions) = &expected {
+                    if !versions.contains(&current.version) {
+                        return Err(ApiError::PreconditionFailed(format!(
+                            "the schedule is at version {}, not the one If-Match names",
+                            current.version
+                        )));
+                    }
+                }
+                let before = ScheduleInput::from_model(&current)?;
+                let after = ScheduleInput::from_json(document.clone())?;
+                if let Some(updated) = apply(&state, &caller, &current, &before, after).await? {
+                    return Ok(ok(Schedule::from_model(updated)?));
+                }
+            }
         }
     }
     Err(ApiError::Conflict(
