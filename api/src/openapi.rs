@@ -23,7 +23,7 @@ validation errors (422) list every offending field under `errors`.",
     paths(
         schedules::create, schedules::list, schedules::get, schedules::patch, schedules::delete,
         schedules::pause, schedules::resume, schedules::trigger, schedules::preview,
-        schedules::put_by_name,
+        schedules::put_by_name, schedules::backfill,
         runs::list, runs::list_for_schedule, runs::get, runs::redeliver,
         secrets::list, secrets::rotate,
         tenants::create, tenants::list, tenants::get, tenants::patch,

@@ -81,6 +81,7 @@ routes! {
     post "/v1/schedules/{id}/pause" => schedules::pause,
     post "/v1/schedules/{id}/resume" => schedules::resume,
     post "/v1/schedules/{id}/trigger" => schedules::trigger,
+    post "/v1/schedules/{id}/backfill" => schedules::backfill,
     get "/v1/schedules/{id}/runs" => runs::list_for_schedule,
     get "/v1/runs" => runs::list,
     get "/v1/runs/{id}" => runs::get,

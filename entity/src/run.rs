@@ -71,4 +71,6 @@ pub mod trigger {
     pub const SCHEDULE: &str = "schedule";
     /// `POST /v1/schedules/{id}/trigger`.
     pub const MANUAL: &str = "manual";
+    /// `POST /v1/schedules/{id}/backfill`.
+    pub const BACKFILL: &str = "backfill";
 }

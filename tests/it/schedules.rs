@@ -3,6 +3,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use hookbeat_scheduler::Clock;
+
 use crate::helpers::{spawn_app, Backend};
 use crate::on_both_databases;
 
@@ -310,3 +312,55 @@ async fn put_by_name_upserts(backend: Backend) {
 }
 
 on_both_databases!(put_by_name_upserts);
+
+/// Backfill makes the runs of a past window, delivered like any other, within bounds.
+async fn backfill_makes_the_runs_of_a_past_window(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = crate::helpers::Receiver::start();
+    let schedule = app
+        .create_schedule(json!({
+            "name": "late-joiner",
+            "schedule": {"kind": "interval", "every_seconds": 10},
+            "target": {"url": receiver.url}
+        }))
+        .await;
+    let id = schedule["id"].as_str().unwrap();
+    let now = app.clock.now();
+    let window =
+        json!({"from": (now - chrono::Duration::seconds(60)).to_rfc3339(), "to": now.to_rfc3339()});
+    let made = app
+        .post(&format!("/v1/schedules/{id}/backfill"), window)
+        .await;
+    assert_eq!(made.status, StatusCode::ACCEPTED, "{}", made.body);
+    assert_eq!(made.body["created"], 7, "-60 s … 0 s, both ends included");
+    assert_eq!(app.run_worker().await.attempts, 7);
+    assert_eq!(receiver.received().len(), 7);
+    let runs = app.get(&format!("/v1/schedules/{id}/runs")).await.body;
+    assert!(runs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["trigger"] == "backfill" && r["status"] == "succeeded"));
+
+    let future =
+        json!({"from": now.to_rfc3339(), "to": (now + chrono::Duration::hours(1)).to_rfc3339()});
+    let refused = app
+        .post(&format!("/v1/schedules/{id}/backfill"), future)
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.body["errors"][0]["field"], "to");
+    let huge =
+        json!({"from": (now - chrono::Duration::days(2)).to_rfc3339(), "to": now.to_rfc3339()});
+    let too_many = app
+        .post(&format!("/v1/schedules/{id}/backfill"), huge)
+        .await;
+    assert_eq!(too_many.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(too_many.body["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("1000"));
+}
+
+on_both_databases!(backfill_makes_the_runs_of_a_past_window);

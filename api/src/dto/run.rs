@@ -15,7 +15,7 @@ pub struct Run {
     pub schedule_id: Uuid,
     /// The fire this run delivers.
     pub scheduled_for: DateTime<Utc>,
-    /// `schedule` (a fire) or `manual` (`/trigger`).
+    /// `schedule` (a fire), `manual` (`/trigger`) or `backfill` (`/backfill`).
     #[schema(example = "schedule")]
     pub trigger: String,
     /// `pending`, `delivering`, `retrying`, `succeeded` or `failed`.

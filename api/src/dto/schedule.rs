@@ -338,3 +338,24 @@ pub struct FireTimes {
 
 pub const DEFAULT_PREVIEW_COUNT: i64 = 10;
 pub const MAX_PREVIEW_COUNT: i64 = 1000;
+
+/// `POST /v1/schedules/{id}/backfill`: make the runs the schedule would have made in a past window.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillRequest {
+    /// Start of the window (inclusive).
+    pub from: DateTime<Utc>,
+    /// End of the window (inclusive); not in the future.
+    pub to: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackfillResult {
+    /// Runs made, with `trigger: backfill`, due now.
+    pub created: usize,
+    /// The fires they deliver, ascending.
+    pub fire_times: Vec<DateTime<Utc>>,
+}
+
+/// The most runs one backfill may make.
+pub const MAX_BACKFILL_RUNS: usize = 1_000;

@@ -20,8 +20,9 @@ use crate::body::{merge_patch, JsonValue, Query};
 use crate::dto::page::{finish_page, PageQuery};
 use crate::dto::run::Run;
 use crate::dto::schedule::{
-    first_fire, FireTimes, PreviewRequest, Schedule, ScheduleFilter, ScheduleInput, SchedulePage,
-    DEFAULT_PREVIEW_COUNT, MAX_PREVIEW_COUNT, READ_ONLY,
+    first_fire, BackfillRequest, BackfillResult, FireTimes, PreviewRequest, Schedule,
+    ScheduleFilter, ScheduleInput, SchedulePage, DEFAULT_PREVIEW_COUNT, MAX_BACKFILL_RUNS,
+    MAX_PREVIEW_COUNT, READ_ONLY,
 };
 use crate::error::{ApiError, Problem};
 use crate::idempotency;
@@ -649,6 +650,98 @@ pub async fn trigger(
     txn.commit().await?;
     announce(&state.db, &state.wakeup).await;
     Ok(HttpResponse::Accepted().json(Run::from(run)))
+}
+
+/// Make the runs a schedule would have made between `from` and `to` (at most 1000), delivered
+/// like any other run with `trigger: backfill`. The window honours `start_at` and `end_at`.
+#[utoipa::path(
+    post, path = "/v1/schedules/{id}/backfill", tag = "schedules",
+    params(("id" = Uuid, Path, description = "Schedule id")),
+    request_body = BackfillRequest,
+    responses(
+        (status = 202, description = "The runs were made", body = BackfillResult),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid window", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn backfill(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: JsonValue,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesWrite)?;
+    let id = parse_id(&id, "schedule")?;
+    let schedule = load(&state, &caller, id).await?;
+    let request: BackfillRequest = crate::body::typed(body.0, "")?;
+    let now = state.clock.now();
+    if request.to > now {
+        return Err(ApiError::validation(
+            "to",
+            "must not be in the future: upcoming fires are made by the schedule itself",
+        ));
+    }
+    if request.from > request.to {
+        return Err(ApiError::validation("from", "must not be after to"));
+    }
+    let mut timing = hookbeat_scheduler::stored::timing(&schedule).map_err(ApiError::Internal)?;
+    timing.max_runs = None;
+    let mut fires = Vec::new();
+    let mut next = timing.next_fire(request.from - chrono::Duration::microseconds(1), 0);
+    while let Some(fire) = next.filter(|fire| *fire <= request.to) {
+        if fires.len() == MAX_BACKFILL_RUNS {
+            return Err(ApiError::validation(
+                "to",
+                format!(
+                    "the window holds more than {MAX_BACKFILL_RUNS} fires; backfill it in parts"
+                ),
+            ));
+        }
+        fires.push(fire);
+        next = timing.next_fire(fire, 0);
+    }
+    if !fires.is_empty() {
+        let txn = hookbeat_scheduler::sql::begin_write(&state.db).await?;
+        run::Entity::insert_many(fires.iter().map(|fire| run::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(schedule.tenant_id.clone()),
+            schedule_id: Set(schedule.id),
+            scheduled_for: Set(*fire),
+            trigger: Set(run::trigger::BACKFILL.to_owned()),
+            status: Set(run::status::PENDING.to_owned()),
+            attempts: Set(0),
+            retry_base: Set(0),
+            due_at: Set(Some(now)),
+            locked_by: Set(None),
+            last_status_code: Set(None),
+            last_error: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            finished_at: Set(None),
+            step: Set(0),
+            failure: Set(None),
+        }))
+        .exec_without_returning(&txn)
+        .await?;
+        schedule::Entity::update_many()
+            .col_expr(
+                schedule::Column::TotalRuns,
+                Expr::col(schedule::Column::TotalRuns).add(fires.len() as i64),
+            )
+            .filter(schedule::Column::Id.eq(schedule.id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        announce(&state.db, &state.wakeup).await;
+    }
+    Ok(HttpResponse::Accepted().json(BackfillResult {
+        created: fires.len(),
+        fire_times: fires,
+    }))
 }
 
 /// The next fire times of a schedule spec, without saving anything.
