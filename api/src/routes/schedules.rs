@@ -617,38 +617,10 @@ pub async fn trigger(
     let id = parse_id(&id, "schedule")?;
     let schedule = load(&state, &caller, id).await?;
     let now = state.clock.now();
-    let txn = hookbeat_scheduler::sql::begin_write(&state.db).await?;
-    let run = run::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        tenant_id: Set(schedule.tenant_id.clone()),
-        schedule_id: Set(schedule.id),
-        scheduled_for: Set(now),
-        trigger: Set(run::trigger::MANUAL.to_owned()),
-        status: Set(run::status::PENDING.to_owned()),
-        attempts: Set(0),
-        retry_base: Set(0),
-        due_at: Set(Some(now)),
-        locked_by: Set(None),
-        last_status_code: Set(None),
-        last_error: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        finished_at: Set(None),
-        step: Set(0),
-        failure: Set(None),
-    }
-    .insert(&txn)
-    .await?;
-    schedule::Entity::update_many()
-        .col_expr(
-            schedule::Column::TotalRuns,
-            Expr::col(schedule::Column::TotalRuns).add(1),
-        )
-        .filter(schedule::Column::Id.eq(schedule.id))
-        .exec(&txn)
-        .await?;
-    txn.commit().await?;
-    announce(&state.db, &state.wakeup).await;
+    let mut made = make_runs(&state, &schedule, &[now], run::trigger::MANUAL).await?;
+    let run = made
+        .pop()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a triggered run was not made")))?;
     Ok(HttpResponse::Accepted().json(Run::from(run)))
 }
 
@@ -704,44 +676,65 @@ pub async fn backfill(
         fires.push(fire);
         next = timing.next_fire(fire, 0);
     }
-    if !fires.is_empty() {
-        let txn = hookbeat_scheduler::sql::begin_write(&state.db).await?;
-        run::Entity::insert_many(fires.iter().map(|fire| run::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            tenant_id: Set(schedule.tenant_id.clone()),
-            schedule_id: Set(schedule.id),
-            scheduled_for: Set(*fire),
-            trigger: Set(run::trigger::BACKFILL.to_owned()),
-            status: Set(run::status::PENDING.to_owned()),
-            attempts: Set(0),
-            retry_base: Set(0),
-            due_at: Set(Some(now)),
-            locked_by: Set(None),
-            last_status_code: Set(None),
-            last_error: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            finished_at: Set(None),
-            step: Set(0),
-            failure: Set(None),
-        }))
-        .exec_without_returning(&txn)
-        .await?;
-        schedule::Entity::update_many()
-            .col_expr(
-                schedule::Column::TotalRuns,
-                Expr::col(schedule::Column::TotalRuns).add(fires.len() as i64),
-            )
-            .filter(schedule::Column::Id.eq(schedule.id))
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
-        announce(&state.db, &state.wakeup).await;
-    }
+    make_runs(&state, &schedule, &fires, run::trigger::BACKFILL).await?;
     Ok(HttpResponse::Accepted().json(BackfillResult {
         created: fires.len(),
         fire_times: fires,
     }))
+}
+
+/// Makes runs of `schedule` for `fires` outside its own timing (a trigger, a backfill): due now,
+/// counted in its `total_runs`, in one transaction; then wakes the workers.
+async fn make_runs(
+    state: &AppState,
+    schedule: &schedule::Model,
+    fires: &[chrono::DateTime<Utc>],
+    trigger: &str,
+) -> Result<Vec<run::Model>, ApiError> {
+    let now = state.clock.now();
+    let runs: Vec<run::Model> = fires
+        .iter()
+        .map(|fire| run::Model {
+            id: Uuid::now_v7(),
+            tenant_id: schedule.tenant_id.clone(),
+            schedule_id: schedule.id,
+            scheduled_for: *fire,
+            trigger: trigger.to_owned(),
+            status: run::status::PENDING.to_owned(),
+            attempts: 0,
+            retry_base: 0,
+            due_at: Some(now),
+            locked_by: None,
+            last_status_code: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            step: 0,
+            failure: None,
+        })
+        .collect();
+    if runs.is_empty() {
+        return Ok(runs);
+    }
+    let txn = hookbeat_scheduler::sql::begin_write(&state.db).await?;
+    run::Entity::insert_many(
+        runs.iter()
+            .map(|r| r.clone().into_active_model().reset_all()),
+    )
+    .exec_without_returning(&txn)
+    .await?;
+    schedule::Entity::update_many()
+        .col_expr(
+            schedule::Column::TotalRuns,
+            Expr::col(schedule::Column::TotalRuns).add(runs.len() as i64),
+        )
+        .filter(schedule::Column::Id.eq(schedule.id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    announce(&state.db, &state.wakeup).await;
+    Ok(runs)
 }
 
 /// The next fire times of a schedule spec, without saving anything.
