@@ -88,6 +88,8 @@ pub async fn build(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))
         .context("registering process metrics")?;
+    hookbeat_scheduler::metrics::register_build_info(&registry)
+        .context("registering build info")?;
     let audience = options.jwt_audience.as_deref();
     let verifier = match &options.jwt_public_key_pem {
         Some(pem) => TokenVerifier::public_key(pem, audience)?,

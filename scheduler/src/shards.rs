@@ -44,6 +44,8 @@ const LIVE: &str = "SELECT id FROM workers WHERE expires_at >= $1 ORDER BY id";
 const RELEASE_ALL: &str =
     "UPDATE shard_leases SET owner = NULL, lease_until = NULL WHERE owner = $1";
 const DEREGISTER: &str = "DELETE FROM workers WHERE id = $1";
+const UNOWNED: &str =
+    "SELECT COUNT(*) AS n FROM shard_leases WHERE owner IS NULL OR lease_until < $1";
 /// Runs this worker was delivering when it stopped become claimable at once, instead of when
 /// their leases would have expired.
 const RELEASE_RUNS: &str =
@@ -57,6 +59,21 @@ struct WorkerRow {
 #[derive(FromQueryResult)]
 struct ShardRow {
     shard: i32,
+}
+
+#[derive(FromQueryResult)]
+struct CountRow {
+    n: i64,
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// The shards this worker owns now.
+    pub owned: Vec<i32>,
+    pub live_workers: usize,
+    /// Shards nobody owns (or whose owner's lease expired) after this heartbeat.
+    pub unowned: i64,
 }
 
 /// The shards of the worker ranked `rank` among `workers` live workers.
@@ -100,8 +117,42 @@ impl Coordinator {
         &self.config
     }
 
-    /// One heartbeat at `now`; returns the shards this worker owns afterwards.
-    pub async fn heartbeat(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<i32>> {
+    /// One heartbeat at `now`.
+    pub async fn heartbeat(&self, now: DateTime<Utc>) -> anyhow::Result<Heartbeat> {
+        let owned = self.rebalance(now).await?;
+        let unowned = CountRow::find_by_statement(sql::statement(
+            self.db.get_database_backend(),
+            UNOWNED,
+            vec![now.into()],
+        ))
+        .one(&self.db)
+        .await
+        .context("counting unowned shards")?
+        .map_or(0, |row| row.n);
+        let live_workers = self.live(now).await?.len();
+        Ok(Heartbeat {
+            owned,
+            live_workers,
+            unowned,
+        })
+    }
+
+    async fn live(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
+        Ok(WorkerRow::find_by_statement(sql::statement(
+            self.db.get_database_backend(),
+            LIVE,
+            vec![now.into()],
+        ))
+        .all(&self.db)
+        .await
+        .context("listing live workers")?
+        .into_iter()
+        .map(|row| row.id)
+        .collect())
+    }
+
+    /// Registers, reaps, and takes or gives shards to match the fair share; returns those owned.
+    async fn rebalance(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<i32>> {
         let db = &self.db;
         let backend = db.get_database_backend();
         let id = self.worker_id.as_str();
@@ -116,14 +167,7 @@ impl Coordinator {
         db.execute(sql::statement(backend, REAP, vec![now.into()]))
             .await
             .context("forgetting expired workers")?;
-        let live: Vec<String> =
-            WorkerRow::find_by_statement(sql::statement(backend, LIVE, vec![now.into()]))
-                .all(db)
-                .await
-                .context("listing live workers")?
-                .into_iter()
-                .map(|row| row.id)
-                .collect();
+        let live = self.live(now).await?;
         let rank = live.iter().position(|w| w == id).unwrap_or(0);
         let share = fair_share(rank, live.len());
 

@@ -291,6 +291,16 @@ async fn retries_stop_at_max_attempts(backend: Backend) {
         0
     );
     assert_eq!(receiver.received().len(), 2);
+    let metrics = app.get("/metrics").await.body;
+    let text = metrics.as_str().unwrap();
+    assert!(text.contains("hookbeat_dead_letters_total 1"), "{text}");
+    assert!(text.contains("hookbeat_deliveries_total{outcome=\"failed\"} 1"));
+    assert!(text.contains("hookbeat_deliveries_total{outcome=\"retry\"} 1"));
+    assert!(text.contains(concat!(
+        "hookbeat_build_info{version=\"",
+        env!("CARGO_PKG_VERSION"),
+        "\"} 1"
+    )));
 }
 
 async fn a_connection_error_is_recorded_and_retried(backend: Backend) {

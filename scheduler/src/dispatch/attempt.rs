@@ -100,6 +100,9 @@ impl Inner {
         let finished_at = self.clock.now();
         let (outcome, update) = outcome::decide(run, &retry_policy, steps, &result, finished_at);
         self.metrics.deliveries.with_label_values(&[outcome]).inc();
+        if update.status == run::status::FAILED {
+            self.metrics.dead_letters.inc();
+        }
         self.metrics
             .delivery_duration
             .observe(result.duration.as_secs_f64());

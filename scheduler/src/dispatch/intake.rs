@@ -43,6 +43,7 @@ impl Worker {
         } else {
             claim::claim(&inner.db, &inner.config.worker_id, now, lease_until, limit).await?
         };
+        self.inner.metrics.claim_batch.observe(runs.len() as f64);
         if runs.is_empty() {
             return Ok(Claim::default());
         }
@@ -124,6 +125,10 @@ impl Worker {
             }
         }
         if !handed_back.is_empty() {
+            self.inner
+                .metrics
+                .handed_back
+                .inc_by(handed_back.len() as u64);
             tracing::debug!(
                 runs = handed_back.len(),
                 "handed back over a politeness limit"

@@ -24,8 +24,12 @@ impl Worker {
         let Some(coordinator) = &self.inner.coordinator else {
             return Ok((0..SHARD_COUNT as i32).collect());
         };
-        let owned = coordinator.heartbeat(self.inner.clock.now()).await?;
-        self.inner.metrics.shards_owned.set(owned.len() as i64);
+        let beat = coordinator.heartbeat(self.inner.clock.now()).await?;
+        let metrics = &self.inner.metrics;
+        metrics.shards_owned.set(beat.owned.len() as i64);
+        metrics.workers_live.set(beat.live_workers as i64);
+        metrics.shards_unowned.set(beat.unowned);
+        let owned = beat.owned;
         let mut current = self.inner.owned.write().expect("shard list lock poisoned");
         if *current != owned {
             tracing::info!(shards = owned.len(), "shards rebalanced");
