@@ -103,19 +103,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for Query<T> {
     }
 }
 
-/// Gives a JSON value its type, naming the offending field on failure. `prefix` is prepended
-/// to field paths (empty for a whole body).
+/// Gives a JSON value its type strictly, naming the offending field on failure (see
+/// [`hookbeat_scheduler::validation::strict_from_json`]). `prefix` is prepended to field paths
+/// (empty for a whole body).
 pub fn typed<T: DeserializeOwned>(value: serde_json::Value, prefix: &str) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = match (prefix.is_empty(), path.as_str()) {
-            (true, ".") => "body".to_owned(),
-            (true, _) => path,
-            (false, ".") => prefix.to_owned(),
-            (false, _) => format!("{prefix}.{path}"),
-        };
-        ApiError::validation(field, e.into_inner().to_string())
-    })
+    hookbeat_scheduler::validation::strict_from_json(value, prefix).map_err(ApiError::Validation)
 }
 
 /// Applies an RFC 7396 JSON merge patch: objects merge member by member, `null` removes a member,

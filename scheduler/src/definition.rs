@@ -52,7 +52,6 @@ impl HttpMethod {
 
 /// Where and what a fire delivers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct Target {
     /// An `http` or `https` URL.
     #[schema(example = "https://example.com/hooks/report")]
@@ -136,7 +135,6 @@ impl Target {
 
 /// How failed attempts are retried: exponential backoff with jitter, capped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 to 50).
     #[serde(default = "RetryPolicy::default_max_attempts")]

@@ -1,6 +1,7 @@
 //! Field-level validation errors, named by their JSON path (`schedule.every_seconds`) so that a
 //! client can point at the offending input.
 
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -45,5 +46,79 @@ impl FieldErrors {
 
     pub fn into_vec(self) -> Vec<FieldError> {
         self.0
+    }
+}
+
+/// Reads `T` from JSON strictly: a member of the wrong type or an unknown member is an error
+/// naming its path under `prefix` (`schedule.every_seconds`). Unknown members are found with
+/// `serde_ignored` rather than `#[serde(deny_unknown_fields)]`, so the published schemas stay
+/// composable (an `allOf` of a closed schema could never be satisfied).
+pub fn strict_from_json<T: DeserializeOwned>(
+    value: serde_json::Value,
+    prefix: &str,
+) -> Result<T, Vec<FieldError>> {
+    let at = |path: &str| match (prefix.is_empty(), path) {
+        (true, ".") => "body".to_owned(),
+        (true, _) => path.to_owned(),
+        (false, ".") => prefix.to_owned(),
+        (false, _) => format!("{prefix}.{path}"),
+    };
+    let mut unknown = Vec::new();
+    let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
+    let read: Result<T, _> =
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(value, &mut note));
+    // Unknown members first: a typo (`every_second`) is usually why a member is missing.
+    let mut errors: Vec<FieldError> = unknown
+        .iter()
+        .map(|path| FieldError {
+            field: at(path),
+            message: format!(
+                "unknown field `{}`",
+                path.rsplit('.').next().unwrap_or(path)
+            ),
+        })
+        .collect();
+    match read {
+        Err(e) => {
+            errors.push(FieldError {
+                field: at(&e.path().to_string()),
+                message: e.into_inner().to_string(),
+            });
+            Err(errors)
+        }
+        Ok(_) if !errors.is_empty() => Err(errors),
+        Ok(value) => Ok(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        n: i64,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Outer {
+        inner: Inner,
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_members_are_named() {
+        let wrong =
+            strict_from_json::<Outer>(serde_json::json!({"inner": {"n": "x"}}), "").unwrap_err();
+        assert_eq!(wrong[0].field, "inner.n");
+        let unknown = strict_from_json::<Outer>(
+            serde_json::json!({"inner": {"n": 1, "m": 2}, "z": 3}),
+            "body",
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = unknown.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, vec!["body.inner.m", "body.z"]);
+        assert_eq!(unknown[0].message, "unknown field `m`");
     }
 }

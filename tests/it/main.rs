@@ -12,6 +12,7 @@ mod isolation;
 mod scale;
 mod schedules;
 mod shards;
+mod spec;
 mod steps;
 mod tenants;
 mod time_engine;

@@ -32,7 +32,6 @@ const MAX_JITTER_MS: i64 = 3_600_000;
 /// The writable members of a schedule: the body of `POST /v1/schedules`, and the document a
 /// `PATCH` merge patch applies to.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct ScheduleInput {
     /// Unique per tenant, 1 to 200 characters.
     #[schema(example = "nightly-report")]
@@ -318,7 +317,6 @@ impl PreviewRequest {
 
 /// `POST /v1/schedules/preview`.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
     pub schedule: ScheduleSpec,
     /// Fires strictly after this instant (default: now).
@@ -341,7 +339,6 @@ pub const MAX_PREVIEW_COUNT: i64 = 1000;
 
 /// `POST /v1/schedules/{id}/backfill`: make the runs the schedule would have made in a past window.
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct BackfillRequest {
     /// Start of the window (inclusive).
     pub from: DateTime<Utc>,

@@ -41,7 +41,6 @@ impl From<tenant::Model> for Tenant {
 
 /// `POST /v1/tenants`; quotas left out take the defaults (10000 schedules, 1 s, 100 requests/s).
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct NewTenant {
     #[schema(example = "acme")]
     pub id: String,
@@ -55,7 +54,6 @@ pub struct NewTenant {
 
 /// `PATCH /v1/tenants/{id}`: the members to change.
 #[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct TenantChange {
     #[serde(default)]
     pub disabled: Option<bool>,

@@ -28,7 +28,6 @@ pub enum ScheduleSpec {
 
 /// `crontab`: a POSIX 5-field cron expression evaluated on the wall clock of `timezone`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct CrontabSpec {
     /// minute hour day-of-month month day-of-week, or a macro (`@daily`, `@hourly`, …).
     #[schema(example = "30 2 * * MON-FRI")]
@@ -56,7 +55,6 @@ fn utc() -> String {
 
 /// `solar`: an event of the sun at a place, as Celery's `solar` schedule defines it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct SolarSpec {
     pub event: SolarEvent,
     /// Degrees north, -90 to 90.
@@ -69,7 +67,6 @@ pub struct SolarSpec {
 
 /// `interval`: fires at every `anchor + k × every_seconds`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct IntervalSpec {
     /// Seconds between fires (at least 1).
     #[schema(minimum = 1, example = 10)]
@@ -81,7 +78,6 @@ pub struct IntervalSpec {
 
 /// `once`: fires once, at `at`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub struct OnceSpec {
     /// The instant to fire at (RFC 3339).
     pub at: DateTime<Utc>,
@@ -121,23 +117,7 @@ impl ScheduleSpec {
         let mut rest = members.clone();
         rest.remove("kind");
         let rest = serde_json::Value::Object(rest);
-        fn typed<T: serde::de::DeserializeOwned>(
-            value: serde_json::Value,
-            prefix: &str,
-        ) -> Result<T, Vec<FieldError>> {
-            serde_path_to_error::deserialize(value).map_err(|e| {
-                let path = e.path().to_string();
-                let field = if path == "." {
-                    prefix.to_owned()
-                } else {
-                    format!("{prefix}.{path}")
-                };
-                vec![FieldError {
-                    field,
-                    message: e.into_inner().to_string(),
-                }]
-            })
-        }
+        use crate::validation::strict_from_json as typed;
         match kind {
             "crontab" => typed(rest, prefix).map(ScheduleSpec::Crontab),
             "interval" => typed(rest, prefix).map(ScheduleSpec::Interval),
