@@ -1,0 +1,200 @@
+//! The command line: options shared by every scenario, then one subcommand per scenario.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookbeat-bench",
+    about = "Sets up PostgreSQL, hookbeat's API and workers and a local receiver, runs a load \
+             scenario and reports throughput, fire lag, duplicates, losses and resource use"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// The hookbeat binary to measure.
+    #[arg(long, global = true, default_value = "target/release/hookbeat")]
+    pub hookbeat_bin: PathBuf,
+    /// A PostgreSQL database to connect to for creating and dropping the bench database.
+    #[arg(
+        long,
+        global = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub postgres_url: String,
+    /// `hookbeat worker` processes (each pools up to 20 PostgreSQL connections).
+    #[arg(long, global = true, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
+    pub workers: u16,
+    /// Tenants the schedules are spread over, round-robin.
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub tenants: u16,
+    /// Requests in flight at once when creating schedules through the API.
+    #[arg(long, global = true, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
+    /// Ports the receiver listens on; schedules' targets use them round-robin. hookbeat limits
+    /// deliveries in flight per host:port, so N ports stand for N receiving hosts.
+    #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub receiver_ports: u16,
+    /// Keep the database and the logs instead of dropping them at the end.
+    #[arg(long, global = true)]
+    pub keep: bool,
+    /// Also write the report as JSON to this file.
+    #[arg(long, global = true)]
+    pub json: Option<PathBuf>,
+    /// Where the per-process logs go (a directory named after the database is made inside);
+    /// default: the system's temporary directory.
+    #[arg(long, global = true)]
+    pub run_dir: Option<PathBuf>,
+    /// RUST_LOG for the hookbeat processes (default: hookbeat's own, `info`).
+    #[arg(long, global = true)]
+    pub rust_log: Option<String>,
+    /// An extra variable for the hookbeat processes, KEY=VALUE (repeatable), e.g.
+    /// HOOKBEAT_MAX_IN_FLIGHT_PER_HOST=256 to see whether a limit is the bottleneck. Measurements
+    /// of hookbeat as shipped use none.
+    #[arg(long = "hookbeat-env", global = true, value_parser = parse_env)]
+    pub hookbeat_env: Vec<(String, String)>,
+    /// A PostgreSQL parameter for the bench database only, KEY=VALUE (repeatable; ALTER
+    /// DATABASE … SET, gone with the database), e.g. synchronous_commit=off to see how much of
+    /// the time is WAL flushes. Measurements of hookbeat as shipped use none.
+    #[arg(long = "pg-setting", global = true, value_parser = parse_env)]
+    pub pg_settings: Vec<(String, String)>,
+    /// Seconds a process gets to exit after SIGTERM before SIGKILL.
+    #[arg(long, global = true, default_value_t = 15)]
+    pub stop_grace: u64,
+    /// Hard limit on the whole run, seconds; everything is stopped when it passes.
+    #[arg(long, global = true, default_value_t = 900)]
+    pub max_runtime: u64,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Scenario {
+    /// N interval schedules with periods spread over a range, created through the API, run for
+    /// a fixed time.
+    Sustained(SustainedArgs),
+    /// N schedules that all fire at the same minute boundary.
+    Burst(BurstArgs),
+    /// Many stored schedules due far in the future; one worker's start-up time and memory.
+    IdleMemory(IdleArgs),
+    /// Drop the databases of bench runs that were killed outright (their process is gone).
+    Cleanup,
+    /// Load the receiver alone from in-process clients, to show its ceiling on this machine.
+    ReceiverCheck(ReceiverCheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReceiverCheckArgs {
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub seconds: u64,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub connections: u16,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SustainedArgs {
+    #[arg(long, default_value_t = 2_000)]
+    pub schedules: usize,
+    /// Shortest `every_seconds`; schedule i gets min + (i mod (max − min + 1)).
+    #[arg(long, default_value_t = 1)]
+    pub min_every: u32,
+    #[arg(long, default_value_t = 5)]
+    pub max_every: u32,
+    /// Seconds to run after the last schedule was created.
+    #[arg(long, default_value_t = 60)]
+    pub duration: u64,
+    /// Fires scheduled in the last this-many seconds before the stop are not judged.
+    #[arg(long, default_value_t = 5)]
+    pub tail: u64,
+    /// After the stop, seconds to wait at most for late fires (up to the cut-off) to arrive.
+    #[arg(long, default_value_t = 30)]
+    pub drain: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SeedMode {
+    /// POST /v1/schedules with --concurrency requests in flight.
+    Api,
+    /// INSERT … SELECT copies of one API-created template.
+    Sql,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BurstSpec {
+    /// `* * * * *`
+    Crontab,
+    /// every 60 s
+    Interval,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BurstArgs {
+    #[arg(long, default_value_t = 100_000)]
+    pub schedules: usize,
+    #[arg(long, value_enum, default_value_t = SeedMode::Api)]
+    pub seed: SeedMode,
+    #[arg(long, value_enum, default_value_t = BurstSpec::Crontab)]
+    pub spec: BurstSpec,
+    /// Seconds after the boundary to wait at most for the last fire.
+    #[arg(long, default_value_t = 180)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IdleArgs {
+    #[arg(long, default_value_t = 1_000_000)]
+    pub schedules: usize,
+    /// Seconds to watch the worker after its start-up.
+    #[arg(long, default_value_t = 30)]
+    pub observe: u64,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err("expected KEY=VALUE".to_owned()),
+    }
+}
+
+impl Scenario {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::Sustained(_) => "sustained",
+            Scenario::Burst(_) => "burst",
+            Scenario::IdleMemory(_) => "idle-memory",
+            Scenario::Cleanup => "cleanup",
+            Scenario::ReceiverCheck(_) => "receiver-check",
+        }
+    }
+
+    /// Cross-field rules, checked before anything starts.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        match self {
+            Scenario::Sustained(a) => {
+                anyhow::ensure!(a.schedules > 0, "--schedules must be positive");
+                anyhow::ensure!(
+                    a.min_every >= 1 && a.min_every <= a.max_every,
+                    "need 1 ≤ --min-every ≤ --max-every"
+                );
+                anyhow::ensure!(
+                    a.duration > a.tail + 5,
+                    "--duration must exceed --tail by more than 5 s"
+                );
+            }
+            Scenario::Burst(a) => {
+                anyhow::ensure!(a.schedules > 0, "--schedules must be positive");
+            }
+            Scenario::IdleMemory(a) => {
+                anyhow::ensure!(a.schedules > 0, "--schedules must be positive");
+            }
+            Scenario::Cleanup | Scenario::ReceiverCheck(_) => {}
+        }
+        Ok(())
+    }
+}

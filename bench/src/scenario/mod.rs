@@ -1,0 +1,150 @@
+//! The scenarios, and what they share: the stack options from the command line, the start of a
+//! measurement window (PostgreSQL counters, activity sampling) and its close (stop the workers,
+//! collect process, PostgreSQL, log and receiver figures).
+
+mod burst;
+mod idle;
+mod sustained;
+
+use std::time::Duration;
+
+use crate::cli::{Cli, Scenario};
+use crate::clock::now_us;
+use crate::pgstats::{self, ActivitySampler, Counters};
+use crate::report::{Goal, PostgresFigures, ReceiverFigures, Report};
+use crate::stack::{Stack, StackOptions, Teardown};
+
+pub async fn run(cli: &Cli, teardown: &Teardown) -> anyhow::Result<Report> {
+    let common = &cli.common;
+    let options = StackOptions {
+        hookbeat_bin: common.hookbeat_bin.clone(),
+        postgres_url: common.postgres_url.clone(),
+        run_dir: common.run_dir.clone(),
+        rust_log: common.rust_log.clone(),
+        tenants: usize::from(common.tenants),
+        api_concurrency: usize::from(common.concurrency),
+        hookbeat_env: common.hookbeat_env.clone(),
+        receiver_ports: usize::from(common.receiver_ports),
+        pg_settings: common.pg_settings.clone(),
+    };
+    let mut report = Report {
+        scenario: cli.scenario.name().to_owned(),
+        started_at: chrono::Utc::now().to_rfc3339(),
+        environment: crate::environment::describe(&common.hookbeat_bin),
+        ..Report::default()
+    };
+    let mut stack = Stack::up(&options, teardown).await?;
+    let grace = Duration::from_secs(common.stop_grace);
+    match &cli.scenario {
+        Scenario::Sustained(args) => {
+            sustained::run(&mut stack, common, args, grace, &mut report).await?
+        }
+        Scenario::Burst(args) => burst::run(&mut stack, common, args, grace, &mut report).await?,
+        Scenario::IdleMemory(args) => idle::run(&mut stack, args, grace, &mut report).await?,
+        Scenario::Cleanup | Scenario::ReceiverCheck(_) => {
+            anyhow::bail!("{} sets up no stack; main runs it", cli.scenario.name())
+        }
+    }
+    if !common.pg_settings.is_empty() {
+        report.settings["pg_settings"] = serde_json::json!(common
+            .pg_settings
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>());
+    }
+    if !common.hookbeat_env.is_empty() {
+        report.settings["hookbeat_env"] = serde_json::json!(common
+            .hookbeat_env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>());
+    }
+    stack.close().await;
+    Ok(report)
+}
+
+/// An open measurement window.
+pub struct Measurement {
+    pub from_us: i64,
+    counters: Counters,
+    activity: ActivitySampler,
+}
+
+impl Measurement {
+    pub async fn start(stack: &Stack) -> anyhow::Result<Self> {
+        Ok(Self {
+            from_us: now_us(),
+            counters: pgstats::counters(&stack.db).await?,
+            activity: ActivitySampler::start(stack.db.clone()),
+        })
+    }
+
+    /// Closes the window at `to_us`: stops the workers (PostgreSQL backends flush their
+    /// statistics when they exit, so the counters read afterwards are complete) and fills in
+    /// the figures every scenario reports.
+    pub async fn finish(
+        self,
+        stack: &mut Stack,
+        to_us: i64,
+        grace: Duration,
+        report: &mut Report,
+    ) -> anyhow::Result<()> {
+        let activity = self.activity.finish(12).await;
+        let stop_started = std::time::Instant::now();
+        let killed = stack.stop_workers(grace).await;
+        if !killed.is_empty() {
+            report.notes.push(format!(
+                "{} did not stop within {grace:?} of SIGTERM and were killed",
+                killed.join(", ")
+            ));
+        }
+        report.notes.push(format!(
+            "the workers took {:.1} s to stop after SIGTERM",
+            stop_started.elapsed().as_secs_f64()
+        ));
+        let counters = pgstats::counters(&stack.db).await?.since(&self.counters);
+        let run_states = pgstats::run_states(&stack.db).await?;
+        stack.stop_sampling().await;
+        let (processes, machine) = stack.sampler.summarise(self.from_us, to_us);
+        report.processes = processes;
+        report.machine_cpu = Some(machine);
+        report.machine_series = stack.sampler.machine_series();
+        report.postgres = Some(PostgresFigures {
+            counters,
+            activity,
+            stages: None,
+            run_states,
+        });
+        for (name, path) in stack.logs() {
+            report.logs.insert(name, crate::logs::tally(&path));
+        }
+        report.receiver = ReceiverFigures {
+            requests: stack.receiver.recorded.all().len(),
+            connections: stack.receiver.recorded.connections(),
+            malformed: stack.receiver.recorded.malformed(),
+        };
+        Ok(())
+    }
+}
+
+/// Fails the run if a worker died: the figures would describe a different system.
+pub fn check_workers_alive(stack: &Stack) -> anyhow::Result<()> {
+    for worker in &stack.workers {
+        if let Some(status) = stack.supervisor.exited(&worker.name) {
+            anyhow::bail!(
+                "{} exited ({status}) during the run:\n{}",
+                worker.name,
+                crate::logs::last_lines(&worker.log, 10)
+            );
+        }
+    }
+    Ok(())
+}
+
+pub fn goal(goal: &str, measured: String, met: bool) -> Goal {
+    Goal {
+        goal: goal.to_owned(),
+        measured,
+        met,
+    }
+}
