@@ -106,8 +106,8 @@ pub fn default_worker_id() -> String {
 const PRUNE_INTERVAL: Duration = Duration::seconds(60);
 const PRUNE_BATCHES_PER_ROUND: usize = 100;
 
-/// How often the pending/enabled gauges are recounted.
-const GAUGE_INTERVAL: Duration = Duration::seconds(15);
+/// How often the pending/enabled gauges are recounted (a table scan at a million schedules).
+const GAUGE_INTERVAL: Duration = Duration::seconds(60);
 
 #[derive(Clone)]
 pub struct Worker {

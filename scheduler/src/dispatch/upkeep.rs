@@ -156,7 +156,22 @@ impl Worker {
         Ok(earliest)
     }
 
+    /// Recounts the pending-runs and enabled-schedules gauges. These are installation-wide counts
+    /// (the enabled count scans the schedules table), so with several workers only the owner of
+    /// shard 0 counts; the others keep 0 (dashboards take the `max`).
     pub(super) async fn refresh_gauges(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        if self.inner.coordinator.is_some()
+            && !self
+                .inner
+                .owned
+                .read()
+                .expect("shard list lock poisoned")
+                .contains(&0)
+        {
+            self.inner.metrics.runs_pending.set(0);
+            self.inner.metrics.schedules_enabled.set(0);
+            return Ok(());
+        }
         #[derive(FromQueryResult)]
         struct Count {
             n: i64,
