@@ -40,6 +40,11 @@ async fn another_tenants_ids_are_not_found(backend: Backend) {
         (Method::POST, format!("/v1/schedules/{id}/pause"), None),
         (Method::POST, format!("/v1/schedules/{id}/resume"), None),
         (Method::POST, format!("/v1/schedules/{id}/trigger"), None),
+        (
+            Method::POST,
+            format!("/v1/schedules/{id}/backfill"),
+            Some(json!({"from": "2030-01-01T00:00:00Z", "to": "2030-01-01T00:01:00Z"})),
+        ),
         (Method::GET, format!("/v1/schedules/{id}/runs"), None),
         (Method::GET, format!("/v1/runs/{run_id}"), None),
         (Method::POST, format!("/v1/runs/{run_id}/redeliver"), None),
