@@ -146,6 +146,20 @@ pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Re
     let worker = roles
         .worker
         .then(|| tokio::spawn(components.worker.clone().run(cancel.clone())));
+    if let (false, Some(address)) = (roles.api, settings.metrics_listen) {
+        let listener = TcpListener::bind(address)
+            .with_context(|| format!("binding the metrics listener to {address}"))?;
+        let bound = listener.local_addr().context("reading the bound address")?;
+        let server = hookbeat_api::startup::run_operations(listener, components.state.clone())?;
+        let handle = server.handle();
+        tracing::info!(address = %format!("http://{bound}"), "worker metrics and health listening");
+        tokio::spawn(server);
+        let stopper = cancel.clone();
+        tokio::spawn(async move {
+            stopper.cancelled().await;
+            handle.stop(true).await;
+        });
+    }
     if roles.api {
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding the API to {}", settings.listen))?;

@@ -30,6 +30,11 @@ pub struct Settings {
     )]
     pub listen: SocketAddr,
 
+    /// Where a worker-only process (`hookbeat worker`) serves /healthz, /readyz and /metrics;
+    /// unset, it serves nothing. (`serve` and `api` serve them on --listen.)
+    #[arg(long, env = "HOOKBEAT_METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// sqlite://FILE?mode=rwc (embedded, one process) or postgres://USER@HOST/DB.
     #[arg(
         long,

@@ -53,6 +53,25 @@ pub fn run(
     Ok(server.run())
 }
 
+/// The operational endpoints alone (`/healthz`, `/readyz`, `/metrics`), for a process that runs
+/// only the worker.
+pub fn run_operations(listener: TcpListener, state: AppState) -> anyhow::Result<Server> {
+    let state = web::Data::new(state);
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/healthz", web::get().to(health::healthz))
+            .route("/readyz", web::get().to(health::readyz))
+            .route("/metrics", web::get().to(meta::metrics))
+            .default_service(web::to(not_found))
+    })
+    .listen(listener)?
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .run())
+}
+
 /// Declares every route once: registers it, and lists it in [`ROUTES`], so the router and the
 /// list cannot drift apart, and a test compares the list with the OpenAPI paths both ways.
 macro_rules! routes {

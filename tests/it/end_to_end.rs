@@ -136,10 +136,37 @@ async fn api_and_worker_processes_on_postgres() {
         String::from_utf8_lossy(&migrate.stderr)
     );
     let api = Process::spawn(&db.url, &["--listen", "127.0.0.1:0", "api"]);
-    let worker = Process::spawn(&db.url, &["worker"]);
+    let worker = Process::spawn(&db.url, &["--metrics-listen", "127.0.0.1:0", "worker"]);
     let address = api.address();
+    let worker_address = worker.address();
     let token = token(&db.url, "split");
     one_second_schedule_is_delivered(&address, &token).await;
+    // The worker-only process serves its own health and metrics.
+    let http = reqwest::Client::new();
+    let health = http
+        .get(format!("{worker_address}/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+    let metrics = http
+        .get(format!("{worker_address}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let delivered: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("hookbeat_deliveries_total{outcome=\"success\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no success counter in {metrics}"));
+    assert!(delivered >= 4, "the worker counted {delivered} deliveries");
+    assert!(
+        metrics.contains("hookbeat_shards_owned 64"),
+        "one worker owns every shard"
+    );
     assert!(worker.terminate().success());
     assert!(api.terminate().success());
 }
