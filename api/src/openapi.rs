@@ -4,7 +4,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{health, meta, runs, schedules, secrets, tenants};
+use crate::routes::{actions, health, meta, runs, schedules, secrets, tenants};
 
 /// The spec as served at `/openapi.yaml`: the committed file.
 pub const SPEC_YAML: &str = include_str!("../../openapi.yaml");
@@ -22,8 +22,8 @@ validation errors (422) list every offending field under `errors`.",
     ),
     paths(
         schedules::create, schedules::list, schedules::get, schedules::patch, schedules::delete,
-        schedules::pause, schedules::resume, schedules::trigger, schedules::preview,
-        schedules::put_by_name, schedules::backfill,
+        actions::pause, actions::resume, actions::trigger, actions::preview,
+        schedules::put_by_name, actions::backfill,
         runs::list, runs::list_for_schedule, runs::get, runs::redeliver,
         secrets::list, secrets::rotate,
         tenants::create, tenants::list, tenants::get, tenants::patch,

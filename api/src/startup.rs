@@ -11,7 +11,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
 use crate::error::{problem_response, ApiError, PROBLEM_JSON};
 use crate::http_metrics::HttpMetrics;
-use crate::routes::{health, meta, runs, schedules, secrets, tenants};
+use crate::routes::{actions, health, meta, runs, schedules, secrets, tenants};
 use crate::state::AppState;
 
 pub fn run(
@@ -92,15 +92,15 @@ routes! {
     get "/openapi.yaml" => meta::openapi,
     post "/v1/schedules" => schedules::create,
     get "/v1/schedules" => schedules::list,
-    post "/v1/schedules/preview" => schedules::preview,
+    post "/v1/schedules/preview" => actions::preview,
     put "/v1/schedules/by-name/{name}" => schedules::put_by_name,
     get "/v1/schedules/{id}" => schedules::get,
     patch "/v1/schedules/{id}" => schedules::patch,
     delete "/v1/schedules/{id}" => schedules::delete,
-    post "/v1/schedules/{id}/pause" => schedules::pause,
-    post "/v1/schedules/{id}/resume" => schedules::resume,
-    post "/v1/schedules/{id}/trigger" => schedules::trigger,
-    post "/v1/schedules/{id}/backfill" => schedules::backfill,
+    post "/v1/schedules/{id}/pause" => actions::pause,
+    post "/v1/schedules/{id}/resume" => actions::resume,
+    post "/v1/schedules/{id}/trigger" => actions::trigger,
+    post "/v1/schedules/{id}/backfill" => actions::backfill,
     get "/v1/schedules/{id}/runs" => runs::list_for_schedule,
     get "/v1/runs" => runs::list,
     get "/v1/runs/{id}" => runs::get,

@@ -1,5 +1,6 @@
 //! The routes, one module per resource.
 
+pub mod actions;
 pub mod health;
 pub mod meta;
 pub mod runs;

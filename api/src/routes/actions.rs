@@ -1,0 +1,270 @@
+//! `/v1/schedules` actions beyond CRUD: pause, resume, trigger, backfill, and preview.
+
+use actix_web::{web, HttpResponse};
+use chrono::Utc;
+use hookbeat_entity::{run, schedule};
+use hookbeat_scheduler::notify::announce;
+use hookbeat_scheduler::schedule::preview as preview_fires;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
+use uuid::Uuid;
+
+use super::schedules::{load, ok, save_if_unchanged, PATCH_ATTEMPTS};
+use crate::auth::{Caller, Scope};
+use crate::body::JsonValue;
+use crate::dto::run::Run;
+use crate::dto::schedule::{
+    BackfillRequest, BackfillResult, FireTimes, PreviewRequest, Schedule, ScheduleInput,
+    DEFAULT_PREVIEW_COUNT, MAX_BACKFILL_RUNS, MAX_PREVIEW_COUNT,
+};
+use crate::error::{ApiError, Problem};
+use crate::routes::parse_id;
+use crate::state::AppState;
+
+/// Pause a schedule: it stops firing until resumed. Runs already made are still delivered.
+#[utoipa::path(
+    post, path = "/v1/schedules/{id}/pause", tag = "schedules",
+    params(("id" = Uuid, Path, description = "Schedule id")),
+    responses(
+        (status = 200, description = "The paused schedule", body = Schedule),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn pause(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_enabled(&state, &caller, &id, false).await
+}
+
+/// Resume a paused schedule. It fires from now on; fires that fell in the pause are not made up.
+#[utoipa::path(
+    post, path = "/v1/schedules/{id}/resume", tag = "schedules",
+    params(("id" = Uuid, Path, description = "Schedule id")),
+    responses(
+        (status = 200, description = "The resumed schedule", body = Schedule),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn resume(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    set_enabled(&state, &caller, &id, true).await
+}
+
+async fn set_enabled(
+    state: &AppState,
+    caller: &Caller,
+    raw_id: &str,
+    enabled: bool,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesWrite)?;
+    let id = parse_id(raw_id, "schedule")?;
+    for _ in 0..PATCH_ATTEMPTS {
+        let current = load(state, caller, id).await?;
+        if current.enabled == enabled {
+            return Ok(ok(Schedule::from_model(current)?));
+        }
+        let now = state.clock.now();
+        let mut model = current.clone().into_active_model();
+        model.enabled = Set(enabled);
+        if enabled {
+            let input = ScheduleInput::from_model(&current)?;
+            let timing = input.validate(true)?;
+            model.next_run_at = Set(timing.next_fire(now, current.total_runs));
+            model.paused_reason = Set(None);
+        } else {
+            model.paused_reason = Set(Some("paused through the API".to_owned()));
+        }
+        if let Some(updated) = save_if_unchanged(state, model, &current, now).await? {
+            announce(&state.db, &state.wakeup).await;
+            return Ok(ok(Schedule::from_model(updated)?));
+        }
+    }
+    Err(ApiError::Conflict(
+        "the schedule kept changing under this request; try again".into(),
+    ))
+}
+
+/// Fire a schedule once now, outside its timing. The run is delivered like any other.
+#[utoipa::path(
+    post, path = "/v1/schedules/{id}/trigger", tag = "schedules",
+    params(("id" = Uuid, Path, description = "Schedule id")),
+    responses(
+        (status = 202, description = "The run, accepted for delivery", body = Run),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn trigger(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesWrite)?;
+    let id = parse_id(&id, "schedule")?;
+    let schedule = load(&state, &caller, id).await?;
+    let now = state.clock.now();
+    let mut made = make_runs(&state, &schedule, &[now], run::trigger::MANUAL).await?;
+    let run = made
+        .pop()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a triggered run was not made")))?;
+    Ok(HttpResponse::Accepted().json(Run::from(run)))
+}
+
+/// Make the runs a schedule would have made between `from` and `to` (at most 1000), delivered
+/// like any other run with `trigger: backfill`. The window honours `start_at` and `end_at`.
+#[utoipa::path(
+    post, path = "/v1/schedules/{id}/backfill", tag = "schedules",
+    params(("id" = Uuid, Path, description = "Schedule id")),
+    request_body = BackfillRequest,
+    responses(
+        (status = 202, description = "The runs were made", body = BackfillResult),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid window", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn backfill(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    body: JsonValue,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesWrite)?;
+    let id = parse_id(&id, "schedule")?;
+    let schedule = load(&state, &caller, id).await?;
+    let request: BackfillRequest = crate::body::typed(body.0, "")?;
+    let now = state.clock.now();
+    if request.to > now {
+        return Err(ApiError::validation(
+            "to",
+            "must not be in the future: upcoming fires are made by the schedule itself",
+        ));
+    }
+    if request.from > request.to {
+        return Err(ApiError::validation("from", "must not be after to"));
+    }
+    let mut timing = hookbeat_scheduler::stored::timing(&schedule).map_err(ApiError::Internal)?;
+    timing.max_runs = None;
+    let mut fires = Vec::new();
+    let mut next = timing.next_fire(request.from - chrono::Duration::microseconds(1), 0);
+    while let Some(fire) = next.filter(|fire| *fire <= request.to) {
+        if fires.len() == MAX_BACKFILL_RUNS {
+            return Err(ApiError::validation(
+                "to",
+                format!(
+                    "the window holds more than {MAX_BACKFILL_RUNS} fires; backfill it in parts"
+                ),
+            ));
+        }
+        fires.push(fire);
+        next = timing.next_fire(fire, 0);
+    }
+    make_runs(&state, &schedule, &fires, run::trigger::BACKFILL).await?;
+    Ok(HttpResponse::Accepted().json(BackfillResult {
+        created: fires.len(),
+        fire_times: fires,
+    }))
+}
+
+/// Makes runs of `schedule` for `fires` outside its own timing (a trigger, a backfill): due now,
+/// counted in its `total_runs`, in one transaction; then wakes the workers.
+async fn make_runs(
+    state: &AppState,
+    schedule: &schedule::Model,
+    fires: &[chrono::DateTime<Utc>],
+    trigger: &str,
+) -> Result<Vec<run::Model>, ApiError> {
+    let now = state.clock.now();
+    let runs: Vec<run::Model> = fires
+        .iter()
+        .map(|fire| run::Model {
+            id: Uuid::now_v7(),
+            tenant_id: schedule.tenant_id.clone(),
+            schedule_id: schedule.id,
+            scheduled_for: *fire,
+            trigger: trigger.to_owned(),
+            status: run::status::PENDING.to_owned(),
+            attempts: 0,
+            retry_base: 0,
+            due_at: Some(now),
+            locked_by: None,
+            last_status_code: None,
+            last_error: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+            step: 0,
+            failure: None,
+        })
+        .collect();
+    if runs.is_empty() {
+        return Ok(runs);
+    }
+    let txn = hookbeat_scheduler::sql::begin_write(&state.db).await?;
+    run::Entity::insert_many(
+        runs.iter()
+            .map(|r| r.clone().into_active_model().reset_all()),
+    )
+    .exec_without_returning(&txn)
+    .await?;
+    schedule::Entity::update_many()
+        .col_expr(
+            schedule::Column::TotalRuns,
+            Expr::col(schedule::Column::TotalRuns).add(runs.len() as i64),
+        )
+        .filter(schedule::Column::Id.eq(schedule.id))
+        .exec(&txn)
+        .await?;
+    txn.commit().await?;
+    announce(&state.db, &state.wakeup).await;
+    Ok(runs)
+}
+
+/// The next fire times of a schedule spec, without saving anything.
+#[utoipa::path(
+    post, path = "/v1/schedules/preview", tag = "schedules",
+    request_body = PreviewRequest,
+    responses(
+        (status = 200, description = "The next fires", body = FireTimes),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Missing scope schedules:read", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid spec", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn preview(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: JsonValue,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesRead)?;
+    let request = PreviewRequest::from_json(body.0)?;
+    let count = request.count.unwrap_or(DEFAULT_PREVIEW_COUNT);
+    if !(1..=MAX_PREVIEW_COUNT).contains(&count) {
+        return Err(ApiError::validation(
+            "count",
+            format!("must be between 1 and {MAX_PREVIEW_COUNT}, got {count}"),
+        ));
+    }
+    let after = request.after.unwrap_or_else(|| state.clock.now());
+    let fire_times =
+        preview_fires(&request.schedule, after, count as usize).map_err(ApiError::Validation)?;
+    Ok(HttpResponse::Ok().json(FireTimes { fire_times }))
+}
