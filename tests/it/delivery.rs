@@ -739,3 +739,38 @@ async fn history_is_pruned_after_the_retention(backend: Backend) {
 }
 
 on_both_databases!(history_is_pruned_after_the_retention);
+
+/// A trigger retried with the same Idempotency-Key returns the first run and fires once.
+async fn a_retried_trigger_fires_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let schedule = app
+        .create_schedule(json!({
+            "name": "manual",
+            "schedule": {"kind": "interval", "every_seconds": 86400},
+            "target": {"url": receiver.url}
+        }))
+        .await;
+    let id = schedule["id"].as_str().unwrap();
+    let trigger = || {
+        app.http
+            .post(format!("{}/v1/schedules/{id}/trigger", app.address))
+            .bearer_auth(&app.token)
+            .header("idempotency-key", "fire-once")
+            .send()
+    };
+    let first = trigger().await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+    let retried = trigger().await.unwrap();
+    assert_eq!(retried.status(), StatusCode::ACCEPTED);
+    assert_eq!(retried.headers()["idempotent-replayed"], "true");
+    let retried: Value = retried.json().await.unwrap();
+    assert_eq!(retried["id"], first["id"]);
+    assert_eq!(app.run_worker().await.attempts, 1);
+    assert_eq!(receiver.received().len(), 1, "fired once");
+}
+
+on_both_databases!(a_retried_trigger_fires_once);

@@ -1,6 +1,6 @@
 //! `/v1/schedules` actions beyond CRUD: pause, resume, trigger, backfill, and preview.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use hookbeat_entity::{run, schedule};
 use hookbeat_scheduler::notify::announce;
@@ -18,6 +18,7 @@ use crate::dto::schedule::{
     DEFAULT_PREVIEW_COUNT, MAX_BACKFILL_RUNS, MAX_PREVIEW_COUNT,
 };
 use crate::error::{ApiError, Problem};
+use crate::idempotency;
 use crate::routes::parse_id;
 use crate::state::AppState;
 
@@ -98,7 +99,11 @@ async fn set_enabled(
 /// Fire a schedule once now, outside its timing. The run is delivered like any other.
 #[utoipa::path(
     post, path = "/v1/schedules/{id}/trigger", tag = "schedules",
-    params(("id" = Uuid, Path, description = "Schedule id")),
+    params(
+        ("id" = Uuid, Path, description = "Schedule id"),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Makes a retried trigger return the first run (marked Idempotent-Replayed: true) instead of firing twice; kept 24 h"),
+    ),
     responses(
         (status = 202, description = "The run, accepted for delivery", body = Run),
         (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
@@ -110,13 +115,28 @@ async fn set_enabled(
 pub async fn trigger(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::SchedulesWrite)?;
     let id = parse_id(&id, "schedule")?;
     let schedule = load(&state, &caller, id).await?;
+    idempotency::once(
+        &state,
+        &caller,
+        &req,
+        &serde_json::Value::Null,
+        trigger_once(&state, &schedule),
+    )
+    .await
+}
+
+async fn trigger_once(
+    state: &AppState,
+    schedule: &schedule::Model,
+) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
-    let mut made = make_runs(&state, &schedule, &[now], run::trigger::MANUAL).await?;
+    let mut made = make_runs(state, schedule, &[now], run::trigger::MANUAL).await?;
     let run = made
         .pop()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a triggered run was not made")))?;
