@@ -208,7 +208,7 @@ mod tests {
     }
 }
 
-/// Turns any error response that is not already problem+json (actix's own 405, for instance)
+/// Turns any error response that is not already problem+json (one actix produces itself)
 /// into one, so clients only ever parse one error format.
 fn problem_fallback<B: MessageBody + 'static>(
     response: ServiceResponse<B>,
@@ -221,16 +221,8 @@ fn problem_fallback<B: MessageBody + 'static>(
     if status.as_u16() < 400 || is_problem {
         return response.map_into_boxed_body();
     }
-    let detail = match status {
-        StatusCode::METHOD_NOT_ALLOWED => format!(
-            "{} is not allowed on {}",
-            response.request().method(),
-            response.request().path()
-        ),
-        _ => status.canonical_reason().unwrap_or("error").to_owned(),
-    };
+    let detail = status.canonical_reason().unwrap_or("error").to_owned();
     let slug = match status {
-        StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
         _ => "http-error",
     };
