@@ -9,9 +9,9 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use hookbeat_entity::{attempt, run};
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, Set,
-};
+use std::collections::HashSet;
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, Set};
 use uuid::Uuid;
 
 use crate::sql;
@@ -72,15 +72,24 @@ const HAND_BACK: &str = "UPDATE runs SET attempts = attempts - 1, \
 const EXTEND_LEASE: &str = "UPDATE runs SET due_at = $1 \
      WHERE id = $2 AND locked_by = $3 AND attempts = $4 AND status = 'delivering'";
 
-/// Applies an attempt's result to its run, only while this worker still holds the lease. A run
-/// moving to another step (`$10`) starts that step's attempts afresh; `$11` keeps the failure.
-const FINISH_ATTEMPT: &str = "UPDATE runs SET status = $1, due_at = $2, locked_by = NULL, \
-     last_status_code = $3, last_error = $4, updated_at = $5, finished_at = $6, \
-     step = COALESCE($10, step), \
-     attempts = CASE WHEN $10 IS NULL THEN attempts ELSE 0 END, \
-     retry_base = CASE WHEN $10 IS NULL THEN retry_base ELSE 0 END, \
-     failure = COALESCE($11, failure) \
-     WHERE id = $7 AND locked_by = $8 AND attempts = $9 AND status = 'delivering'";
+/// Applies attempts' results to their runs, only where this worker (`$1`) still holds the lease
+/// at the attempt it made. `{rows}` is a `VALUES` list, one row per result, of (id, attempts,
+/// status, due_at, status_code, error, finished_at, next_step, failure): `column1`… in both
+/// PostgreSQL and SQLite. A run moving to another step (`next_step`) starts that step's attempts
+/// afresh; `failure` is kept once the run failed for good. Returns the ids it applied to.
+const FINISH_ATTEMPTS: &str = "UPDATE runs SET status = v.column3, due_at = v.column4, \
+     locked_by = NULL, last_status_code = v.column5, last_error = v.column6, updated_at = $2, \
+     finished_at = v.column7, step = COALESCE(v.column8, runs.step), \
+     attempts = CASE WHEN v.column8 IS NULL THEN runs.attempts ELSE 0 END, \
+     retry_base = CASE WHEN v.column8 IS NULL THEN runs.retry_base ELSE 0 END, \
+     failure = COALESCE(v.column9, runs.failure) \
+     FROM (VALUES {rows}) AS v \
+     WHERE runs.id = v.column1 AND runs.locked_by = $1 AND runs.attempts = v.column2 \
+       AND runs.status = 'delivering' \
+     RETURNING runs.id";
+
+/// Columns per row of [`FINISH_ATTEMPTS`]' `VALUES` list.
+const FINISH_COLUMNS: usize = 9;
 
 pub async fn claim(
     db: &DatabaseConnection,
@@ -251,54 +260,88 @@ pub struct AttemptRecord {
     pub response_excerpt: Option<String>,
 }
 
-/// Records the attempt and, if the lease is still ours, the run's new state, in one short
-/// transaction. Returns whether the lease was still held.
-pub async fn finish_attempt(
+/// One finished attempt on its way to the database.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The run as claimed: its id, and the attempt number that fences the write-back.
+    pub run_id: Uuid,
+    pub attempt: i32,
+    pub step: i32,
+    pub record: AttemptRecord,
+    pub update: RunUpdate,
+}
+
+/// Records a group of finished attempts in one short transaction: every attempt goes into the
+/// history, and each run whose lease this worker still holds moves to its new state. One
+/// statement for the runs and one for the attempts, however many there are: this is where the
+/// per-delivery cost of the database goes, so it is paid once per group. Returns, in order,
+/// whether each run's lease was still held.
+pub async fn finish_attempts(
     db: &DatabaseConnection,
     worker_id: &str,
-    run: &run::Model,
-    attempt: &AttemptRecord,
-    update: &RunUpdate,
+    finished: &[Finished],
     now: DateTime<Utc>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Vec<bool>> {
+    if finished.is_empty() {
+        return Ok(Vec::new());
+    }
+    let backend = db.get_database_backend();
+    let rows: Vec<String> = (0..finished.len())
+        .map(|i| sql::placeholders(3 + i * FINISH_COLUMNS, FINISH_COLUMNS))
+        .collect();
+    let statement = FINISH_ATTEMPTS.replace("{rows}", &rows.join(", "));
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(2 + finished.len() * FINISH_COLUMNS);
+    values.push(worker_id.into());
+    values.push(now.into());
+    for f in finished {
+        let u = &f.update;
+        values.extend([
+            f.run_id.into(),
+            f.attempt.into(),
+            u.status.into(),
+            u.due_at.into(),
+            u.status_code.into(),
+            u.error.clone().into(),
+            u.finished_at.into(),
+            u.next_step.into(),
+            u.failure.clone().into(),
+        ]);
+    }
+
     let txn = sql::begin_worker_write(db)
         .await
         .context("beginning write-back")?;
-    let result = txn
-        .execute(sql::statement(
-            db.get_database_backend(),
-            FINISH_ATTEMPT,
-            vec![
-                update.status.into(),
-                update.due_at.into(),
-                update.status_code.into(),
-                update.error.clone().into(),
-                now.into(),
-                update.finished_at.into(),
-                run.id.into(),
-                worker_id.into(),
-                run.attempts.into(),
-                update.next_step.into(),
-                update.failure.clone().into(),
-            ],
-        ))
-        .await
-        .context("writing back a run")?;
-    attempt::ActiveModel {
+    let applied: HashSet<Uuid> =
+        IdRow::find_by_statement(sql::statement(backend, &statement, values))
+            .all(&txn)
+            .await
+            .context("writing back runs")?
+            .into_iter()
+            .map(|row| row.id)
+            .collect();
+    attempt::Entity::insert_many(finished.iter().map(|f| attempt::ActiveModel {
         id: Set(Uuid::now_v7()),
-        run_id: Set(run.id),
-        attempt: Set(run.attempts),
-        started_at: Set(attempt.started_at),
-        duration_ms: Set(attempt.duration_ms),
-        outcome: Set(attempt.outcome.to_owned()),
-        status_code: Set(attempt.status_code),
-        error: Set(attempt.error.clone()),
-        response_excerpt: Set(attempt.response_excerpt.clone()),
-        step: Set(run.step),
-    }
-    .insert(&txn)
+        run_id: Set(f.run_id),
+        attempt: Set(f.attempt),
+        started_at: Set(f.record.started_at),
+        duration_ms: Set(f.record.duration_ms),
+        outcome: Set(f.record.outcome.to_owned()),
+        status_code: Set(f.record.status_code),
+        error: Set(f.record.error.clone()),
+        response_excerpt: Set(f.record.response_excerpt.clone()),
+        step: Set(f.step),
+    }))
+    .exec_without_returning(&txn)
     .await
-    .context("recording an attempt")?;
+    .context("recording attempts")?;
     txn.commit().await.context("committing write-back")?;
-    Ok(result.rows_affected() == 1)
+    Ok(finished
+        .iter()
+        .map(|f| applied.contains(&f.run_id))
+        .collect())
+}
+
+#[derive(FromQueryResult)]
+struct IdRow {
+    id: Uuid,
 }

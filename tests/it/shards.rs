@@ -160,6 +160,93 @@ async fn an_expired_lease_hands_the_run_to_another_worker(backend: Backend) {
     assert_eq!(run["status"], "succeeded");
 }
 
+/// Results are written back in groups, and the fence still holds row by row: in one group, the
+/// run another worker rescued after the lease expired is left alone (its attempt is kept only as
+/// history), while the run still held is finished.
+async fn a_grouped_write_back_applies_only_where_the_lease_is_still_held(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let mut due = Vec::new();
+    for name in ["slow-a", "slow-b"] {
+        let schedule = app
+            .create_schedule(json!({
+                "name": name,
+                "schedule": {"kind": "interval", "every_seconds": 3600},
+                "target": {"url": receiver.url}
+            }))
+            .await;
+        due.push(
+            schedule["next_run_at"]
+                .as_str()
+                .unwrap()
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap(),
+        );
+    }
+    app.clock.set(due.into_iter().max().unwrap());
+    let now = app.clock.now();
+    materialise_due(&app.db, now, 10, Shards::All)
+        .await
+        .unwrap();
+    let lease = Duration::seconds(60);
+    let slow = claim::claim(&app.db, "slow-worker", now, now + lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(slow.len(), 2);
+    let later = now + lease;
+    let rescued = claim::claim(&app.db, "rescuer", later, later + lease, 1)
+        .await
+        .unwrap();
+    assert_eq!(rescued.len(), 1);
+    let rescued = rescued[0].id;
+
+    let finished: Vec<claim::Finished> = slow
+        .iter()
+        .map(|run| claim::Finished {
+            run_id: run.id,
+            attempt: run.attempts,
+            step: run.step,
+            record: claim::AttemptRecord {
+                started_at: later,
+                duration_ms: 5,
+                outcome: "success",
+                status_code: Some(200),
+                error: None,
+                response_excerpt: None,
+            },
+            update: claim::RunUpdate {
+                status: "succeeded",
+                due_at: None,
+                status_code: Some(200),
+                error: None,
+                finished_at: Some(later),
+                next_step: None,
+                failure: None,
+            },
+        })
+        .collect();
+    let held = claim::finish_attempts(&app.db, "slow-worker", &finished, later)
+        .await
+        .unwrap();
+    let expected: Vec<bool> = slow.iter().map(|run| run.id != rescued).collect();
+    assert_eq!(held, expected);
+
+    for run in &slow {
+        let detail = app.get(&format!("/v1/runs/{}", run.id)).await.body;
+        let attempts = detail["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 1, "every attempt is history: {detail}");
+        assert_eq!(attempts[0]["outcome"], "success");
+        let status = if run.id == rescued {
+            "delivering"
+        } else {
+            "succeeded"
+        };
+        assert_eq!(detail["status"], status, "{detail}");
+    }
+}
+
 /// A worker that stops gracefully hands its unfinished runs back at once.
 #[tokio::test]
 async fn leaving_releases_run_leases_at_once() {
@@ -203,6 +290,7 @@ async fn leaving_releases_run_leases_at_once() {
 on_both_databases!(
     racing_workers_make_and_deliver_each_fire_once,
     an_expired_lease_hands_the_run_to_another_worker,
+    a_grouped_write_back_applies_only_where_the_lease_is_still_held,
 );
 
 /// One tenant with 300 due runs, another with one: the small tenant's run is in the first batch.

@@ -117,16 +117,7 @@ impl Inner {
         if result.status == Some(410) {
             self.pause_gone(run, finished_at).await;
         }
-        match claim::finish_attempt(
-            &self.db,
-            &self.config.worker_id,
-            run,
-            &record,
-            &update,
-            finished_at,
-        )
-        .await
-        {
+        match self.write_back.record(run, record, update).await {
             // Successes are the bulk of the traffic: debug. Failures are what operators read.
             Ok(true) if outcome == "success" => {
                 tracing::debug!(status = ?result.status, "delivered")

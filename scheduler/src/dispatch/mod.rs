@@ -12,8 +12,10 @@
 mod attempt;
 mod intake;
 mod upkeep;
+mod write_back;
 
 use intake::Claimed;
+use write_back::WriteBack;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -128,6 +130,7 @@ struct Inner {
     /// Where the tenant rotation of fair claims stands.
     fairness_cursor: tokio::sync::Mutex<String>,
     limits: Arc<Limits>,
+    write_back: WriteBack,
 }
 
 /// What a loop pass found, deciding how long the loop waits.
@@ -179,6 +182,7 @@ impl Worker {
         }
         Ok(Self {
             inner: Arc::new(Inner {
+                write_back: WriteBack::start(db.clone(), config.worker_id.clone(), clock.clone()),
                 db,
                 clock,
                 deliverer,
