@@ -32,6 +32,8 @@ pub struct Components {
     pub wakeup: Wakeup,
     pub state: AppState,
     pub worker: Worker,
+    /// Counts the NOTIFYs the worker's LISTEN connection receives.
+    pub notifications: prometheus::IntCounter,
 }
 
 /// Options that tests set differently from production.
@@ -58,12 +60,13 @@ impl Options {
             retention: settings.retention,
             max_in_flight_per_tenant: settings.max_in_flight_per_tenant as usize,
             max_in_flight_per_host: settings.max_in_flight_per_host as usize,
-            // One process owns an SQLite file and wakes its worker in-process, so it can idle
-            // longer; PostgreSQL workers also see changes made by other processes.
+            // One process owns an SQLite file and wakes its worker in-process. PostgreSQL
+            // workers are woken by NOTIFY when another process changes something; the shorter
+            // idle limit only bounds the delay while the LISTEN connection is down.
             max_idle: if settings.is_sqlite() {
                 chrono::Duration::seconds(30)
             } else {
-                chrono::Duration::seconds(1)
+                chrono::Duration::seconds(5)
             },
             ..WorkerConfig::default()
         };
@@ -99,7 +102,10 @@ pub async fn build(
         ),
     };
     let wakeup = Wakeup::new();
+    hookbeat_scheduler::metrics::DbPoolCollector::register(&registry, db.clone())
+        .context("registering pool metrics")?;
     let metrics = WorkerMetrics::register(&registry).context("registering worker metrics")?;
+    let notifications = metrics.wakeups.with_label_values(&["notify"]);
     let worker = Worker::new(
         db.clone(),
         clock.clone(),
@@ -123,6 +129,7 @@ pub async fn build(
         wakeup,
         state,
         worker,
+        notifications,
     })
 }
 
@@ -143,6 +150,14 @@ pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Re
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(cancel.clone()));
 
+    if roles.worker && !settings.is_sqlite() {
+        tokio::spawn(hookbeat_scheduler::notify::listen(
+            settings.database_url.clone(),
+            components.wakeup.clone(),
+            components.notifications.clone(),
+            cancel.clone(),
+        ));
+    }
     let worker = roles
         .worker
         .then(|| tokio::spawn(components.worker.clone().run(cancel.clone())));

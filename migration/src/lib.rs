@@ -8,6 +8,7 @@ mod m20261122_000002_shards;
 mod m20261122_000003_history;
 mod m20261122_000004_steps;
 mod m20261122_000005_idempotency;
+mod m20261122_000006_leases;
 
 pub use m20261122_000002_shards::SHARDS;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_history::Migration),
             Box::new(m20261122_000004_steps::Migration),
             Box::new(m20261122_000005_idempotency::Migration),
+            Box::new(m20261122_000006_leases::Migration),
         ]
     }
 }

@@ -17,28 +17,37 @@ use uuid::Uuid;
 use crate::sql;
 
 /// Takes up to `$4` due runs, oldest `due_at` first, skipping rows another worker is claiming
-/// and the runs of disabled tenants (they wait until the tenant is enabled again).
-/// An expired lease (`delivering` with `due_at` in the past) is claimable again: that is how a
-/// crashed worker's runs come back, with the same run id and so the same `webhook-id`.
-/// Served by `runs_claim_idx`.
+/// and the runs of disabled tenants (they wait until the tenant is enabled again). Served by
+/// `runs_claim_idx`.
 const CLAIM: &str =
     "UPDATE runs SET status = 'delivering', locked_by = $1, attempts = attempts + 1, \
      due_at = $2, updated_at = $3 \
      WHERE id IN (SELECT id FROM runs \
-         WHERE status IN ('pending', 'retrying', 'delivering') AND due_at <= $3 \
+         WHERE status IN ('pending', 'retrying') AND due_at <= $3 \
            AND tenant_id NOT IN (SELECT id FROM tenants WHERE disabled) \
          ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
      RETURNING *";
+
+/// Takes back up to `$2` runs whose lease expired (`delivering` with `due_at`, the expiry, in
+/// the past): their worker crashed or hung before recording the attempt's result. The attempt
+/// counts, as the request may have reached the receiver; the run is due again where it stood,
+/// with the same id and so the same `webhook-id`. Served by `runs_leased_idx`.
+const RESCUE: &str = "UPDATE runs SET status = 'retrying', locked_by = NULL, updated_at = $1, \
+     last_error = 'attempt ' || attempts || ' was lost: the lease of worker ' || locked_by || \
+         ' expired before it recorded a result' \
+     WHERE id IN (SELECT id FROM runs WHERE status = 'delivering' AND due_at <= $1 \
+         ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+     RETURNING id";
 
 /// Tenants with claimable runs, in tenant order after `$2`, at most `$3`: a loose index scan over
 /// `runs_tenant_due_idx`, one probe per tenant, however many runs each has.
 const DUE_TENANTS: &str = "WITH RECURSIVE due AS ( \
          (SELECT tenant_id FROM runs \
-          WHERE status IN ('pending', 'retrying', 'delivering') AND due_at <= $1 AND tenant_id > $2 \
+          WHERE status IN ('pending', 'retrying') AND due_at <= $1 AND tenant_id > $2 \
           ORDER BY tenant_id LIMIT 1) \
          UNION ALL \
          SELECT (SELECT r.tenant_id FROM runs r \
-                 WHERE r.status IN ('pending', 'retrying', 'delivering') AND r.due_at <= $1 \
+                 WHERE r.status IN ('pending', 'retrying') AND r.due_at <= $1 \
                    AND r.tenant_id > due.tenant_id \
                  ORDER BY r.tenant_id LIMIT 1) \
          FROM due WHERE due.tenant_id IS NOT NULL) \
@@ -52,7 +61,7 @@ const CLAIM_PER_TENANT: &str = "UPDATE runs SET status = 'delivering', locked_by
      attempts = attempts + 1, due_at = $2, updated_at = $3 \
      WHERE id IN (SELECT c.id FROM (VALUES {tenants}) AS t(tenant_id) \
          CROSS JOIN LATERAL (SELECT id FROM runs \
-             WHERE tenant_id = t.tenant_id AND status IN ('pending', 'retrying', 'delivering') \
+             WHERE tenant_id = t.tenant_id AND status IN ('pending', 'retrying') \
                AND due_at <= $3 \
              ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) c) \
      RETURNING *";
@@ -113,6 +122,23 @@ pub async fn claim(
         .all(db)
         .await
         .context("claiming runs")
+}
+
+/// Takes back runs whose lease expired (see [`RESCUE`]), at most `limit`; returns how many.
+pub async fn rescue_expired(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> anyhow::Result<usize> {
+    let rescued = IdRow::find_by_statement(sql::statement(
+        db.get_database_backend(),
+        RESCUE,
+        vec![now.into(), (limit as i64).into()],
+    ))
+    .all(db)
+    .await
+    .context("taking back runs with expired leases")?;
+    Ok(rescued.len())
 }
 
 #[derive(FromQueryResult)]

@@ -1,7 +1,12 @@
 //! The worker's Prometheus metrics (names fixed by the contract, §6). Registered on a registry
 //! the binary owns, so several apps in one test process do not share counters.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 
 /// Fire lag spans 1 ms (a healthy worker) to 10 min (a worker that was down).
 const FIRE_LAG_BUCKETS: &[f64] = &[
@@ -32,6 +37,12 @@ pub struct WorkerMetrics {
     pub workers_live: IntGauge,
     /// Shards without a live owner at this worker's last heartbeat (PostgreSQL).
     pub shards_unowned: IntGauge,
+    /// Runs taken back from a worker whose lease expired before it recorded a result.
+    pub leases_expired: IntCounter,
+    /// Why the worker loop woke: `timer` (the next due instant or the idle limit), `early` (a
+    /// wake-up: an API change, a NOTIFY, a delivery slot coming free), `notify` (NOTIFYs received
+    /// from PostgreSQL, counted as they arrive).
+    pub wakeups: IntCounterVec,
 }
 
 impl WorkerMetrics {
@@ -87,6 +98,17 @@ impl WorkerMetrics {
                 "hookbeat_shards_unowned",
                 "Shards without a live owner at this worker's last heartbeat.",
             )?,
+            leases_expired: IntCounter::new(
+                "hookbeat_leases_expired_total",
+                "Runs taken back because their worker's lease expired before it recorded a result.",
+            )?,
+            wakeups: IntCounterVec::new(
+                Opts::new(
+                    "hookbeat_wakeups_total",
+                    "Worker loop wake-ups by source: timer, early (any wake-up), notify (NOTIFYs received).",
+                ),
+                &["source"],
+            )?,
         };
         registry.register(Box::new(metrics.fire_lag.clone()))?;
         registry.register(Box::new(metrics.deliveries.clone()))?;
@@ -99,9 +121,14 @@ impl WorkerMetrics {
         registry.register(Box::new(metrics.handed_back.clone()))?;
         registry.register(Box::new(metrics.workers_live.clone()))?;
         registry.register(Box::new(metrics.shards_unowned.clone()))?;
-        // Pre-create every outcome so dashboards see zeros instead of missing series.
+        registry.register(Box::new(metrics.leases_expired.clone()))?;
+        registry.register(Box::new(metrics.wakeups.clone()))?;
+        // Pre-create every label value so dashboards see zeros instead of missing series.
         for outcome in ["success", "retry", "failed"] {
             metrics.deliveries.with_label_values(&[outcome]);
+        }
+        for source in ["timer", "early", "notify"] {
+            metrics.wakeups.with_label_values(&[source]);
         }
         Ok(metrics)
     }
@@ -118,4 +145,54 @@ pub fn register_build_info(registry: &Registry) -> prometheus::Result<()> {
     )?;
     info.set(1);
     registry.register(Box::new(info))
+}
+
+/// `hookbeat_db_connections{state="idle|in_use"}`: the database pool, read at each scrape.
+pub struct DbPoolCollector {
+    db: DatabaseConnection,
+    connections: IntGaugeVec,
+}
+
+impl DbPoolCollector {
+    pub fn register(registry: &Registry, db: DatabaseConnection) -> prometheus::Result<()> {
+        let connections = IntGaugeVec::new(
+            Opts::new(
+                "hookbeat_db_connections",
+                "Database pool connections of this process by state: idle or in_use.",
+            ),
+            &["state"],
+        )?;
+        registry.register(Box::new(Self { db, connections }))
+    }
+
+    /// (open, idle) connections of the pool.
+    fn pool(&self) -> (u32, usize) {
+        match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            DbBackend::Sqlite => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            DbBackend::MySql => (0, 0),
+        }
+    }
+}
+
+impl Collector for DbPoolCollector {
+    fn desc(&self) -> Vec<&Desc> {
+        self.connections.desc()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let (open, idle) = self.pool();
+        let idle = idle as i64;
+        self.connections.with_label_values(&["idle"]).set(idle);
+        self.connections
+            .with_label_values(&["in_use"])
+            .set((open as i64 - idle).max(0));
+        self.connections.collect()
+    }
 }

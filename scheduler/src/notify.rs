@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
+use prometheus::IntCounter;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -43,10 +44,16 @@ pub async fn announce(db: &DatabaseConnection, wakeup: &Wakeup) {
     }
 }
 
-/// Listens for announcements on a dedicated PostgreSQL connection and wakes the worker on each,
-/// until `cancel`. Reconnects (and listens again) with backoff after the connection drops, and
-/// wakes the worker after every (re)connect, since announcements may have been missed meanwhile.
-pub async fn listen(database_url: String, wakeup: Wakeup, cancel: CancellationToken) {
+/// Listens for announcements on a dedicated PostgreSQL connection and wakes the worker on each
+/// (counted in `notifications`), until `cancel`. Reconnects (and listens again) with backoff after the
+/// connection drops, and wakes the worker after every (re)connect, since announcements may have
+/// been missed meanwhile.
+pub async fn listen(
+    database_url: String,
+    wakeup: Wakeup,
+    notifications: IntCounter,
+    cancel: CancellationToken,
+) {
     let mut failures = 0u32;
     while !cancel.is_cancelled() {
         match connect(&database_url).await {
@@ -57,7 +64,10 @@ pub async fn listen(database_url: String, wakeup: Wakeup, cancel: CancellationTo
                     tokio::select! {
                         _ = cancel.cancelled() => return,
                         received = listener.recv() => match received {
-                            Ok(_) => wakeup.wake(),
+                            Ok(_) => {
+                                notifications.inc();
+                                wakeup.wake();
+                            }
                             Err(error) => {
                                 tracing::warn!(%error, "the LISTEN connection failed; reconnecting");
                                 break;

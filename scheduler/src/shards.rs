@@ -48,8 +48,10 @@ const UNOWNED: &str =
     "SELECT COUNT(*) AS n FROM shard_leases WHERE owner IS NULL OR lease_until < $1";
 /// Runs this worker was delivering when it stopped become claimable at once, instead of when
 /// their leases would have expired.
-const RELEASE_RUNS: &str =
-    "UPDATE runs SET due_at = $2 WHERE locked_by = $1 AND status = 'delivering'";
+const RELEASE_RUNS: &str = "UPDATE runs SET status = 'retrying', locked_by = NULL, due_at = $2, \
+     updated_at = $2, last_error = 'attempt ' || attempts || ' was abandoned: worker ' || \
+         locked_by || ' shut down before it recorded a result' \
+     WHERE locked_by = $1 AND status = 'delivering'";
 
 #[derive(FromQueryResult)]
 struct WorkerRow {

@@ -163,6 +163,17 @@ async fn api_and_worker_processes_on_postgres() {
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no success counter in {metrics}"));
     assert!(delivered >= 4, "the worker counted {delivered} deliveries");
+    // Creating the schedule in the API process reached the worker as a NOTIFY.
+    let notified: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("hookbeat_wakeups_total{source=\"notify\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no notify counter in {metrics}"));
+    assert!(notified >= 1, "the worker received no NOTIFY: {metrics}");
+    assert!(
+        metrics.contains("hookbeat_db_connections{state=\"idle\"}"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("hookbeat_shards_owned 64"),
         "one worker owns every shard"

@@ -158,6 +158,14 @@ async fn an_expired_lease_hands_the_run_to_another_worker(backend: Backend) {
     );
     let run = app.get(&format!("/v1/runs/{}", claimed[0].id)).await.body;
     assert_eq!(run["status"], "succeeded");
+    let metrics = app.get("/metrics").await.body;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("hookbeat_leases_expired_total 1\n"),
+        "{metrics}"
+    );
 }
 
 /// Results are written back in groups, and the fence still holds row by row: in one group, the
@@ -190,17 +198,25 @@ async fn a_grouped_write_back_applies_only_where_the_lease_is_still_held(backend
     materialise_due(&app.db, now, 10, Shards::All)
         .await
         .unwrap();
+    // The slow worker holds one run on a short lease, the other on a long one.
     let lease = Duration::seconds(60);
-    let slow = claim::claim(&app.db, "slow-worker", now, now + lease, 10)
+    let mut slow = claim::claim(&app.db, "slow-worker", now, now + lease, 1)
         .await
         .unwrap();
+    slow.extend(
+        claim::claim(&app.db, "slow-worker", now, now + lease * 10, 1)
+            .await
+            .unwrap(),
+    );
     assert_eq!(slow.len(), 2);
     let later = now + lease;
-    let rescued = claim::claim(&app.db, "rescuer", later, later + lease, 1)
+    assert_eq!(claim::rescue_expired(&app.db, later, 10).await.unwrap(), 1);
+    let rescued = claim::claim(&app.db, "rescuer", later, later + lease, 10)
         .await
         .unwrap();
     assert_eq!(rescued.len(), 1);
     let rescued = rescued[0].id;
+    assert_eq!(rescued, slow[0].id, "the short lease expired");
 
     let finished: Vec<claim::Finished> = slow
         .iter()

@@ -27,6 +27,13 @@ impl Worker {
     pub(super) async fn claim(&self, now: DateTime<Utc>, limit: usize) -> anyhow::Result<Claim> {
         let inner = &self.inner;
         let lease_until = now + inner.config.lease;
+        // Runs whose worker died mid-delivery first become due again, so the claim below takes
+        // them in their place.
+        let rescued = claim::rescue_expired(&inner.db, now, inner.config.claim_batch).await?;
+        if rescued > 0 {
+            inner.metrics.leases_expired.inc_by(rescued as u64);
+            tracing::info!(runs = rescued, "took back runs whose lease expired");
+        }
         // One process on SQLite serves its tenants oldest-first; PostgreSQL shares each batch
         // out among the tenants with due runs.
         let runs = if inner.coordinator.is_some() {

@@ -305,11 +305,12 @@ impl Worker {
                 }
             };
             let wait = wait.to_std().unwrap_or(std::time::Duration::ZERO);
-            tokio::select! {
+            let source = tokio::select! {
                 _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(wait) => {}
-                _ = inner.wakeup.woken() => {}
-            }
+                _ = tokio::time::sleep(wait) => "timer",
+                _ = inner.wakeup.woken() => "early",
+            };
+            inner.metrics.wakeups.with_label_values(&[source]).inc();
         }
 
         tracing::info!(
