@@ -146,54 +146,92 @@ struct TenantRow {
     tenant_id: String,
 }
 
+/// How long a list of tenants with due runs is reused. Listing them walks an index that churns
+/// with every claim, so it is done a few times a second rather than at every claim; a tenant
+/// whose runs became due meanwhile still gets the slots the fair shares leave free.
+const TENANT_LIST_TTL: chrono::Duration = chrono::Duration::milliseconds(500);
+
+/// Where a worker's tenant rotation stands: the tenants with due runs it last listed, and when.
+#[derive(Debug, Default)]
+pub struct Rotation {
+    /// The last tenant served, where the next listing starts.
+    cursor: String,
+    tenants: Vec<String>,
+    listed_at: Option<DateTime<Utc>>,
+}
+
 /// Fairness across tenants (PostgreSQL): the batch is shared out among the tenants that have due
 /// runs, an equal part each, so a tenant with 100,000 due runs delays another tenant's run by one
-/// batch at most. Tenants are taken in rotation after `cursor` (which moves on), so that with more
-/// due tenants than [`MAX_TENANTS_PER_CLAIM`] every one is served in turn. Slots the fair part
-/// leaves empty (tenants with fewer runs than their part) go to the oldest due runs of anyone.
+/// batch at most. Tenants are taken in rotation (the list moves on at each listing), so that with
+/// more due tenants than [`MAX_TENANTS_PER_CLAIM`] every one is served in turn. Slots the fair
+/// parts leave empty (tenants with fewer runs than their part) go to the oldest due runs of
+/// anyone. Never claims more than `limit`.
 pub async fn claim_fair(
     db: &DatabaseConnection,
     worker_id: &str,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: usize,
-    cursor: &mut String,
+    rotation: &mut Rotation,
 ) -> anyhow::Result<Vec<run::Model>> {
-    let backend = db.get_database_backend();
-    let mut tenants = due_tenants(db, now, cursor, MAX_TENANTS_PER_CLAIM).await?;
-    if tenants.len() < MAX_TENANTS_PER_CLAIM && !cursor.is_empty() {
-        // Wrap around to the tenants before the cursor.
+    let stale = rotation
+        .listed_at
+        .is_none_or(|listed| now - listed >= TENANT_LIST_TTL || now < listed);
+    if stale {
+        list_due_tenants(db, now, rotation).await?;
+    }
+    // At most one run per tenant when there are more tenants than slots.
+    let tenants = &rotation.tenants[..rotation.tenants.len().min(limit)];
+    let mut claimed = if tenants.is_empty() {
+        Vec::new()
+    } else {
+        let share = (limit / tenants.len()).max(1);
+        let placeholders: Vec<String> = (0..tenants.len())
+            .map(|i| format!("(${})", i + 5))
+            .collect();
+        let statement = CLAIM_PER_TENANT.replace("{tenants}", &placeholders.join(", "));
+        let mut values: Vec<sea_orm::Value> = vec![
+            worker_id.into(),
+            lease_until.into(),
+            now.into(),
+            (share as i64).into(),
+        ];
+        values.extend(tenants.iter().map(|t| sea_orm::Value::from(t.as_str())));
+        run::Entity::find()
+            .from_raw_sql(sql::statement(
+                db.get_database_backend(),
+                &statement,
+                values,
+            ))
+            .all(db)
+            .await
+            .context("claiming runs fairly")?
+    };
+    if claimed.len() < limit {
+        claimed.extend(claim(db, worker_id, now, lease_until, limit - claimed.len()).await?);
+    }
+    Ok(claimed)
+}
+
+/// Lists up to [`MAX_TENANTS_PER_CLAIM`] tenants with due runs, starting after the rotation's
+/// cursor and wrapping around, and moves the cursor to the last of them.
+async fn list_due_tenants(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+    rotation: &mut Rotation,
+) -> anyhow::Result<()> {
+    let mut tenants = due_tenants(db, now, &rotation.cursor, MAX_TENANTS_PER_CLAIM).await?;
+    if tenants.len() < MAX_TENANTS_PER_CLAIM && !rotation.cursor.is_empty() {
         for tenant in due_tenants(db, now, "", MAX_TENANTS_PER_CLAIM - tenants.len()).await? {
             if !tenants.contains(&tenant) {
                 tenants.push(tenant);
             }
         }
     }
-    if tenants.is_empty() {
-        return Ok(Vec::new());
-    }
-    *cursor = tenants.last().cloned().unwrap_or_default();
-    let share = limit.div_ceil(tenants.len()).max(1);
-    let placeholders: Vec<String> = (0..tenants.len())
-        .map(|i| format!("(${})", i + 5))
-        .collect();
-    let statement = CLAIM_PER_TENANT.replace("{tenants}", &placeholders.join(", "));
-    let mut values: Vec<sea_orm::Value> = vec![
-        worker_id.into(),
-        lease_until.into(),
-        now.into(),
-        (share as i64).into(),
-    ];
-    values.extend(tenants.iter().map(|t| sea_orm::Value::from(t.as_str())));
-    let mut claimed = run::Entity::find()
-        .from_raw_sql(sql::statement(backend, &statement, values))
-        .all(db)
-        .await
-        .context("claiming runs fairly")?;
-    if claimed.len() < limit {
-        claimed.extend(claim(db, worker_id, now, lease_until, limit - claimed.len()).await?);
-    }
-    Ok(claimed)
+    rotation.cursor = tenants.last().cloned().unwrap_or_default();
+    rotation.tenants = tenants;
+    rotation.listed_at = Some(now);
+    Ok(())
 }
 
 async fn due_tenants(

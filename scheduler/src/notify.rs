@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::IntCounter;
 use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
-use prometheus::IntCounter;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 

@@ -347,9 +347,9 @@ async fn a_tenant_backlog_does_not_starve_other_tenants() {
         .unwrap();
     assert_eq!(made.runs_created, 301);
 
-    let mut cursor = String::new();
+    let mut rotation = claim::Rotation::default();
     let lease = now + Duration::seconds(60);
-    let batch = claim::claim_fair(&app.db, "fair-worker", now, lease, 10, &mut cursor)
+    let batch = claim::claim_fair(&app.db, "fair-worker", now, lease, 10, &mut rotation)
         .await
         .unwrap();
     assert_eq!(batch.len(), 10, "the batch is filled");
@@ -367,4 +367,49 @@ async fn a_tenant_backlog_does_not_starve_other_tenants() {
         .iter()
         .filter(|r| r.tenant_id == app.tenant)
         .all(|r| r.scheduled_for == earliest));
+}
+
+/// With more tenants due than free slots, a fair claim still takes no more than the slots (one
+/// run each for as many tenants as fit), and the next claim serves the tenant left out.
+#[tokio::test]
+async fn a_fair_claim_never_exceeds_its_limit() {
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    for tenant in ["tenant-a", "tenant-b", "tenant-c"] {
+        let token = crate::helpers::app::token_for(tenant, "schedules:read schedules:write");
+        let created = app
+            .call_as(
+                &token,
+                reqwest::Method::POST,
+                "/v1/schedules",
+                Some(json!({
+                    "name": "minutely",
+                    "schedule": {"kind": "interval", "every_seconds": 60},
+                    "target": {"url": format!("{}/{tenant}", receiver.url)}
+                })),
+            )
+            .await;
+        assert_eq!(created.status, reqwest::StatusCode::CREATED);
+    }
+    app.clock.advance(Duration::seconds(60));
+    let now = app.clock.now();
+    let made = materialise_due(&app.db, now, 100, Shards::All)
+        .await
+        .unwrap();
+    assert_eq!(made.runs_created, 3);
+
+    let mut rotation = claim::Rotation::default();
+    let lease = now + Duration::seconds(60);
+    let first = claim::claim_fair(&app.db, "fair-worker", now, lease, 2, &mut rotation)
+        .await
+        .unwrap();
+    let second = claim::claim_fair(&app.db, "fair-worker", now, lease, 2, &mut rotation)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2, "two slots, two runs");
+    assert_eq!(second.len(), 1);
+    let tenants: HashSet<_> = first.iter().chain(&second).map(|r| &r.tenant_id).collect();
+    assert_eq!(tenants.len(), 3, "every tenant served: {tenants:?}");
 }

@@ -37,14 +37,14 @@ impl Worker {
         // One process on SQLite serves its tenants oldest-first; PostgreSQL shares each batch
         // out among the tenants with due runs.
         let runs = if inner.coordinator.is_some() {
-            let mut cursor = inner.fairness_cursor.lock().await;
+            let mut rotation = inner.rotation.lock().await;
             claim::claim_fair(
                 &inner.db,
                 &inner.config.worker_id,
                 now,
                 lease_until,
                 limit,
-                &mut cursor,
+                &mut rotation,
             )
             .await?
         } else {

@@ -128,9 +128,12 @@ struct Inner {
     coordinator: Option<Coordinator>,
     owned: std::sync::RwLock<Vec<i32>>,
     /// Where the tenant rotation of fair claims stands.
-    fairness_cursor: tokio::sync::Mutex<String>,
+    rotation: tokio::sync::Mutex<claim::Rotation>,
     limits: Arc<Limits>,
     write_back: WriteBack,
+    /// When this worker last renewed its shards (PostgreSQL); `None` before it joined and
+    /// after it left.
+    last_heartbeat: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 /// What a loop pass found, deciding how long the loop waits.
@@ -191,7 +194,8 @@ impl Worker {
                 slots,
                 coordinator,
                 owned: std::sync::RwLock::new(Vec::new()),
-                fairness_cursor: tokio::sync::Mutex::new(String::new()),
+                last_heartbeat: std::sync::Mutex::new(None),
+                rotation: Default::default(),
                 limits: Limits::new(
                     config.max_in_flight_per_tenant,
                     config.max_in_flight_per_host,

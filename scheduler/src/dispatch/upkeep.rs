@@ -24,7 +24,13 @@ impl Worker {
         let Some(coordinator) = &self.inner.coordinator else {
             return Ok((0..SHARD_COUNT as i32).collect());
         };
-        let beat = coordinator.heartbeat(self.inner.clock.now()).await?;
+        let now = self.inner.clock.now();
+        let beat = coordinator.heartbeat(now).await?;
+        *self
+            .inner
+            .last_heartbeat
+            .lock()
+            .expect("heartbeat lock poisoned") = Some(now);
         let metrics = &self.inner.metrics;
         metrics.shards_owned.set(beat.owned.len() as i64);
         metrics.workers_live.set(beat.live_workers as i64);
@@ -43,6 +49,11 @@ impl Worker {
     /// Leaves the shard group at once (graceful shutdown); see [`Coordinator::leave`].
     pub async fn leave(&self) -> anyhow::Result<()> {
         if let Some(coordinator) = &self.inner.coordinator {
+            *self
+                .inner
+                .last_heartbeat
+                .lock()
+                .expect("heartbeat lock poisoned") = None;
             coordinator.leave(self.inner.clock.now()).await?;
             self.inner
                 .owned
@@ -52,6 +63,43 @@ impl Worker {
             self.inner.metrics.shards_owned.set(0);
         }
         Ok(())
+    }
+
+    /// Whether this worker takes part in delivering: `Ok` with what it holds, or `Err` with why
+    /// not. A worker that renewed its shards within their lease is ready even while it owns
+    /// none yet (it is acquiring them as other workers let go).
+    pub fn readiness(&self) -> Result<String, String> {
+        let Some(coordinator) = &self.inner.coordinator else {
+            return Ok(format!("owns all {SHARD_COUNT} shards"));
+        };
+        let last = *self
+            .inner
+            .last_heartbeat
+            .lock()
+            .expect("heartbeat lock poisoned");
+        let Some(last) = last else {
+            return Err("not in the shard group: no successful heartbeat yet, or it left".into());
+        };
+        let age = self.inner.clock.now() - last;
+        if age > coordinator.config().lease_ttl {
+            return Err(format!(
+                "its last successful heartbeat was {} s ago, longer than the shard lease ({} s): \
+                 its shards are going to other workers",
+                age.num_seconds(),
+                coordinator.config().lease_ttl.num_seconds()
+            ));
+        }
+        let owned = self
+            .inner
+            .owned
+            .read()
+            .expect("shard list lock poisoned")
+            .len();
+        Ok(if owned == 0 {
+            format!("acquiring shards (owns 0 of {SHARD_COUNT})")
+        } else {
+            format!("owns {owned} of {SHARD_COUNT} shards")
+        })
     }
 
     pub(super) async fn heartbeat_loop(self, cancel: CancellationToken) {
