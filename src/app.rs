@@ -121,6 +121,7 @@ pub async fn build(
         allow_private_targets: options.allow_private_targets,
         registry: registry.clone(),
         rate_limiter: Default::default(),
+        worker: None,
     };
     Ok(Components {
         db,
@@ -161,11 +162,16 @@ pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Re
     let worker = roles
         .worker
         .then(|| tokio::spawn(components.worker.clone().run(cancel.clone())));
+    // Readiness reports on the worker where this process runs one.
+    let state = AppState {
+        worker: roles.worker.then(|| components.worker.clone()),
+        ..components.state.clone()
+    };
     if let (false, Some(address)) = (roles.api, settings.metrics_listen) {
         let listener = TcpListener::bind(address)
             .with_context(|| format!("binding the metrics listener to {address}"))?;
         let bound = listener.local_addr().context("reading the bound address")?;
-        let server = hookbeat_api::startup::run_operations(listener, components.state.clone())?;
+        let server = hookbeat_api::startup::run_operations(listener, state.clone())?;
         let handle = server.handle();
         tracing::info!(address = %format!("http://{bound}"), "worker metrics and health listening");
         tokio::spawn(server);
@@ -179,7 +185,7 @@ pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Re
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding the API to {}", settings.listen))?;
         let address = listener.local_addr().context("reading the bound address")?;
-        let server = hookbeat_api::run(listener, components.state.clone(), None)?;
+        let server = hookbeat_api::run(listener, state, None)?;
         let handle = server.handle();
         tracing::info!(
             address = %format!("http://{address}"),

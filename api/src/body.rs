@@ -43,18 +43,8 @@ impl FromRequest for JsonValue {
             match content_type.as_deref() {
                 Some("application/json") => {}
                 Some(ct) if ct.starts_with("application/") && ct.ends_with("+json") => {}
-                other => {
-                    return Err(ApiError::UnsupportedMediaType(format!(
-                        "the body must be JSON (content-type: application/json), got {}",
-                        other.map_or("no content-type".to_owned(), |ct| format!("{ct:?}"))
-                    )))
-                }
+                other => return Err(not_json(other)),
             }
-            let too_large = || {
-                ApiError::PayloadTooLarge(format!(
-                    "the body exceeds the limit of {MAX_BODY_BYTES} bytes"
-                ))
-            };
             if declared_length.is_some_and(|len| len > MAX_BODY_BYTES) {
                 return Err(too_large());
             }
@@ -69,9 +59,29 @@ impl FromRequest for JsonValue {
             }
             serde_json::from_slice(&body)
                 .map(JsonValue)
-                .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON: {e}")))
+                .map_err(malformed)
         })
     }
+}
+
+/// 415 for a body whose content type (`None`: none given) is not JSON.
+pub(crate) fn not_json(content_type: Option<&str>) -> ApiError {
+    ApiError::UnsupportedMediaType(format!(
+        "the body must be JSON (content-type: application/json), got {}",
+        content_type.map_or("no content-type".to_owned(), |ct| format!("{ct:?}"))
+    ))
+}
+
+/// 413 for a body past [`MAX_BODY_BYTES`].
+pub(crate) fn too_large() -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "the body exceeds the limit of {MAX_BODY_BYTES} bytes"
+    ))
+}
+
+/// 400 for a body that is not well-formed JSON.
+pub(crate) fn malformed(error: serde_json::Error) -> ApiError {
+    ApiError::BadRequest(format!("the body is not valid JSON: {error}"))
 }
 
 /// Query parameters whose bad values are 422s naming the parameter, like body fields.

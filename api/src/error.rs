@@ -46,6 +46,7 @@ pub enum ApiError {
 
 /// The body of every error response.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!(ApiError::validation("schedule.every_seconds", "must be at least 1").problem()))]
 pub struct Problem {
     /// A URN naming the kind of problem, e.g. `urn:hookbeat:problem:validation`.
     #[serde(rename = "type")]
@@ -68,6 +69,25 @@ impl ApiError {
 
     pub fn not_found(what: &str) -> Self {
         ApiError::NotFound(format!("{what} not found"))
+    }
+
+    /// The problem+json body of this error. An internal error's says nothing internal.
+    pub fn problem(&self) -> Problem {
+        let status = self.status_code();
+        let detail = match self {
+            ApiError::Internal(_) => "an internal error occurred; it has been logged".to_owned(),
+            ApiError::Validation(errors) => errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            other => other.to_string(),
+        };
+        let errors = match self {
+            ApiError::Validation(errors) => Some(errors.clone()),
+            _ => None,
+        };
+        Problem::new(status, self.slug(), detail, errors)
     }
 
     fn slug(&self) -> &'static str {
@@ -121,24 +141,10 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let status = self.status_code();
-        let detail = match self {
-            ApiError::Internal(error) => {
-                tracing::error!(error = %format!("{error:#}"), "internal error");
-                "an internal error occurred; it has been logged".to_owned()
-            }
-            ApiError::Validation(errors) => errors
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-            other => other.to_string(),
-        };
-        let errors = match self {
-            ApiError::Validation(errors) => Some(errors.clone()),
-            _ => None,
-        };
-        let mut response = problem_response(status, self.slug(), detail, errors);
+        if let ApiError::Internal(error) = self {
+            tracing::error!(error = %format!("{error:#}"), "internal error");
+        }
+        let mut response = render(self.problem());
         if let ApiError::TooManyRequests {
             retry_after_seconds,
             ..
@@ -152,22 +158,38 @@ impl ResponseError for ApiError {
     }
 }
 
+impl Problem {
+    fn new(
+        status: StatusCode,
+        slug: &str,
+        detail: String,
+        errors: Option<Vec<FieldError>>,
+    ) -> Self {
+        Problem {
+            kind: format!("urn:hookbeat:problem:{slug}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            errors,
+        }
+    }
+}
+
 pub fn problem_response(
     status: StatusCode,
     slug: &str,
     detail: String,
     errors: Option<Vec<FieldError>>,
 ) -> HttpResponse {
+    render(Problem::new(status, slug, detail, errors))
+}
+
+fn render(problem: Problem) -> HttpResponse {
+    let status = StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut response = HttpResponse::build(status);
     response.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
     if status == StatusCode::UNAUTHORIZED {
         response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
     }
-    response.json(Problem {
-        kind: format!("urn:hookbeat:problem:{slug}"),
-        title: status.canonical_reason().unwrap_or("Error").to_owned(),
-        status: status.as_u16(),
-        detail,
-        errors,
-    })
+    response.json(problem)
 }

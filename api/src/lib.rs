@@ -9,6 +9,7 @@ pub mod http_metrics;
 pub mod idempotency;
 pub mod openapi;
 pub mod rate_limit;
+pub mod responses;
 pub mod routes;
 pub mod startup;
 pub mod state;

@@ -4,6 +4,8 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::error::Problem;
+use crate::responses;
 use crate::routes::{actions, health, meta, runs, schedules, secrets, tenants};
 
 /// The spec as served at `/openapi.yaml`: the committed file.
@@ -28,6 +30,15 @@ validation errors (422) list every offending field under `errors`.",
         secrets::list, secrets::rotate,
         tenants::create, tenants::list, tenants::get, tenants::patch,
         health::healthz, health::readyz, meta::metrics, meta::openapi,
+    ),
+    components(
+        schemas(Problem),
+        responses(
+            responses::BadRequest, responses::Unauthorized, responses::ForbiddenRead,
+            responses::ForbiddenWrite, responses::ForbiddenAdmin, responses::NotFound,
+            responses::Conflict, responses::PreconditionFailed, responses::PayloadTooLarge,
+            responses::UnsupportedMediaType, responses::Invalid, responses::TooManyRequests,
+        ),
     ),
     modifiers(&BearerAuth),
     tags(
@@ -82,6 +93,170 @@ mod tests {
             generated == SPEC_YAML,
             "openapi.yaml is out of date: run `UPDATE_OPENAPI=1 cargo test -p hookbeat-api openapi` and commit it"
         );
+    }
+
+    fn spec_json() -> serde_json::Value {
+        serde_json::to_value(ApiDoc::openapi()).unwrap()
+    }
+
+    /// Every `/v1` operation as (method, path, operation).
+    fn v1_operations(spec: &serde_json::Value) -> Vec<(String, String, serde_json::Value)> {
+        let mut operations = Vec::new();
+        for (path, item) in spec["paths"].as_object().unwrap() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            for (method, operation) in item.as_object().unwrap() {
+                operations.push((method.clone(), path.clone(), operation.clone()));
+            }
+        }
+        assert!(
+            operations.len() >= 20,
+            "{} /v1 operations",
+            operations.len()
+        );
+        operations
+    }
+
+    /// What `$ref` points at, `#/components/<kind>/<name>` only.
+    fn resolve<'a>(spec: &'a serde_json::Value, reference: &str) -> Option<&'a serde_json::Value> {
+        let name = reference.strip_prefix("#/components/")?;
+        let (kind, name) = name.split_once('/')?;
+        spec["components"][kind].get(name)
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        fn walk(node: &serde_json::Value, spec: &serde_json::Value, seen: &mut usize) {
+            match node {
+                serde_json::Value::Object(members) => {
+                    if let Some(reference) = members.get("$ref").and_then(|r| r.as_str()) {
+                        assert!(resolve(spec, reference).is_some(), "dangling {reference}");
+                        *seen += 1;
+                    }
+                    members.values().for_each(|v| walk(v, spec, seen));
+                }
+                serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, spec, seen)),
+                _ => {}
+            }
+        }
+        let spec = spec_json();
+        let mut seen = 0;
+        walk(&spec, &spec, &mut seen);
+        assert!(seen > 100, "only {seen} references");
+    }
+
+    #[test]
+    fn operation_ids_are_unique() {
+        let spec = spec_json();
+        let mut ids = std::collections::BTreeMap::new();
+        for (path, item) in spec["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                let id = operation["operationId"].as_str().unwrap().to_owned();
+                if let Some(other) = ids.insert(id.clone(), format!("{method} {path}")) {
+                    panic!("operationId {id} names both {other} and {method} {path}");
+                }
+            }
+        }
+    }
+
+    /// Each error response is written once, as a component: operations only reference them.
+    /// And the 403 an operation documents is the one of the scope its security names.
+    #[test]
+    fn errors_are_shared_components_matching_the_scope() {
+        let spec = spec_json();
+        for (method, path, operation) in v1_operations(&spec) {
+            let scopes = operation["security"][0]["bearer"].as_array().unwrap();
+            assert_eq!(scopes.len(), 1, "{method} {path} needs one scope");
+            let forbidden = match scopes[0].as_str().unwrap() {
+                "schedules:read" => "ForbiddenRead",
+                "schedules:write" => "ForbiddenWrite",
+                "admin" => "ForbiddenAdmin",
+                other => panic!("{method} {path}: unknown scope {other}"),
+            };
+            let responses = operation["responses"].as_object().unwrap();
+            for (status, response) in responses {
+                if status.starts_with('4') {
+                    assert!(
+                        response["$ref"].is_string(),
+                        "{method} {path} {status} is written out instead of referencing a component"
+                    );
+                }
+            }
+            for status in ["401", "403", "429"] {
+                assert!(
+                    responses.contains_key(status),
+                    "{method} {path} lacks {status}"
+                );
+            }
+            assert_eq!(
+                responses["403"]["$ref"],
+                format!("#/components/responses/{forbidden}"),
+                "{method} {path}"
+            );
+            if operation.get("requestBody").is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    assert!(
+                        responses.contains_key(status),
+                        "{method} {path} lacks {status}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The example of a JSON request or response body: its own, or its schema's.
+    fn example_of<'a>(
+        spec: &'a serde_json::Value,
+        content: &'a serde_json::Value,
+    ) -> Option<&'a serde_json::Value> {
+        let (_, media) = content.as_object()?.iter().next()?;
+        if let Some(example) = media.get("example") {
+            return Some(example);
+        }
+        let schema = match media["schema"]["$ref"].as_str() {
+            Some(reference) => resolve(spec, reference)?,
+            None => &media["schema"],
+        };
+        schema
+            .get("example")
+            .or_else(|| schema.get("examples").and_then(|e| e.get(0)))
+    }
+
+    /// Every `/v1` request body and success response shows an example; so does every error
+    /// response component.
+    #[test]
+    fn bodies_show_examples() {
+        let spec = spec_json();
+        for (method, path, operation) in v1_operations(&spec) {
+            if let Some(body) = operation.get("requestBody") {
+                assert!(
+                    example_of(&spec, &body["content"]).is_some(),
+                    "{method} {path}: the request body has no example"
+                );
+            }
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                if status.starts_with('2') && response.get("content").is_some() {
+                    assert!(
+                        example_of(&spec, &response["content"]).is_some(),
+                        "{method} {path} {status}: the response has no example"
+                    );
+                }
+            }
+        }
+        for (name, response) in spec["components"]["responses"].as_object().unwrap() {
+            let example = example_of(&spec, &response["content"])
+                .unwrap_or_else(|| panic!("response {name} has no example"));
+            assert!(example["type"]
+                .as_str()
+                .unwrap()
+                .starts_with("urn:hookbeat:problem:"));
+        }
+        assert!(example_of(
+            &spec,
+            &serde_json::json!({"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}})
+        )
+        .is_some());
     }
 
     #[test]

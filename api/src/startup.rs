@@ -4,6 +4,8 @@
 use std::net::TcpListener;
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Server, ServiceResponse};
 use actix_web::http::{header, StatusCode};
@@ -14,6 +16,21 @@ use crate::http_metrics::HttpMetrics;
 use crate::routes::{actions, health, meta, runs, schedules, secrets, tenants};
 use crate::state::AppState;
 
+/// The header that carries a request's id: taken from the request when the caller (or a proxy in
+/// front) set a usable one, made up otherwise, and always echoed in the response and logged with
+/// every line the request causes.
+pub static REQUEST_ID: header::HeaderName = header::HeaderName::from_static("x-request-id");
+
+/// A caller's id is kept if it is short and printable, so it cannot forge log lines.
+fn request_id(headers: &header::HeaderMap) -> String {
+    headers
+        .get(&REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
 pub fn run(
     listener: TcpListener,
     state: AppState,
@@ -21,32 +38,39 @@ pub fn run(
 ) -> anyhow::Result<Server> {
     let metrics = HttpMetrics::register(&state.registry)?;
     let state = web::Data::new(state);
-    let mut server =
-        HttpServer::new(move || {
-            let metrics = metrics.clone();
-            App::new()
+    let mut server = HttpServer::new(move || {
+        let metrics = metrics.clone();
+        App::new()
             .app_data(state.clone())
             .wrap_fn(move |req, service| {
                 let started = Instant::now();
                 let method = req.method().to_string();
-                let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+                let route = req
+                    .match_pattern()
+                    .unwrap_or_else(|| "unmatched".to_owned());
+                let request_id = request_id(req.headers());
+                let span = tracing::info_span!("request", %request_id, %method, %route);
                 let metrics = metrics.clone();
-                let response = actix_web::dev::Service::call(service, req);
+                let response = span.in_scope(|| actix_web::dev::Service::call(service, req));
                 async move {
-                    let response = problem_fallback(response.await?);
+                    let mut response = problem_fallback(response.await?);
                     let status = response.status().as_u16();
                     let elapsed = started.elapsed().as_secs_f64();
                     metrics.observe(&method, &route, status, elapsed);
-                    tracing::debug!(%method, %route, status, elapsed_ms = elapsed * 1e3, "request");
+                    if let Ok(value) = header::HeaderValue::from_str(&request_id) {
+                        response.headers_mut().insert(REQUEST_ID.clone(), value);
+                    }
+                    tracing::info!(status, elapsed_ms = elapsed * 1e3, "request");
                     Ok(response)
                 }
+                .instrument(span)
             })
             .configure(routes)
             .default_service(web::to(not_found))
-        })
-        .listen(listener)?
-        .disable_signals()
-        .shutdown_timeout(10);
+    })
+    .listen(listener)?
+    .disable_signals()
+    .shutdown_timeout(10);
     if let Some(workers) = workers {
         server = server.workers(workers);
     }

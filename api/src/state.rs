@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use hookbeat_scheduler::notify::Wakeup;
-use hookbeat_scheduler::Clock;
+use hookbeat_scheduler::{Clock, Worker};
 use sea_orm::DatabaseConnection;
 
 use crate::auth::TokenVerifier;
@@ -20,4 +20,6 @@ pub struct AppState {
     pub allow_private_targets: bool,
     pub registry: prometheus::Registry,
     pub rate_limiter: Arc<RateLimiter>,
+    /// The worker of this process, if it runs one: `/readyz` reports on it.
+    pub worker: Option<Worker>,
 }

@@ -117,11 +117,22 @@ pub async fn claim(
             (limit as i64).into(),
         ],
     );
-    run::Entity::find()
+    take(db, statement).await.context("claiming runs")
+}
+
+/// Runs a claim statement in a worker transaction: a claim lost in a database crash only makes
+/// its runs claimable again, so it need not wait for the WAL flush.
+async fn take(
+    db: &DatabaseConnection,
+    statement: sea_orm::Statement,
+) -> Result<Vec<run::Model>, sea_orm::DbErr> {
+    let txn = sql::begin_worker_write(db).await?;
+    let runs = run::Entity::find()
         .from_raw_sql(statement)
-        .all(db)
-        .await
-        .context("claiming runs")
+        .all(&txn)
+        .await?;
+    txn.commit().await?;
+    Ok(runs)
 }
 
 /// Takes back runs whose lease expired (see [`RESCUE`]), at most `limit`; returns how many.
@@ -197,15 +208,12 @@ pub async fn claim_fair(
             (share as i64).into(),
         ];
         values.extend(tenants.iter().map(|t| sea_orm::Value::from(t.as_str())));
-        run::Entity::find()
-            .from_raw_sql(sql::statement(
-                db.get_database_backend(),
-                &statement,
-                values,
-            ))
-            .all(db)
-            .await
-            .context("claiming runs fairly")?
+        take(
+            db,
+            sql::statement(db.get_database_backend(), &statement, values),
+        )
+        .await
+        .context("claiming runs fairly")?
     };
     if claimed.len() < limit {
         claimed.extend(claim(db, worker_id, now, lease_until, limit - claimed.len()).await?);

@@ -23,7 +23,7 @@ fn verify_with(secret: &str, request: &crate::helpers::receiver::Received) -> bo
         .is_ok()
 }
 
-async fn signing_secrets(address: &str, token: &str) -> Vec<String> {
+pub(crate) async fn signing_secrets(address: &str, token: &str) -> Vec<String> {
     let body: serde_json::Value = reqwest::Client::new()
         .get(format!("{address}/v1/signing-secrets"))
         .bearer_auth(token)
@@ -149,6 +149,18 @@ async fn api_and_worker_processes_on_postgres() {
         .await
         .unwrap();
     assert_eq!(health.status(), reqwest::StatusCode::OK);
+    let ready: serde_json::Value = http
+        .get(format!("{worker_address}/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready["checks"]["worker"], "owns 64 of 64 shards",
+        "the only worker holds every shard: {ready}"
+    );
     let metrics = http
         .get(format!("{worker_address}/metrics"))
         .send()

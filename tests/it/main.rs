@@ -9,6 +9,7 @@ mod delivery;
 mod end_to_end;
 mod errors;
 mod isolation;
+mod operations;
 mod scale;
 mod schedules;
 mod shards;

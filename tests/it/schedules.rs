@@ -364,3 +364,176 @@ async fn backfill_makes_the_runs_of_a_past_window(backend: Backend) {
 }
 
 on_both_databases!(backfill_makes_the_runs_of_a_past_window);
+
+/// `POST path` as the app's tenant, with an `Idempotency-Key`.
+async fn post_with_key(
+    app: &crate::helpers::TestApp,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> crate::helpers::app::Answer {
+    let mut request = app
+        .http
+        .post(format!("{}{path}", app.address))
+        .bearer_auth(&app.token)
+        .header("idempotency-key", key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.json().await.unwrap();
+    crate::helpers::app::Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+/// Asserts `retried` is `first` replayed: same status and body, marked as a replay.
+fn assert_replayed(first: &crate::helpers::app::Answer, retried: &crate::helpers::app::Answer) {
+    assert_eq!(retried.status, first.status, "{}", retried.body);
+    assert_eq!(retried.body, first.body);
+    assert_eq!(retried.header("idempotent-replayed"), "true");
+    assert!(first.headers.get("idempotent-replayed").is_none());
+}
+
+/// A backfill retried with the same key returns the first result and makes its runs once.
+async fn a_retried_backfill_makes_the_runs_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = crate::helpers::Receiver::start();
+    let schedule = app
+        .create_schedule(json!({
+            "name": "late-joiner",
+            "schedule": {"kind": "interval", "every_seconds": 10},
+            "target": {"url": receiver.url}
+        }))
+        .await;
+    let path = format!(
+        "/v1/schedules/{}/backfill",
+        schedule["id"].as_str().unwrap()
+    );
+    let now = app.clock.now();
+    let window =
+        json!({"from": (now - chrono::Duration::seconds(60)).to_rfc3339(), "to": now.to_rfc3339()});
+    let first = post_with_key(&app, &path, "fill-once", Some(window.clone())).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    assert_eq!(first.body["created"], 7);
+    let retried = post_with_key(&app, &path, "fill-once", Some(window)).await;
+    assert_replayed(&first, &retried);
+
+    let other_window =
+        json!({"from": (now - chrono::Duration::seconds(30)).to_rfc3339(), "to": now.to_rfc3339()});
+    let reused = post_with_key(&app, &path, "fill-once", Some(other_window)).await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reused.body["errors"][0]["field"], "Idempotency-Key");
+
+    let runs_path = format!("/v1/schedules/{}/runs", schedule["id"].as_str().unwrap());
+    assert_eq!(
+        app.get(&runs_path).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
+    assert_eq!(app.run_worker().await.attempts, 7);
+    assert_eq!(receiver.received().len(), 7);
+}
+
+/// A redelivery retried with the same key returns the first response (not a 409, and not a
+/// second redelivery of a run that failed again meanwhile); the key on another run is refused.
+async fn a_retried_redelivery_delivers_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = crate::helpers::Receiver::start();
+    let schedule = app
+        .create_schedule(json!({
+            "name": "flaky",
+            "schedule": {"kind": "interval", "every_seconds": 3600},
+            "target": {"url": receiver.url}
+        }))
+        .await;
+    let fire: chrono::DateTime<chrono::Utc> =
+        schedule["next_run_at"].as_str().unwrap().parse().unwrap();
+    // 400 fails a run at once: the first fire, its redelivery, and the next fire all fail.
+    receiver.script([400, 400, 400].map(crate::helpers::Reply::status));
+    app.run_worker_at(fire).await;
+    let run_id = app.get("/v1/runs").await.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/runs/{run_id}/redeliver");
+
+    let first = post_with_key(&app, &path, "again-once", None).await;
+    assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
+    assert_eq!(first.body["status"], "pending");
+    assert_eq!(app.run_worker().await.attempts, 1);
+    let run = format!("/v1/runs/{run_id}");
+    assert_eq!(app.get(&run).await.body["status"], "failed");
+    let retried = post_with_key(&app, &path, "again-once", None).await;
+    assert_replayed(&first, &retried);
+    assert_eq!(app.run_worker().await.attempts, 0, "no second redelivery");
+    let detail = app.get(&run).await.body;
+    assert_eq!(detail["status"], "failed");
+    assert_eq!(detail["attempts"].as_array().unwrap().len(), 2);
+
+    app.run_worker_at(fire + chrono::Duration::hours(1)).await;
+    let other_run = app.get("/v1/runs").await.body["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(other_run, run_id);
+    let reused = post_with_key(
+        &app,
+        &format!("/v1/runs/{other_run}/redeliver"),
+        "again-once",
+        None,
+    )
+    .await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reused.body["errors"][0]["field"], "Idempotency-Key");
+    assert_eq!(
+        app.get(&format!("/v1/runs/{other_run}")).await.body["status"],
+        "failed"
+    );
+    assert_eq!(receiver.received().len(), 3);
+}
+
+/// A rotation retried with the same key returns the first result and makes one new secret; the
+/// key used for another request is refused.
+async fn a_retried_rotation_rotates_once(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let original = app.signing_secret().await;
+    app.clock.advance(chrono::Duration::seconds(1));
+    let first = post_with_key(&app, "/v1/signing-secrets/rotate", "rotate-once", None).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    let secrets = first.body["secrets"].as_array().unwrap();
+    assert_eq!(secrets.len(), 2);
+    assert_eq!(secrets[1]["secret"], original.as_str());
+    let retried = post_with_key(&app, "/v1/signing-secrets/rotate", "rotate-once", None).await;
+    assert_replayed(&first, &retried);
+    assert_eq!(app.get("/v1/signing-secrets").await.body, first.body);
+
+    let reused = post_with_key(
+        &app,
+        "/v1/schedules",
+        "rotate-once",
+        Some(interval("not-made", 60)),
+    )
+    .await;
+    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reused.body["errors"][0]["field"], "Idempotency-Key");
+    assert_eq!(app.get("/v1/schedules").await.body["items"], json!([]));
+}
+
+on_both_databases!(
+    a_retried_backfill_makes_the_runs_once,
+    a_retried_redelivery_delivers_once,
+    a_retried_rotation_rotates_once,
+);

@@ -185,7 +185,74 @@ async fn a_disabled_tenant_is_refused_and_does_not_fire(backend: Backend) {
     assert_eq!(receiver.received().len(), 1);
 }
 
+/// Creating a tenant with an `Idempotency-Key`: a retry returns the first response, not a 409;
+/// the same key for another tenant is refused; keys belong to the calling admin's tenant, so
+/// another admin's identical key is its own.
+async fn a_retried_tenant_create_returns_the_first_result(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let create = |admin: String, key: &'static str, id: &'static str| {
+        app.http
+            .post(format!("{}/v1/tenants", app.address))
+            .bearer_auth(admin)
+            .header("idempotency-key", key)
+            .json(&json!({"id": id, "max_schedules": 5}))
+            .send()
+    };
+    let operator = token_for("operator", "admin");
+    let first = create(operator.clone(), "make-globex", "globex")
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert_eq!(first.headers()["location"], "/v1/tenants/globex");
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: serde_json::Value = first.json().await.unwrap();
+    let retried = create(operator.clone(), "make-globex", "globex")
+        .await
+        .unwrap();
+    assert_eq!(retried.status(), StatusCode::CREATED);
+    assert_eq!(retried.headers()["idempotent-replayed"], "true");
+    assert_eq!(retried.headers()["location"], "/v1/tenants/globex");
+    assert_eq!(retried.json::<serde_json::Value>().await.unwrap(), first);
+    let unkeyed = app
+        .call_as(
+            &operator,
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"id": "globex", "max_schedules": 5})),
+        )
+        .await;
+    assert_eq!(unkeyed.status, StatusCode::CONFLICT, "without a key: a 409");
+
+    let reused = create(operator.clone(), "make-globex", "initech")
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let reused: serde_json::Value = reused.json().await.unwrap();
+    assert_eq!(reused["errors"][0]["field"], "Idempotency-Key");
+    let initech = "/v1/tenants/initech";
+    assert_eq!(
+        app.call_as(&operator, Method::GET, initech, None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    let other_admin = token_for("another-operator", "admin");
+    let theirs = create(other_admin, "make-globex", "initech").await.unwrap();
+    assert_eq!(theirs.status(), StatusCode::CREATED, "another admin's key");
+    assert!(theirs.headers().get("idempotent-replayed").is_none());
+    assert_eq!(
+        app.call_as(&operator, Method::GET, initech, None)
+            .await
+            .body["id"],
+        "initech"
+    );
+}
+
 on_both_databases!(
     admins_manage_tenants_and_quotas_hold,
-    a_disabled_tenant_is_refused_and_does_not_fire
+    a_disabled_tenant_is_refused_and_does_not_fire,
+    a_retried_tenant_create_returns_the_first_result,
 );

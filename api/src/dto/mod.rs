@@ -1,5 +1,6 @@
-//! The JSON shapes of the API, with their OpenAPI schemas.
+//! The JSON shapes of the API, with their OpenAPI schemas and examples.
 
+pub mod examples;
 pub mod page;
 pub mod run;
 pub mod schedule;

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::error::ApiError;
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::dto::examples::run)]
 pub struct Run {
     /// Also the `webhook-id` of every attempt of this run.
     pub id: Uuid,
@@ -93,6 +94,7 @@ impl From<attempt::Model> for Attempt {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::dto::examples::run_detail)]
 pub struct RunDetail {
     #[serde(flatten)]
     pub run: Run,
@@ -101,6 +103,7 @@ pub struct RunDetail {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::dto::examples::run_page)]
 pub struct RunPage {
     pub items: Vec<Run>,
     /// Pass as `cursor` for the next page; `null` on the last page.

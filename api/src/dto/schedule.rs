@@ -32,6 +32,7 @@ const MAX_JITTER_MS: i64 = 3_600_000;
 /// The writable members of a schedule: the body of `POST /v1/schedules`, and the document a
 /// `PATCH` merge patch applies to.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::dto::examples::schedule_input)]
 pub struct ScheduleInput {
     /// Unique per tenant, 1 to 200 characters.
     #[schema(example = "nightly-report")]
@@ -85,6 +86,7 @@ fn enabled_by_default() -> bool {
 
 /// A schedule as the API returns it.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::dto::examples::schedule)]
 pub struct Schedule {
     pub id: Uuid,
     #[serde(flatten)]
@@ -293,6 +295,7 @@ impl Schedule {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::dto::examples::schedule_page)]
 pub struct SchedulePage {
     pub items: Vec<Schedule>,
     /// Pass as `cursor` for the next page; `null` on the last page.
@@ -317,6 +320,7 @@ impl PreviewRequest {
 
 /// `POST /v1/schedules/preview`.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = crate::dto::examples::preview_request)]
 pub struct PreviewRequest {
     pub schedule: ScheduleSpec,
     /// Fires strictly after this instant (default: now).
@@ -329,6 +333,7 @@ pub struct PreviewRequest {
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = crate::dto::examples::fire_times)]
 pub struct FireTimes {
     /// RFC 3339 UTC instants, ascending.
     pub fire_times: Vec<DateTime<Utc>>,
@@ -339,6 +344,7 @@ pub const MAX_PREVIEW_COUNT: i64 = 1000;
 
 /// `POST /v1/schedules/{id}/backfill`: make the runs the schedule would have made in a past window.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = crate::dto::examples::backfill_request)]
 pub struct BackfillRequest {
     /// Start of the window (inclusive).
     pub from: DateTime<Utc>,
@@ -347,6 +353,7 @@ pub struct BackfillRequest {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::dto::examples::backfill_result)]
 pub struct BackfillResult {
     /// Runs made, with `trigger: backfill`, due now.
     pub created: usize,

@@ -18,6 +18,7 @@ pub struct SigningSecret {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::dto::examples::signing_secrets)]
 pub struct SigningSecrets {
     /// The secrets that currently sign deliveries, newest first.
     pub secrets: Vec<SigningSecret>,

@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::tenants::{Quotas, MAX_TENANT_ID_LEN};
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::dto::examples::tenant)]
 pub struct Tenant {
     /// The `sub` of the tenant's tokens.
     #[schema(example = "acme")]
@@ -41,6 +42,7 @@ impl From<tenant::Model> for Tenant {
 
 /// `POST /v1/tenants`; quotas left out take the defaults (10000 schedules, 1 s, 100 requests/s).
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(example = crate::dto::examples::new_tenant)]
 pub struct NewTenant {
     #[schema(example = "acme")]
     pub id: String,
@@ -54,6 +56,7 @@ pub struct NewTenant {
 
 /// `PATCH /v1/tenants/{id}`: the members to change.
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(example = crate::dto::examples::tenant_change)]
 pub struct TenantChange {
     #[serde(default)]
     pub disabled: Option<bool>,
@@ -66,6 +69,7 @@ pub struct TenantChange {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::dto::examples::tenant_page)]
 pub struct TenantPage {
     pub items: Vec<Tenant>,
     /// Pass as `cursor` for the next page; `null` on the last page.

@@ -17,22 +17,23 @@ use crate::dto::schedule::{
     BackfillRequest, BackfillResult, FireTimes, PreviewRequest, Schedule, ScheduleInput,
     DEFAULT_PREVIEW_COUNT, MAX_BACKFILL_RUNS, MAX_PREVIEW_COUNT,
 };
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::idempotency;
+use crate::responses::{Conflict, Idempotent, JsonBody, NotFound, ReadAccess, WriteAccess};
 use crate::routes::parse_id;
 use crate::state::AppState;
 
 /// Pause a schedule: it stops firing until resumed. Runs already made are still delivered.
 #[utoipa::path(
-    post, path = "/v1/schedules/{id}/pause", tag = "schedules",
+    post, path = "/v1/schedules/{id}/pause", tag = "schedules", operation_id = "pause_schedule",
     params(("id" = Uuid, Path, description = "Schedule id")),
     responses(
         (status = 200, description = "The paused schedule", body = Schedule),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        WriteAccess,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["schedules:write"]))
 )]
 pub async fn pause(
     state: web::Data<AppState>,
@@ -44,15 +45,15 @@ pub async fn pause(
 
 /// Resume a paused schedule. It fires from now on; fires that fell in the pause are not made up.
 #[utoipa::path(
-    post, path = "/v1/schedules/{id}/resume", tag = "schedules",
+    post, path = "/v1/schedules/{id}/resume", tag = "schedules", operation_id = "resume_schedule",
     params(("id" = Uuid, Path, description = "Schedule id")),
     responses(
         (status = 200, description = "The resumed schedule", body = Schedule),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        WriteAccess,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["schedules:write"]))
 )]
 pub async fn resume(
     state: web::Data<AppState>,
@@ -98,19 +99,19 @@ async fn set_enabled(
 
 /// Fire a schedule once now, outside its timing. The run is delivered like any other.
 #[utoipa::path(
-    post, path = "/v1/schedules/{id}/trigger", tag = "schedules",
+    post, path = "/v1/schedules/{id}/trigger", tag = "schedules", operation_id = "trigger_schedule",
     params(
         ("id" = Uuid, Path, description = "Schedule id"),
         ("Idempotency-Key" = Option<String>, Header,
             description = "Makes a retried trigger return the first run (marked Idempotent-Replayed: true) instead of firing twice; kept 24 h"),
     ),
     responses(
-        (status = 202, description = "The run, accepted for delivery", body = Run),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "The run, accepted for delivery", body = Run,
+         headers(("Idempotent-Replayed" = String, description = "`true` when this is the response to an earlier request with the same Idempotency-Key"))),
+        (status = 404, response = NotFound),
+        WriteAccess, Idempotent,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["schedules:write"]))
 )]
 pub async fn trigger(
     state: web::Data<AppState>,
@@ -146,29 +147,47 @@ async fn trigger_once(
 /// Make the runs a schedule would have made between `from` and `to` (at most 1000), delivered
 /// like any other run with `trigger: backfill`. The window honours `start_at` and `end_at`.
 #[utoipa::path(
-    post, path = "/v1/schedules/{id}/backfill", tag = "schedules",
-    params(("id" = Uuid, Path, description = "Schedule id")),
+    post, path = "/v1/schedules/{id}/backfill", tag = "schedules", operation_id = "backfill_schedule",
+    params(
+        ("id" = Uuid, Path, description = "Schedule id"),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Makes a retried backfill return the first result (marked Idempotent-Replayed: true) instead of making the runs twice; kept 24 h"),
+    ),
     request_body = BackfillRequest,
     responses(
-        (status = 202, description = "The runs were made", body = BackfillResult),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid window", body = Problem, content_type = "application/problem+json"),
+        (status = 202, description = "The runs were made", body = BackfillResult,
+         headers(("Idempotent-Replayed" = String, description = "`true` when this is the response to an earlier request with the same Idempotency-Key"))),
+        (status = 404, response = NotFound),
+        WriteAccess, JsonBody, Idempotent,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["schedules:write"]))
 )]
 pub async fn backfill(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     id: web::Path<String>,
     body: JsonValue,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::SchedulesWrite)?;
     let id = parse_id(&id, "schedule")?;
     let schedule = load(&state, &caller, id).await?;
-    let request: BackfillRequest = crate::body::typed(body.0, "")?;
+    idempotency::once(
+        &state,
+        &caller,
+        &req,
+        &body.0,
+        backfill_once(&state, &schedule, body.0.clone()),
+    )
+    .await
+}
+
+async fn backfill_once(
+    state: &AppState,
+    schedule: &schedule::Model,
+    body: serde_json::Value,
+) -> Result<HttpResponse, ApiError> {
+    let request: BackfillRequest = crate::body::typed(body, "")?;
     let now = state.clock.now();
     if request.to > now {
         return Err(ApiError::validation(
@@ -179,7 +198,7 @@ pub async fn backfill(
     if request.from > request.to {
         return Err(ApiError::validation("from", "must not be after to"));
     }
-    let mut timing = hookbeat_scheduler::stored::timing(&schedule).map_err(ApiError::Internal)?;
+    let mut timing = hookbeat_scheduler::stored::timing(schedule).map_err(ApiError::Internal)?;
     timing.max_runs = None;
     let mut fires = Vec::new();
     let mut next = timing.next_fire(request.from - chrono::Duration::microseconds(1), 0);
@@ -195,7 +214,7 @@ pub async fn backfill(
         fires.push(fire);
         next = timing.next_fire(fire, 0);
     }
-    make_runs(&state, &schedule, &fires, run::trigger::BACKFILL).await?;
+    make_runs(state, schedule, &fires, run::trigger::BACKFILL).await?;
     Ok(HttpResponse::Accepted().json(BackfillResult {
         created: fires.len(),
         fire_times: fires,
@@ -258,16 +277,13 @@ async fn make_runs(
 
 /// The next fire times of a schedule spec, without saving anything.
 #[utoipa::path(
-    post, path = "/v1/schedules/preview", tag = "schedules",
+    post, path = "/v1/schedules/preview", tag = "schedules", operation_id = "preview_schedule",
     request_body = PreviewRequest,
     responses(
         (status = 200, description = "The next fires", body = FireTimes),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:read", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid spec", body = Problem, content_type = "application/problem+json"),
+        ReadAccess, JsonBody,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["schedules:read"]))
 )]
 pub async fn preview(
     state: web::Data<AppState>,

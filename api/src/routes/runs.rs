@@ -1,11 +1,10 @@
 //! Run history (`/v1/runs`, `/v1/schedules/{id}/runs`), one run with its attempts, and
 //! redelivery of failed runs.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use hookbeat_entity::{attempt, run, schedule};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use uuid::Uuid;
 
@@ -15,7 +14,9 @@ use crate::auth::{Caller, Scope};
 use crate::body::Query;
 use crate::dto::page::{finish_page, PageQuery};
 use crate::dto::run::{Attempt, Run, RunDetail, RunFilter, RunPage};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
+use crate::idempotency;
+use crate::responses::{Conflict, Idempotent, Invalid, NotFound, ReadAccess, WriteAccess};
 use crate::routes::parse_id;
 use crate::state::AppState;
 
@@ -52,15 +53,14 @@ async fn page(
 
 /// The tenant's runs, newest first.
 #[utoipa::path(
-    get, path = "/v1/runs", tag = "runs",
+    get, path = "/v1/runs", tag = "runs", operation_id = "list_runs",
     params(PageQuery, RunFilter),
     responses(
         (status = 200, description = "A page of runs", body = RunPage),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:read", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 422, response = Invalid),
+        ReadAccess,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["schedules:read"]))
 )]
 pub async fn list(
     state: web::Data<AppState>,
@@ -73,16 +73,15 @@ pub async fn list(
 
 /// One schedule's runs, newest first.
 #[utoipa::path(
-    get, path = "/v1/schedules/{id}/runs", tag = "runs",
+    get, path = "/v1/schedules/{id}/runs", tag = "runs", operation_id = "list_schedule_runs",
     params(("id" = Uuid, Path, description = "Schedule id"), PageQuery, RunFilter),
     responses(
         (status = 200, description = "A page of runs", body = RunPage),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:read", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown schedule", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+        ReadAccess,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["schedules:read"]))
 )]
 pub async fn list_for_schedule(
     state: web::Data<AppState>,
@@ -112,15 +111,14 @@ async fn load(state: &AppState, caller: &Caller, raw_id: &str) -> Result<run::Mo
 
 /// One run with every attempt.
 #[utoipa::path(
-    get, path = "/v1/runs/{id}", tag = "runs",
+    get, path = "/v1/runs/{id}", tag = "runs", operation_id = "get_run",
     params(("id" = Uuid, Path, description = "Run id")),
     responses(
         (status = 200, description = "The run and its attempts", body = RunDetail),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:read", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, response = NotFound),
+        ReadAccess,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["schedules:read"]))
 )]
 pub async fn get(
     state: web::Data<AppState>,
@@ -141,25 +139,45 @@ pub async fn get(
 }
 
 /// Deliver a failed run again, with a fresh retry budget and the same `webhook-id`.
+///
+/// Only a `failed` run can be redelivered (409 otherwise). It resumes the step that failed.
 #[utoipa::path(
-    post, path = "/v1/runs/{id}/redeliver", tag = "runs",
-    params(("id" = Uuid, Path, description = "Run id")),
-    responses(
-        (status = 202, description = "The run, queued again", body = Run),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The run has not failed", body = Problem, content_type = "application/problem+json"),
+    post, path = "/v1/runs/{id}/redeliver", tag = "runs", operation_id = "redeliver_run",
+    params(
+        ("id" = Uuid, Path, description = "Run id"),
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Makes a retried redelivery return the first response (marked Idempotent-Replayed: true) instead of a 409 or a second delivery; kept 24 h"),
     ),
-    security(("bearer" = []))
+    responses(
+        (status = 202, description = "The run, queued again", body = Run,
+         headers(("Idempotent-Replayed" = String, description = "`true` when this is the response to an earlier request with the same Idempotency-Key"))),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        WriteAccess, Idempotent,
+    ),
+    security(("bearer" = ["schedules:write"]))
 )]
 pub async fn redeliver(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::SchedulesWrite)?;
     let current = load(&state, &caller, &id).await?;
+    // The state check runs inside: a retry with the key replays the 202 rather than a 409 for a
+    // run that the first request already queued.
+    idempotency::once(
+        &state,
+        &caller,
+        &req,
+        &serde_json::Value::Null,
+        redeliver_once(&state, current),
+    )
+    .await
+}
+
+async fn redeliver_once(state: &AppState, current: run::Model) -> Result<HttpResponse, ApiError> {
     if current.status != run::status::FAILED {
         return Err(ApiError::Conflict(format!(
             "only failed runs can be redelivered; this one is {}",
@@ -176,6 +194,7 @@ pub async fn redeliver(
     let attempts = failed
         .and_then(|f| f["attempts"].as_i64())
         .map_or(current.attempts, |a| a as i32);
+    let id = current.id;
     let mut model = current.into_active_model();
     model.status = Set(run::status::PENDING.to_owned());
     model.step = Set(step);
@@ -185,7 +204,22 @@ pub async fn redeliver(
     model.due_at = Set(Some(now));
     model.finished_at = Set(None);
     model.updated_at = Set(now);
-    let updated = model.update(&state.db).await?;
+    // Only while it is still failed: of two redeliveries at once, one queues the run.
+    let queued = run::Entity::update_many()
+        .set(model)
+        .filter(run::Column::Id.eq(id))
+        .filter(run::Column::Status.eq(run::status::FAILED))
+        .exec(&state.db)
+        .await?;
+    if queued.rows_affected != 1 {
+        return Err(ApiError::Conflict(
+            "the run was redelivered by another request meanwhile".into(),
+        ));
+    }
+    let updated = run::Entity::find_by_id(id)
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a redelivered run vanished")))?;
     announce(&state.db, &state.wakeup).await;
     Ok(HttpResponse::Accepted().json(Run::from(updated)))
 }

@@ -20,8 +20,11 @@ use crate::dto::page::{finish_page, PageQuery};
 use crate::dto::schedule::{
     first_fire, Schedule, ScheduleFilter, ScheduleInput, SchedulePage, READ_ONLY,
 };
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
 use crate::idempotency;
+use crate::responses::{
+    BadRequest, Conflict, Invalid, JsonBody, NotFound, PreconditionFailed, ReadAccess, WriteAccess,
+};
 use crate::routes::{if_match, parse_id};
 use crate::state::AppState;
 
@@ -55,22 +58,18 @@ pub(super) async fn load(
 
 /// Create a schedule.
 #[utoipa::path(
-    post, path = "/v1/schedules", tag = "schedules",
+    post, path = "/v1/schedules", tag = "schedules", operation_id = "create_schedule",
     params(("Idempotency-Key" = Option<String>, Header,
         description = "Makes a retried POST return the first response (marked Idempotent-Replayed: true) instead of creating twice; kept 24 h")),
     request_body = ScheduleInput,
     responses(
         (status = 201, description = "Created", body = Schedule,
-         headers(("Location" = String, description = "/v1/schedules/{id}"), ("ETag" = String))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid", body = Problem, content_type = "application/problem+json"),
+         headers(("Location" = String, description = "/v1/schedules/{id}"), ("ETag" = String),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the response to an earlier request with the same Idempotency-Key"))),
+        (status = 409, response = Conflict),
+        WriteAccess, JsonBody,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["schedules:write"]))
 )]
 pub async fn create(
     state: web::Data<AppState>,
@@ -180,15 +179,14 @@ pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, 
 
 /// List schedules, oldest first.
 #[utoipa::path(
-    get, path = "/v1/schedules", tag = "schedules",
+    get, path = "/v1/schedules", tag = "schedules", operation_id = "list_schedules",
     params(PageQuery, ScheduleFilter),
     responses(
         (status = 200, description = "A page of schedules", body = SchedulePage),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:read", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 422, response = Invalid),
+        ReadAccess,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["schedules:read"]))
 )]
 pub async fn list(
     state: web::Data<AppState>,
@@ -230,15 +228,14 @@ pub async fn list(
 
 /// Read a schedule.
 #[utoipa::path(
-    get, path = "/v1/schedules/{id}", tag = "schedules",
+    get, path = "/v1/schedules/{id}", tag = "schedules", operation_id = "get_schedule",
     params(("id" = Uuid, Path, description = "Schedule id")),
     responses(
         (status = 200, description = "The schedule", body = Schedule, headers(("ETag" = String))),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:read", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, response = NotFound),
+        ReadAccess,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["schedules:read"]))
 )]
 pub async fn get(
     state: web::Data<AppState>,
@@ -253,26 +250,22 @@ pub async fn get(
 /// Change a schedule with a JSON merge patch (RFC 7396). The change takes effect at once;
 /// `next_run_at` is recomputed when the timing changed.
 #[utoipa::path(
-    patch, path = "/v1/schedules/{id}", tag = "schedules",
+    patch, path = "/v1/schedules/{id}", tag = "schedules", operation_id = "patch_schedule",
     params(
         ("id" = Uuid, Path, description = "Schedule id"),
         ("If-Match" = Option<String>, Header, description = "The ETag the change is based on; 412 if stale"),
     ),
     request_body(content = Object, content_type = "application/merge-patch+json",
-        description = "Members of ScheduleInput to change; null removes an optional member"),
+        description = "Members of ScheduleInput to change; null removes an optional member",
+        example = crate::dto::examples::schedule_patch),
     responses(
         (status = 200, description = "The changed schedule", body = Schedule, headers(("ETag" = String))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Name taken, or changed concurrently", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 412, response = PreconditionFailed),
+        WriteAccess, JsonBody,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["schedules:write"]))
 )]
 pub async fn patch(
     state: web::Data<AppState>,
@@ -371,7 +364,7 @@ async fn apply(
 /// configuration (infrastructure as code). The body is a whole schedule; its `name`, if given,
 /// must be the one in the path. 201 when created, 200 when replaced.
 #[utoipa::path(
-    put, path = "/v1/schedules/by-name/{name}", tag = "schedules",
+    put, path = "/v1/schedules/by-name/{name}", tag = "schedules", operation_id = "put_schedule_by_name",
     params(
         ("name" = String, Path, description = "Schedule name"),
         ("If-Match" = Option<String>, Header, description = "Replace only at this ETag; 412 if stale or absent"),
@@ -380,15 +373,11 @@ async fn apply(
     responses(
         (status = 200, description = "Replaced", body = Schedule, headers(("ETag" = String))),
         (status = 201, description = "Created", body = Schedule, headers(("Location" = String), ("ETag" = String))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Over the schedule quota", body = Problem, content_type = "application/problem+json"),
+        (status = 409, response = Conflict),
+        (status = 412, response = PreconditionFailed),
+        WriteAccess, JsonBody,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["schedules:write"]))
 )]
 pub async fn put_by_name(
     state: web::Data<AppState>,
@@ -481,19 +470,19 @@ pub(super) async fn save_if_unchanged(
 
 /// Delete a schedule and its run history.
 #[utoipa::path(
-    delete, path = "/v1/schedules/{id}", tag = "schedules",
+    delete, path = "/v1/schedules/{id}", tag = "schedules", operation_id = "delete_schedule",
     params(
         ("id" = Uuid, Path, description = "Schedule id"),
         ("If-Match" = Option<String>, Header, description = "Delete only at this ETag; 412 if stale"),
     ),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown id", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "Stale If-Match", body = Problem, content_type = "application/problem+json"),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NotFound),
+        (status = 412, response = PreconditionFailed),
+        WriteAccess,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["schedules:write"]))
 )]
 pub async fn delete(
     state: web::Data<AppState>,

@@ -1,6 +1,6 @@
 //! `/v1/signing-secrets`: the tenant's webhook signing secrets, and their rotation.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Duration;
 use hookbeat_entity::signing_secret;
 use hookbeat_scheduler::signing::generate_secret;
@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Scope};
 use crate::dto::secret::{SigningSecret, SigningSecrets};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
+use crate::idempotency;
+use crate::responses::{Idempotent, ReadAccess, WriteAccess};
 use crate::state::AppState;
 
 /// How long a rotated-out secret keeps signing beside the new one.
@@ -27,13 +29,12 @@ async fn current(state: &AppState, caller: &Caller) -> Result<HttpResponse, ApiE
 
 /// The secrets that currently sign the tenant's deliveries.
 #[utoipa::path(
-    get, path = "/v1/signing-secrets", tag = "signing-secrets",
+    get, path = "/v1/signing-secrets", tag = "signing-secrets", operation_id = "list_signing_secrets",
     responses(
         (status = 200, description = "The valid secrets, newest first", body = SigningSecrets),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:read", body = Problem, content_type = "application/problem+json"),
+        ReadAccess,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["schedules:read"]))
 )]
 pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::SchedulesRead)?;
@@ -42,16 +43,33 @@ pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResp
 
 /// Make a new secret; the previous one keeps signing beside it for 24 hours.
 #[utoipa::path(
-    post, path = "/v1/signing-secrets/rotate", tag = "signing-secrets",
+    post, path = "/v1/signing-secrets/rotate", tag = "signing-secrets", operation_id = "rotate_signing_secret",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Makes a retried rotation return the first response (marked Idempotent-Replayed: true) instead of rotating twice; kept 24 h")),
     responses(
-        (status = 200, description = "The valid secrets after the rotation, newest first", body = SigningSecrets),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope schedules:write", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The valid secrets after the rotation, newest first", body = SigningSecrets,
+         headers(("Idempotent-Replayed" = String, description = "`true` when this is the response to an earlier request with the same Idempotency-Key"))),
+        WriteAccess, Idempotent,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["schedules:write"]))
 )]
-pub async fn rotate(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+pub async fn rotate(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::SchedulesWrite)?;
+    idempotency::once(
+        &state,
+        &caller,
+        &req,
+        &serde_json::Value::Null,
+        rotate_once(&state, &caller),
+    )
+    .await
+}
+
+async fn rotate_once(state: &AppState, caller: &Caller) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
     let txn = hookbeat_scheduler::sql::begin_write(&state.db).await?;
     signing_secret::Entity::update_many()
@@ -73,5 +91,5 @@ pub async fn rotate(state: web::Data<AppState>, caller: Caller) -> Result<HttpRe
     .insert(&txn)
     .await?;
     txn.commit().await?;
-    current(&state, &caller).await
+    current(state, caller).await
 }

@@ -1,7 +1,7 @@
 //! `/v1/tenants`: tenants and their quotas, for operators (scope `admin`).
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use hookbeat_entity::{tenant, TenantId};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
@@ -12,7 +12,9 @@ use crate::auth::{Caller, Scope};
 use crate::body::{typed, JsonValue, Query};
 use crate::dto::page::PageQuery;
 use crate::dto::tenant::{check_id, check_quotas, NewTenant, Tenant, TenantChange, TenantPage};
-use crate::error::{ApiError, Problem};
+use crate::error::ApiError;
+use crate::idempotency;
+use crate::responses::{AdminAccess, Conflict, Idempotent, Invalid, JsonBody, NotFound};
 use crate::state::AppState;
 use crate::tenants::{self, Quotas};
 
@@ -25,24 +27,40 @@ async fn load(state: &AppState, id: &str) -> Result<tenant::Model, ApiError> {
 
 /// Create a tenant with its quotas and a first signing secret.
 #[utoipa::path(
-    post, path = "/v1/tenants", tag = "tenants",
+    post, path = "/v1/tenants", tag = "tenants", operation_id = "create_tenant",
+    params(("Idempotency-Key" = Option<String>, Header,
+        description = "Makes a retried POST return the first response (marked Idempotent-Replayed: true) instead of a 409; kept 24 h, per calling tenant")),
     request_body = NewTenant,
     responses(
-        (status = 201, description = "Created", body = Tenant, headers(("Location" = String))),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope admin", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The tenant exists", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 201, description = "Created", body = Tenant,
+         headers(("Location" = String, description = "/v1/tenants/{id}"),
+            ("Idempotent-Replayed" = String, description = "`true` when this is the response to an earlier request with the same Idempotency-Key"))),
+        (status = 409, response = Conflict),
+        AdminAccess, JsonBody, Idempotent,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["admin"]))
 )]
 pub async fn create(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     body: JsonValue,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Admin)?;
-    let new: NewTenant = typed(body.0, "")?;
+    // Keys are the calling admin's (its token's tenant), like every key: two operators cannot
+    // collide on one, and the tenant being created plays no part in it.
+    idempotency::once(
+        &state,
+        &caller,
+        &req,
+        &body.0,
+        create_once(&state, body.0.clone()),
+    )
+    .await
+}
+
+async fn create_once(state: &AppState, body: serde_json::Value) -> Result<HttpResponse, ApiError> {
+    let new: NewTenant = typed(body, "")?;
     check_id(&new.id)?;
     let defaults = Quotas::default();
     let quotas = Quotas {
@@ -68,7 +86,7 @@ pub async fn create(
             new.id
         )));
     }
-    let created = load(&state, &new.id).await?;
+    let created = load(state, &new.id).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/v1/tenants/{}", created.id)))
         .json(Tenant::from(created)))
@@ -76,15 +94,14 @@ pub async fn create(
 
 /// List tenants, by id.
 #[utoipa::path(
-    get, path = "/v1/tenants", tag = "tenants",
+    get, path = "/v1/tenants", tag = "tenants", operation_id = "list_tenants",
     params(PageQuery),
     responses(
         (status = 200, description = "A page of tenants", body = TenantPage),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope admin", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 422, response = Invalid),
+        AdminAccess,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["admin"]))
 )]
 pub async fn list(
     state: web::Data<AppState>,
@@ -116,15 +133,14 @@ pub async fn list(
 
 /// Read a tenant.
 #[utoipa::path(
-    get, path = "/v1/tenants/{id}", tag = "tenants",
+    get, path = "/v1/tenants/{id}", tag = "tenants", operation_id = "get_tenant",
     params(("id" = String, Path, description = "Tenant id")),
     responses(
         (status = 200, description = "The tenant", body = Tenant),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 404, response = NotFound),
+        AdminAccess,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["admin"]))
 )]
 pub async fn get(
     state: web::Data<AppState>,
@@ -138,17 +154,15 @@ pub async fn get(
 /// Change a tenant's quotas, or disable it (its tokens are refused and its schedules stop firing)
 /// and enable it again.
 #[utoipa::path(
-    patch, path = "/v1/tenants/{id}", tag = "tenants",
+    patch, path = "/v1/tenants/{id}", tag = "tenants", operation_id = "patch_tenant",
     params(("id" = String, Path, description = "Tenant id")),
     request_body = TenantChange,
     responses(
         (status = 200, description = "The changed tenant", body = Tenant),
-        (status = 401, description = "No or bad token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Missing scope admin", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Unknown tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 404, response = NotFound),
+        AdminAccess, JsonBody,
     ),
-    security(("bearer" = []))
+    security(("bearer" = ["admin"]))
 )]
 pub async fn patch(
     state: web::Data<AppState>,

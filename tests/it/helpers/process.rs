@@ -13,10 +13,17 @@ pub const SECRET: &str = "end-to-end-secret-at-least-32-characters";
 pub struct Process {
     child: Child,
     stderr: mpsc::Receiver<String>,
+    /// The log lines read so far (looking for the address reads some).
+    seen: std::cell::RefCell<Vec<String>>,
 }
 
 impl Process {
     pub fn spawn(database_url: &str, args: &[&str]) -> Process {
+        Self::spawn_logging(database_url, args, "info")
+    }
+
+    /// Spawns with `RUST_LOG` set to `filter`.
+    pub fn spawn_logging(database_url: &str, args: &[&str], filter: &str) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hookbeat"))
             .args([
                 "--database-url",
@@ -27,7 +34,7 @@ impl Process {
             ])
             .args(args)
             .env("HOOKBEAT_JWT_SECRET", SECRET)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -41,7 +48,11 @@ impl Process {
                 }
             }
         });
-        Process { child, stderr }
+        Process {
+            child,
+            stderr,
+            seen: Default::default(),
+        }
     }
 
     /// The API's address, from its "listening" log line.
@@ -51,6 +62,7 @@ impl Process {
             let Ok(line) = self.stderr.recv_timeout(left) else {
                 break;
             };
+            self.seen.borrow_mut().push(line.clone());
             if let Ok(event) = serde_json::from_str::<Value>(&line) {
                 if let Some(address) = event["address"].as_str() {
                     return address.to_owned();
@@ -60,8 +72,23 @@ impl Process {
         panic!("hookbeat did not log its address");
     }
 
+    /// SIGTERM, then the exit status and every line the process logged.
+    pub fn terminate_with_logs(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let status = self.stop();
+        let mut lines = self.seen.take();
+        // The reader thread ends when the pipe closes with the process.
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            lines.push(line);
+        }
+        (status, lines)
+    }
+
     /// SIGTERM, then the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> std::process::ExitStatus {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()

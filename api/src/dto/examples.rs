@@ -1,0 +1,305 @@
+//! The examples of the OpenAPI description. Request examples are JSON a client would send (a
+//! test feeds them to the real parsers); response examples are real DTO values serialised by the
+//! server's own code, so they cannot drift from what the server answers. One story runs through
+//! them: tenant `acme`'s `nightly-report`, which posts a report at 02:30 Berlin time on weekdays.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::run::{Attempt, Run, RunDetail, RunPage};
+use super::schedule::{BackfillResult, FireTimes, Schedule, ScheduleInput, SchedulePage};
+use super::secret::{SigningSecret, SigningSecrets};
+use super::tenant::{Tenant, TenantPage};
+use crate::error::ApiError;
+
+const SCHEDULE_ID: &str = "01958f0e-3c2a-7d41-9b6e-2f4c8a1d5e70";
+const RUN_ID: &str = "01958f4b-a1f0-7c3e-8d2b-6e9a0c4f1b37";
+
+fn at(instant: &str) -> DateTime<Utc> {
+    instant.parse().expect("example instants are RFC 3339")
+}
+
+fn id(text: &str) -> Uuid {
+    Uuid::parse_str(text).expect("example ids are UUIDs")
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).expect("DTOs serialise to JSON")
+}
+
+/// `POST /v1/schedules`, `PUT /v1/schedules/by-name/{name}`.
+pub fn schedule_input() -> Value {
+    json!({
+        "name": "nightly-report",
+        "description": "Builds the sales report of the previous day",
+        "schedule": {"kind": "crontab", "expression": "30 2 * * MON-FRI", "timezone": "Europe/Berlin"},
+        "target": {
+            "url": "https://example.com/hooks/report",
+            "headers": {"x-report": "sales"},
+            "body": {"report": "sales", "period": "day"}
+        },
+        "metadata": {"team": "finance"}
+    })
+}
+
+/// `PATCH /v1/schedules/{id}`: a JSON merge patch.
+pub fn schedule_patch() -> Value {
+    json!({"description": "Builds the sales and returns report", "target": {"timeout_ms": 30000}})
+}
+
+/// A schedule as the API returns it: [`schedule_input`] with its defaults and state.
+pub fn schedule() -> Value {
+    to_json(&schedule_model())
+}
+
+fn schedule_model() -> Schedule {
+    let input = ScheduleInput::from_json(schedule_input()).expect("the schedule example is valid");
+    Schedule {
+        id: id(SCHEDULE_ID),
+        input,
+        paused_reason: None,
+        next_run_at: Some(at("2026-03-04T01:30:00Z")),
+        last_run_at: Some(at("2026-03-03T01:30:00Z")),
+        total_runs: 2,
+        created_at: at("2026-03-01T09:12:44Z"),
+        updated_at: at("2026-03-01T09:12:44Z"),
+        version: 1,
+    }
+}
+
+pub fn schedule_page() -> Value {
+    to_json(&SchedulePage {
+        items: vec![schedule_model()],
+        next_cursor: Some(SCHEDULE_ID.to_owned()),
+    })
+}
+
+/// `POST /v1/schedules/preview`: the example schedule's next fires around the switch to summer
+/// time (29 March 2026 in Berlin): the UTC hour moves, the local time does not.
+pub fn preview_request() -> Value {
+    json!({
+        "schedule": {"kind": "crontab", "expression": "30 2 * * MON-FRI", "timezone": "Europe/Berlin"},
+        "after": "2026-03-27T00:00:00Z",
+        "count": 3
+    })
+}
+
+pub fn fire_times() -> Value {
+    let request: super::schedule::PreviewRequest =
+        super::schedule::PreviewRequest::from_json(preview_request())
+            .expect("the preview example is valid");
+    let count = request.count.expect("the preview example has a count") as usize;
+    let after = request.after.expect("the preview example has an instant");
+    let fire_times = hookbeat_scheduler::schedule::preview(&request.schedule, after, count)
+        .expect("the preview example previews");
+    to_json(&FireTimes { fire_times })
+}
+
+/// `POST /v1/schedules/{id}/backfill`: Monday and Tuesday of the example schedule.
+pub fn backfill_request() -> Value {
+    json!({"from": "2026-03-02T00:00:00Z", "to": "2026-03-04T00:00:00Z"})
+}
+
+pub fn backfill_result() -> Value {
+    let request: super::schedule::BackfillRequest =
+        crate::body::typed(backfill_request(), "").expect("the backfill example is valid");
+    let input = ScheduleInput::from_json(schedule_input()).expect("the schedule example is valid");
+    let fire_times: Vec<_> = hookbeat_scheduler::schedule::preview(
+        &input.schedule,
+        request.from - Duration::microseconds(1),
+        1000,
+    )
+    .expect("the schedule example previews")
+    .into_iter()
+    .take_while(|fire| *fire <= request.to)
+    .collect();
+    to_json(&BackfillResult {
+        created: fire_times.len(),
+        fire_times,
+    })
+}
+
+fn run_model() -> Run {
+    Run {
+        id: id(RUN_ID),
+        schedule_id: id(SCHEDULE_ID),
+        scheduled_for: at("2026-03-03T01:30:00Z"),
+        trigger: "schedule".to_owned(),
+        status: "succeeded".to_owned(),
+        step: "target".to_owned(),
+        attempt_count: 2,
+        next_attempt_at: None,
+        last_status_code: Some(200),
+        last_error: None,
+        created_at: at("2026-03-03T01:30:00Z"),
+        updated_at: at("2026-03-03T01:30:06Z"),
+        finished_at: Some(at("2026-03-03T01:30:06Z")),
+        failure: None,
+    }
+}
+
+/// One run: a fire that succeeded at its second attempt.
+pub fn run() -> Value {
+    to_json(&run_model())
+}
+
+pub fn run_detail() -> Value {
+    to_json(&RunDetail {
+        run: run_model(),
+        attempts: vec![
+            Attempt {
+                step: "target".to_owned(),
+                attempt: 1,
+                started_at: at("2026-03-03T01:30:00.214Z"),
+                duration_ms: 93,
+                outcome: "retry".to_owned(),
+                status_code: Some(503),
+                error: None,
+                response_excerpt: Some("upstream unavailable".to_owned()),
+            },
+            Attempt {
+                step: "target".to_owned(),
+                attempt: 2,
+                started_at: at("2026-03-03T01:30:05.871Z"),
+                duration_ms: 128,
+                outcome: "success".to_owned(),
+                status_code: Some(200),
+                error: None,
+                response_excerpt: Some("{\"accepted\":true}".to_owned()),
+            },
+        ],
+    })
+}
+
+pub fn run_page() -> Value {
+    to_json(&RunPage {
+        items: vec![run_model()],
+        next_cursor: Some(RUN_ID.to_owned()),
+    })
+}
+
+/// The secrets just after a rotation: the new one, and the old one for 24 more hours.
+pub fn signing_secrets() -> Value {
+    to_json(&SigningSecrets {
+        secrets: vec![
+            SigningSecret {
+                id: id("01959a2c-77d0-7b8e-a4f1-0d3e5c6b7a82"),
+                secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(),
+                created_at: at("2026-03-05T08:00:00Z"),
+                expires_at: None,
+            },
+            SigningSecret {
+                id: id("01958e11-0b5a-7f20-91c4-3a8d2e6f0c19"),
+                secret: "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".to_owned(),
+                created_at: at("2026-03-01T09:00:00Z"),
+                expires_at: Some(at("2026-03-06T08:00:00Z")),
+            },
+        ],
+    })
+}
+
+/// `POST /v1/tenants`: quotas left out take the defaults.
+pub fn new_tenant() -> Value {
+    json!({"id": "acme", "max_schedules": 500, "min_interval_seconds": 60})
+}
+
+/// `PATCH /v1/tenants/{id}`.
+pub fn tenant_change() -> Value {
+    json!({"max_schedules": 2000, "api_rate_per_second": 50})
+}
+
+fn tenant_model() -> Tenant {
+    Tenant {
+        id: "acme".to_owned(),
+        disabled: false,
+        max_schedules: 500,
+        min_interval_seconds: 60,
+        api_rate_per_second: 100,
+        created_at: at("2026-03-01T09:00:00Z"),
+        updated_at: at("2026-03-01T09:00:00Z"),
+    }
+}
+
+pub fn tenant() -> Value {
+    to_json(&tenant_model())
+}
+
+pub fn tenant_page() -> Value {
+    to_json(&TenantPage {
+        items: vec![tenant_model()],
+        next_cursor: Some("acme".to_owned()),
+    })
+}
+
+/// The 400 a truncated body really gets.
+pub fn malformed_json_problem() -> Value {
+    let error = serde_json::from_str::<Value>(r#"{"name": "nightly-report""#)
+        .expect_err("a truncated body is not JSON");
+    to_json(&crate::body::malformed(error).problem())
+}
+
+/// The 422 a schedule with two mistakes really gets.
+pub fn invalid_schedule_problem() -> Value {
+    let mut document = schedule_input();
+    document["schedule"]["expression"] = json!("30 25 * * MON-FRI");
+    document["target"]["url"] = json!("ftp://example.com/hooks/report");
+    let error = match ScheduleInput::from_json(document).and_then(|input| input.validate(false)) {
+        Err(error @ ApiError::Validation(_)) => error,
+        Err(other) => panic!("the invalid schedule example must fail validation, got {other}"),
+        Ok(_) => panic!("the invalid schedule example passed validation"),
+    };
+    to_json(&error.problem())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dto::schedule::PreviewRequest;
+    use crate::dto::tenant::{NewTenant, TenantChange};
+
+    /// Every request example is one the server accepts.
+    #[test]
+    fn request_examples_are_valid_requests() {
+        ScheduleInput::from_json(schedule_input())
+            .unwrap()
+            .validate(false)
+            .unwrap();
+        let mut patched = to_json(&ScheduleInput::from_json(schedule_input()).unwrap());
+        crate::body::merge_patch(&mut patched, &schedule_patch());
+        ScheduleInput::from_json(patched)
+            .unwrap()
+            .validate(false)
+            .unwrap();
+        PreviewRequest::from_json(preview_request()).unwrap();
+        crate::body::typed::<super::super::schedule::BackfillRequest>(backfill_request(), "")
+            .unwrap();
+        crate::body::typed::<NewTenant>(new_tenant(), "").unwrap();
+        crate::body::typed::<TenantChange>(tenant_change(), "").unwrap();
+    }
+
+    #[test]
+    fn derived_examples_follow_the_story() {
+        assert_eq!(
+            fire_times()["fire_times"],
+            json!([
+                "2026-03-27T01:30:00Z",
+                "2026-03-30T00:30:00Z",
+                "2026-03-31T00:30:00Z"
+            ]),
+            "02:30 Berlin time on either side of the switch to summer time"
+        );
+        assert_eq!(
+            backfill_result(),
+            json!({"created": 2, "fire_times": ["2026-03-02T01:30:00Z", "2026-03-03T01:30:00Z"]})
+        );
+        let problem = invalid_schedule_problem();
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(fields, ["schedule.expression", "target.url"], "{problem}");
+    }
+}
