@@ -118,41 +118,45 @@ fn the_dashboard_imports_with_any_prometheus_data_source() {
     );
 }
 
-fn collect_strings(value: &Value, key: &str, into: &mut Vec<String>) {
+/// Calls `visit` with every (key, value) member of every object in `value`, depth first; the
+/// walk does not descend into a member `visit` answers `true` for.
+fn walk(value: &Value, visit: &mut impl FnMut(&str, &Value) -> bool) {
     match value {
         Value::Object(map) => {
-            for (k, v) in map {
-                match v {
-                    Value::String(s) if k == key => into.push(s.clone()),
-                    _ => collect_strings(v, key, into),
+            for (key, member) in map {
+                if !visit(key, member) {
+                    walk(member, visit);
                 }
             }
         }
-        Value::Array(items) => items.iter().for_each(|v| collect_strings(v, key, into)),
+        Value::Array(items) => items.iter().for_each(|item| walk(item, visit)),
         _ => {}
     }
 }
 
-fn collect_data_source_uids(value: &Value, into: &mut Vec<String>) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map {
-                if k == "datasource" {
-                    match v {
-                        Value::Object(ds) => into.push(ds["uid"].as_str().unwrap_or("").to_owned()),
-                        // The variable's own `current` value has no uid; a bare string would be a
-                        // data source named directly.
-                        Value::String(name) => into.push(name.clone()),
-                        _ => {}
-                    }
-                } else {
-                    collect_data_source_uids(v, into);
-                }
-            }
+fn collect_strings(value: &Value, key: &str, into: &mut Vec<String>) {
+    walk(value, &mut |k, member| match member {
+        Value::String(s) if k == key => {
+            into.push(s.clone());
+            true
         }
-        Value::Array(items) => items.iter().for_each(|v| collect_data_source_uids(v, into)),
-        _ => {}
-    }
+        _ => false,
+    });
+}
+
+fn collect_data_source_uids(value: &Value, into: &mut Vec<String>) {
+    walk(value, &mut |key, member| {
+        if key != "datasource" {
+            return false;
+        }
+        match member {
+            Value::Object(ds) => into.push(ds["uid"].as_str().unwrap_or("").to_owned()),
+            // A bare string would be a data source named directly.
+            Value::String(name) => into.push(name.clone()),
+            _ => {}
+        }
+        true
+    });
 }
 
 /// Every response carries the request's id: the caller's, when it sent a usable one.

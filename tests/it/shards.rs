@@ -327,19 +327,15 @@ async fn a_tenant_backlog_does_not_starve_other_tenants() {
     }
     let quiet_token =
         crate::helpers::app::token_for("quiet-tenant", "schedules:read schedules:write");
-    let quiet = app
-        .call_as(
-            &quiet_token,
-            reqwest::Method::POST,
-            "/v1/schedules",
-            Some(json!({
-                "name": "quiet",
-                "schedule": {"kind": "interval", "every_seconds": 60},
-                "target": {"url": format!("{}/quiet", receiver.url)}
-            })),
-        )
-        .await;
-    assert_eq!(quiet.status, reqwest::StatusCode::CREATED);
+    app.create_schedule_as(
+        &quiet_token,
+        json!({
+            "name": "quiet",
+            "schedule": {"kind": "interval", "every_seconds": 60},
+            "target": {"url": format!("{}/quiet", receiver.url)}
+        }),
+    )
+    .await;
     app.clock.advance(Duration::seconds(60));
     let now = app.clock.now();
     let made = materialise_due(&app.db, now, 100, Shards::All)
@@ -379,19 +375,15 @@ async fn a_fair_claim_never_exceeds_its_limit() {
     let receiver = Receiver::start();
     for tenant in ["tenant-a", "tenant-b", "tenant-c"] {
         let token = crate::helpers::app::token_for(tenant, "schedules:read schedules:write");
-        let created = app
-            .call_as(
-                &token,
-                reqwest::Method::POST,
-                "/v1/schedules",
-                Some(json!({
-                    "name": "minutely",
-                    "schedule": {"kind": "interval", "every_seconds": 60},
-                    "target": {"url": format!("{}/{tenant}", receiver.url)}
-                })),
-            )
-            .await;
-        assert_eq!(created.status, reqwest::StatusCode::CREATED);
+        app.create_schedule_as(
+            &token,
+            json!({
+                "name": "minutely",
+                "schedule": {"kind": "interval", "every_seconds": 60},
+                "target": {"url": format!("{}/{tenant}", receiver.url)}
+            }),
+        )
+        .await;
     }
     app.clock.advance(Duration::seconds(60));
     let now = app.clock.now();

@@ -152,7 +152,14 @@ impl TestApp {
 
     /// Creates a schedule and returns it, failing the test unless it was created.
     pub async fn create_schedule(&self, body: Value) -> Value {
-        let answer = self.post("/v1/schedules", body).await;
+        self.create_schedule_as(&self.token, body).await
+    }
+
+    /// The same, as the tenant of `token`.
+    pub async fn create_schedule_as(&self, token: &str, body: Value) -> Value {
+        let answer = self
+            .call_as(token, Method::POST, "/v1/schedules", Some(body))
+            .await;
         assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
         answer.body
     }
