@@ -115,6 +115,19 @@ pub struct SustainedArgs {
     /// After the stop, seconds to wait at most for late fires (up to the cut-off) to arrive.
     #[arg(long, default_value_t = 30)]
     pub drain: u64,
+    /// Where in its period each schedule fires (its interval `anchor`).
+    #[arg(long, value_enum, default_value_t = Phases::Aligned)]
+    pub phases: Phases,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Phases {
+    /// Every schedule anchored at the epoch: all fires fall on whole seconds, and every
+    /// schedule fires in the same second once a minute (a burst each second).
+    Aligned,
+    /// The schedules of each period anchored evenly across it: the same fires per second, at an
+    /// even rate within and across seconds.
+    Spread,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -9,6 +9,7 @@ mod m20261122_000003_history;
 mod m20261122_000004_steps;
 mod m20261122_000005_idempotency;
 mod m20261122_000006_leases;
+mod m20261122_000007_queue_indexes;
 
 pub use m20261122_000002_shards::SHARDS;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_steps::Migration),
             Box::new(m20261122_000005_idempotency::Migration),
             Box::new(m20261122_000006_leases::Migration),
+            Box::new(m20261122_000007_queue_indexes::Migration),
         ]
     }
 }

@@ -18,7 +18,7 @@ use crate::sql;
 
 /// Takes up to `$4` due runs, oldest `due_at` first, skipping rows another worker is claiming
 /// and the runs of disabled tenants (they wait until the tenant is enabled again). Served by
-/// `runs_claim_idx`.
+/// `runs_waiting_idx`.
 const CLAIM: &str =
     "UPDATE runs SET status = 'delivering', locked_by = $1, attempts = attempts + 1, \
      due_at = $2, updated_at = $3 \
@@ -40,7 +40,7 @@ const RESCUE: &str = "UPDATE runs SET status = 'retrying', locked_by = NULL, upd
      RETURNING id";
 
 /// Tenants with claimable runs, in tenant order after `$2`, at most `$3`: a loose index scan over
-/// `runs_tenant_due_idx`, one probe per tenant, however many runs each has.
+/// `runs_tenant_waiting_idx`, one probe per tenant, however many runs each has.
 const DUE_TENANTS: &str = "WITH RECURSIVE due AS ( \
          (SELECT tenant_id FROM runs \
           WHERE status IN ('pending', 'retrying') AND due_at <= $1 AND tenant_id > $2 \
@@ -56,7 +56,7 @@ const DUE_TENANTS: &str = "WITH RECURSIVE due AS ( \
 
 /// Claims up to `$4` due runs of *each* listed tenant (`{tenants}` is a `VALUES` list of
 /// placeholders from `$5`), so one tenant's backlog cannot fill the batch. Served by
-/// `runs_tenant_due_idx`.
+/// `runs_tenant_waiting_idx`.
 const CLAIM_PER_TENANT: &str = "UPDATE runs SET status = 'delivering', locked_by = $1, \
      attempts = attempts + 1, due_at = $2, updated_at = $3 \
      WHERE id IN (SELECT c.id FROM (VALUES {tenants}) AS t(tenant_id) \
@@ -71,11 +71,12 @@ const CLAIM_PER_TENANT: &str = "UPDATE runs SET status = 'delivering', locked_by
 const MAX_TENANTS_PER_CLAIM: usize = 256;
 
 /// Hands claimed runs back unattempted (a politeness limit was reached): the claim's attempt is
-/// taken back and the runs are due again at `$2`.
+/// taken back and the runs are due again at `$2`. Fenced by the owner alone: `locked_by` is set
+/// only while a run is `delivering`.
 const HAND_BACK: &str = "UPDATE runs SET attempts = attempts - 1, \
      status = CASE WHEN attempts - 1 > retry_base THEN 'retrying' ELSE 'pending' END, \
      locked_by = NULL, due_at = $2, updated_at = $3 \
-     WHERE locked_by = $1 AND status = 'delivering' AND id IN ";
+     WHERE locked_by = $1 AND id IN ";
 
 /// Moves a lease's expiry, for attempts whose timeout outlasts the default lease.
 const EXTEND_LEASE: &str = "UPDATE runs SET due_at = $1 \
@@ -86,6 +87,12 @@ const EXTEND_LEASE: &str = "UPDATE runs SET due_at = $1 \
 /// status, due_at, status_code, error, finished_at, next_step, failure): `column1`… in both
 /// PostgreSQL and SQLite. A run moving to another step (`next_step`) starts that step's attempts
 /// afresh; `failure` is kept once the run failed for good. Returns the ids it applied to.
+///
+/// The fence is (owner, attempt) without `status = 'delivering'`: `locked_by` is set only while a
+/// run is delivering, so the status adds nothing, and leaving it out keeps the planner on the
+/// primary key. With it, PostgreSQL chose to scan every in-flight run through `runs_leased_idx`,
+/// whose dead entries (one per finished delivery until vacuum) made this the costliest statement
+/// of all.
 const FINISH_ATTEMPTS: &str = "UPDATE runs SET status = v.column3, due_at = v.column4, \
      locked_by = NULL, last_status_code = v.column5, last_error = v.column6, updated_at = $2, \
      finished_at = v.column7, step = COALESCE(v.column8, runs.step), \
@@ -94,7 +101,6 @@ const FINISH_ATTEMPTS: &str = "UPDATE runs SET status = v.column3, due_at = v.co
      failure = COALESCE(v.column9, runs.failure) \
      FROM (VALUES {rows}) AS v \
      WHERE runs.id = v.column1 AND runs.locked_by = $1 AND runs.attempts = v.column2 \
-       AND runs.status = 'delivering' \
      RETURNING runs.id";
 
 /// Columns per row of [`FINISH_ATTEMPTS`]' `VALUES` list.

@@ -7,6 +7,11 @@
 //! worker ran, or workers fell that far behind). Missed fires follow the schedule's `catchup`:
 //! `skip` drops them, `latest` makes one run for the latest of them, `all` makes a run for each,
 //! at most [`MAX_CATCHUP_RUNS`] (the most recent). Fires within the grace are always delivered.
+//!
+//! Leasing at creation: a worker with delivery slots that its claim could not fill offers them
+//! to the pass ([`Lease`]). Fires already due are then created `delivering`, leased to that
+//! worker, instead of `pending`: the claim that would have followed (a second write of every
+//! run, the costliest statement once a worker keeps up) is not needed.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -154,12 +159,14 @@ const SELECT_UNFINISHED: &str = "SELECT DISTINCT schedule_id FROM runs \
      WHERE status IN ('pending', 'retrying', 'delivering') AND schedule_id IN ";
 
 const INSERT_RUNS: &str = "INSERT INTO runs \
-     (id, tenant_id, schedule_id, scheduled_for, \"trigger\", status, attempts, due_at, created_at, updated_at) VALUES ";
-/// A fire that already has a run (another worker made it while a shard changed hands) is skipped.
+     (id, tenant_id, schedule_id, scheduled_for, \"trigger\", status, attempts, due_at, locked_by, \
+      created_at, updated_at) VALUES ";
+/// A fire that already has a run (another worker made it while a shard changed hands) is skipped,
+/// and so is not returned: a run leased at creation is delivered by the worker that made it only.
 const INSERT_RUNS_TAIL: &str =
     " ON CONFLICT (schedule_id, scheduled_for) WHERE \"trigger\" = 'schedule' \
-     DO NOTHING RETURNING schedule_id";
-const RUN_COLUMNS: usize = 10;
+     DO NOTHING RETURNING *";
+const RUN_COLUMNS: usize = 11;
 /// Rows per INSERT: well under both backends' parameter limits.
 const INSERT_CHUNK: usize = 500;
 
@@ -182,6 +189,24 @@ struct ScheduleIdRow {
     schedule_id: Uuid,
 }
 
+/// Delivery slots a worker offers to the fires a pass creates (see the module's documentation).
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub worker_id: &'a str,
+    /// The lease's expiry, as for a claim.
+    pub until: DateTime<Utc>,
+    /// How many runs at most.
+    pub max: usize,
+}
+
+/// What a pass made, and the runs it leased to the calling worker with their schedules.
+#[derive(Debug, Default)]
+pub struct Materialised {
+    pub report: Report,
+    pub leased: Vec<run::Model>,
+    pub schedules: HashMap<Uuid, schedule::Model>,
+}
+
 /// Materialises up to `batch` due schedules in one transaction.
 pub async fn materialise_due(
     db: &DatabaseConnection,
@@ -189,8 +214,22 @@ pub async fn materialise_due(
     batch: u64,
     shards: Shards<'_>,
 ) -> anyhow::Result<Report> {
+    Ok(materialise_and_lease(db, now, batch, shards, None)
+        .await?
+        .report)
+}
+
+/// Materialises up to `batch` due schedules in one transaction; fires already due at `now` are
+/// leased to the offering worker, as many as its `lease` allows.
+pub async fn materialise_and_lease(
+    db: &DatabaseConnection,
+    now: DateTime<Utc>,
+    batch: u64,
+    shards: Shards<'_>,
+    lease: Option<Lease<'_>>,
+) -> anyhow::Result<Materialised> {
     if matches!(shards, Shards::Owned([])) {
-        return Ok(Report::default());
+        return Ok(Materialised::default());
     }
     let backend = db.get_database_backend();
     let select_due = SELECT_DUE.replace("{shards}", &shards.condition());
@@ -209,7 +248,7 @@ pub async fn materialise_due(
         .context("selecting due schedules")?;
     if due.is_empty() {
         txn.commit().await?;
-        return Ok(Report::default());
+        return Ok(Materialised::default());
     }
 
     let overlap_ids: Vec<Uuid> = due
@@ -257,6 +296,7 @@ pub async fn materialise_due(
     .collect();
 
     let mut rows: Vec<[Value; RUN_COLUMNS]> = Vec::new();
+    let mut leasable = lease.map_or(0, |l| l.max);
     let mut advances = Vec::with_capacity(due.len());
     for schedule in &due {
         let Some(next_run_at) = schedule.next_run_at else {
@@ -286,15 +326,29 @@ pub async fn materialise_due(
         }
         for fire in &plan.fires {
             let due_at = *fire + jitter_for(schedule.id, *fire, schedule.jitter_ms);
+            // (status, attempts, due_at, locked_by): leased at once, or waiting for a claim.
+            let state = match lease {
+                Some(lease) if leasable > 0 && due_at <= now => {
+                    leasable -= 1;
+                    (
+                        run::status::DELIVERING,
+                        1i32,
+                        lease.until,
+                        Some(lease.worker_id.to_owned()),
+                    )
+                }
+                _ => (run::status::PENDING, 0i32, due_at, None),
+            };
             rows.push([
                 Uuid::now_v7().into(),
                 schedule.tenant_id.clone().into(),
                 schedule.id.into(),
                 (*fire).into(),
                 run::trigger::SCHEDULE.into(),
-                run::status::PENDING.into(),
-                0i32.into(),
-                due_at.into(),
+                state.0.into(),
+                state.1.into(),
+                state.2.into(),
+                state.3.into(),
                 now.into(),
                 now.into(),
             ]);
@@ -303,19 +357,23 @@ pub async fn materialise_due(
     }
 
     let mut created: HashMap<Uuid, i64> = HashMap::new();
+    let mut leased = Vec::new();
     for chunk in rows.chunks(INSERT_CHUNK) {
         let values_sql: Vec<String> = (0..chunk.len())
             .map(|i| sql::placeholders(i * RUN_COLUMNS + 1, RUN_COLUMNS))
             .collect();
         let statement = format!("{INSERT_RUNS}{}{INSERT_RUNS_TAIL}", values_sql.join(", "));
         let values: Vec<Value> = chunk.iter().flat_map(|row| row.iter().cloned()).collect();
-        let inserted =
-            ScheduleIdRow::find_by_statement(sql::statement(backend, &statement, values))
-                .all(&txn)
-                .await
-                .context("inserting runs")?;
-        for row in inserted {
-            *created.entry(row.schedule_id).or_default() += 1;
+        let inserted = run::Entity::find()
+            .from_raw_sql(sql::statement(backend, &statement, values))
+            .all(&txn)
+            .await
+            .context("inserting runs")?;
+        for run in inserted {
+            *created.entry(run.schedule_id).or_default() += 1;
+            if run.status == run::status::DELIVERING {
+                leased.push(run);
+            }
         }
     }
 
@@ -364,9 +422,20 @@ pub async fn materialise_due(
     }
     txn.commit().await.context("committing materialise")?;
 
-    Ok(Report {
+    let report = Report {
         schedules: due.len(),
         runs_created: created.values().sum::<i64>() as usize,
+    };
+    let leased_schedules: HashSet<Uuid> = leased.iter().map(|r| r.schedule_id).collect();
+    let schedules = due
+        .into_iter()
+        .filter(|s| leased_schedules.contains(&s.id))
+        .map(|s| (s.id, s))
+        .collect();
+    Ok(Materialised {
+        report,
+        leased,
+        schedules,
     })
 }
 

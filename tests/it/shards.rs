@@ -6,7 +6,9 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::Duration;
-use hookbeat_scheduler::materialise::{materialise_due, Shards, SHARD_COUNT};
+use hookbeat_scheduler::materialise::{
+    materialise_and_lease, materialise_due, Lease, Shards, SHARD_COUNT,
+};
 use hookbeat_scheduler::{claim, Clock, Worker, WorkerConfig};
 use serde_json::json;
 
@@ -22,6 +24,28 @@ fn worker(app: &TestApp, id: &str) -> Worker {
         max_in_flight_per_tenant: 10_000,
         ..WorkerConfig::default()
     })
+}
+
+/// Creates hourly schedules named `names` and sets the clock to the first instant when all are
+/// due; returns it.
+async fn hourly_schedules_due(
+    app: &TestApp,
+    receiver: &Receiver,
+    names: &[&str],
+) -> chrono::DateTime<chrono::Utc> {
+    let mut due = Vec::new();
+    for name in names {
+        let schedule = app
+            .create_schedule(json!({
+                "name": name,
+                "schedule": {"kind": "interval", "every_seconds": 3600},
+                "target": {"url": receiver.url}
+            }))
+            .await;
+        due.push(schedule["next_run_at"].as_str().unwrap().parse().unwrap());
+    }
+    app.clock.set(due.into_iter().max().unwrap());
+    app.clock.now()
 }
 
 #[test]
@@ -176,25 +200,7 @@ async fn a_grouped_write_back_applies_only_where_the_lease_is_still_held(backend
         return;
     };
     let receiver = Receiver::start();
-    let mut due = Vec::new();
-    for name in ["slow-a", "slow-b"] {
-        let schedule = app
-            .create_schedule(json!({
-                "name": name,
-                "schedule": {"kind": "interval", "every_seconds": 3600},
-                "target": {"url": receiver.url}
-            }))
-            .await;
-        due.push(
-            schedule["next_run_at"]
-                .as_str()
-                .unwrap()
-                .parse::<chrono::DateTime<chrono::Utc>>()
-                .unwrap(),
-        );
-    }
-    app.clock.set(due.into_iter().max().unwrap());
-    let now = app.clock.now();
+    let now = hourly_schedules_due(&app, &receiver, &["slow-a", "slow-b"]).await;
     materialise_due(&app.db, now, 10, Shards::All)
         .await
         .unwrap();
@@ -303,10 +309,141 @@ async fn leaving_releases_run_leases_at_once() {
     assert_eq!(receiver.received().len(), 1);
 }
 
+/// Fires due when they are made go straight to the worker that offered slots, `delivering`,
+/// as many as it offered; the rest wait `pending` for any worker's claim. A run leased this way
+/// is like a claimed one: if its worker dies, another delivers it after the lease, same id.
+async fn fires_due_at_once_are_leased_to_the_worker_that_makes_them(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let now = hourly_schedules_due(&app, &receiver, &["born-a", "born-b"]).await;
+    let lease_until = now + Duration::seconds(60);
+    let made = materialise_and_lease(
+        &app.db,
+        now,
+        10,
+        Shards::All,
+        Some(Lease {
+            worker_id: "birth-worker",
+            until: lease_until,
+            max: 1,
+        }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(made.report.runs_created, 2);
+    assert_eq!(made.leased.len(), 1, "one slot offered, one run leased");
+    let born = &made.leased[0];
+    assert_eq!(born.status, "delivering");
+    assert_eq!(born.locked_by.as_deref(), Some("birth-worker"));
+    assert_eq!(born.attempts, 1);
+    assert_eq!(born.due_at, Some(lease_until));
+    assert!(made.schedules.contains_key(&born.schedule_id));
+
+    // The other fire waits for a claim, and a claim cannot take the leased one.
+    let claimed = claim::claim(&app.db, "other-worker", now, lease_until, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_ne!(claimed[0].id, born.id);
+
+    // Both workers die; after the leases, both runs are delivered once, with their ids.
+    assert_eq!(app.run_worker_at(lease_until).await.attempts, 2);
+    let got = receiver.received();
+    assert_eq!(got.len(), 2);
+    let born_delivery = got
+        .iter()
+        .find(|r| r.header("webhook-id") == born.id.to_string())
+        .expect("the run leased at creation was delivered");
+    assert_eq!(born_delivery.header("hookbeat-attempt"), "2");
+}
+
+/// A fire due when a pass runs is delivered without a claim: the claims of that pass took
+/// nothing, and yet the fire arrived.
+async fn a_pass_delivers_a_fresh_fire_without_claiming_it(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let schedule = app
+        .create_schedule(json!({
+            "name": "fresh",
+            "schedule": {"kind": "interval", "every_seconds": 3600},
+            "target": {"url": receiver.url}
+        }))
+        .await;
+    let report = app
+        .run_worker_at(schedule["next_run_at"].as_str().unwrap().parse().unwrap())
+        .await;
+    assert_eq!((report.runs_created, report.attempts), (1, 1));
+    assert_eq!(receiver.received().len(), 1);
+    let metrics = app.get("/metrics").await.body;
+    let metrics = metrics.as_str().unwrap();
+    assert!(
+        metrics.contains("hookbeat_claim_batch_size_sum 0\n"),
+        "no run was claimed: {metrics}"
+    );
+    assert!(
+        !metrics.contains("hookbeat_claim_batch_size_count 0\n"),
+        "the pass did claim (and found nothing): {metrics}"
+    );
+}
+
+/// Runs already waiting go before fresh fires: with one slot per pass, two waiting runs and a
+/// fresh fire are delivered one at a time, and the fire last. (Leasing the fire as it was made
+/// while a run waited would have sent it with the first.)
+async fn runs_waiting_are_served_before_fresh_fires_are_leased(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let waiting = app
+        .create_schedule(json!({
+            "name": "waiting",
+            "schedule": {"kind": "interval", "every_seconds": 86400},
+            "target": {"url": format!("{}/waiting", receiver.url)}
+        }))
+        .await;
+    let fresh = app
+        .create_schedule(json!({
+            "name": "fresh",
+            "schedule": {"kind": "interval", "every_seconds": 3600},
+            "target": {"url": format!("{}/fresh", receiver.url)}
+        }))
+        .await;
+    let id = waiting["id"].as_str().unwrap();
+    for _ in 0..2 {
+        let triggered = app
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/schedules/{id}/trigger"),
+                None,
+            )
+            .await;
+        assert_eq!(triggered.status, reqwest::StatusCode::ACCEPTED);
+    }
+    app.clock
+        .set(fresh["next_run_at"].as_str().unwrap().parse().unwrap());
+    let one_at_a_time = app.another_worker(WorkerConfig {
+        worker_id: "one-slot".to_owned(),
+        allow_private_targets: true,
+        claim_batch: 1,
+        ..WorkerConfig::default()
+    });
+    let report = one_at_a_time.run_once().await.unwrap();
+    assert_eq!(report.attempts, 3);
+    let paths: Vec<String> = receiver.received().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/waiting", "/waiting", "/fresh"]);
+}
+
 on_both_databases!(
     racing_workers_make_and_deliver_each_fire_once,
     an_expired_lease_hands_the_run_to_another_worker,
     a_grouped_write_back_applies_only_where_the_lease_is_still_held,
+    fires_due_at_once_are_leased_to_the_worker_that_makes_them,
+    a_pass_delivers_a_fresh_fire_without_claiming_it,
+    runs_waiting_are_served_before_fresh_fires_are_leased,
 );
 
 /// One tenant with 300 due runs, another with one: the small tenant's run is in the first batch.

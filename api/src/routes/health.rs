@@ -24,7 +24,7 @@ pub struct Readiness {
     pub status: &'static str,
     #[schema(example = json!({
         "database": "reachable",
-        "migrations": "all 6 applied",
+        "migrations": "all 7 applied",
         "worker": "owns 16 of 64 shards"
     }))]
     pub checks: BTreeMap<&'static str, String>,

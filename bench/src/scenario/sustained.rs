@@ -17,7 +17,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::accounting::{self, Grid};
-use crate::cli::{Common, SustainedArgs};
+use crate::cli::{Common, Phases, SustainedArgs};
 use crate::clock::now_us;
 use crate::monitor::Monitor;
 use crate::progress;
@@ -34,6 +34,21 @@ pub fn every(i: usize, min: u32, max: u32) -> u32 {
     min + (i as u32) % (max - min + 1)
 }
 
+/// Schedule `i`'s phase in its period, in microseconds after the epoch: 0 when aligned; when
+/// spread, the schedules sharing a period (every `max − min + 1`-th) are placed evenly across it.
+pub fn phase_us(i: usize, n: usize, min: u32, max: u32, phases: Phases) -> i64 {
+    match phases {
+        Phases::Aligned => 0,
+        Phases::Spread => {
+            let periods = (max - min + 1) as usize;
+            let class = i % periods;
+            let sharing = (n - class).div_ceil(periods).max(1) as i64;
+            let period_us = i64::from(every(i, min, max)) * SECOND;
+            (i / periods) as i64 * period_us / sharing
+        }
+    }
+}
+
 pub async fn run(
     stack: &mut Stack,
     common: &Common,
@@ -45,7 +60,7 @@ pub async fn run(
         "schedules": args.schedules, "min_every": args.min_every, "max_every": args.max_every,
         "duration_s": args.duration, "tail_s": args.tail, "drain_s": args.drain,
         "workers": common.workers, "tenants": common.tenants, "concurrency": common.concurrency,
-        "receiver_ports": common.receiver_ports,
+        "receiver_ports": common.receiver_ports, "phases": format!("{:?}", args.phases).to_lowercase(),
     });
     stack.start_workers(usize::from(common.workers)).await?;
     let measurement = Measurement::start(stack).await?;
@@ -53,9 +68,13 @@ pub async fn run(
 
     let jobs: Vec<(String, serde_json::Value)> = (0..args.schedules)
         .map(|i| {
+            let phase = phase_us(i, args.schedules, args.min_every, args.max_every, args.phases);
+            let anchor = chrono::DateTime::from_timestamp_micros(phase)
+                .expect("a phase within a period")
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
             let body = json!({
                 "name": format!("sustained-{i}"),
-                "schedule": {"kind": "interval", "every_seconds": every(i, args.min_every, args.max_every)},
+                "schedule": {"kind": "interval", "every_seconds": every(i, args.min_every, args.max_every), "anchor": anchor},
                 "target": {"url": stack.receiver.url(i)},
             });
             (stack.token_for(i).to_owned(), body)
@@ -217,5 +236,18 @@ mod tests {
         let periods: Vec<u32> = (0..7).map(|i| every(i, 1, 5)).collect();
         assert_eq!(periods, vec![1, 2, 3, 4, 5, 1, 2]);
         assert_eq!(every(9, 3, 3), 3);
+    }
+
+    #[test]
+    fn spread_phases_place_each_period_evenly() {
+        // 10 schedules over periods 1 and 2: five of each, at fifths of their period.
+        let phases: Vec<i64> = (0..10)
+            .map(|i| phase_us(i, 10, 1, 2, Phases::Spread))
+            .collect();
+        assert_eq!(
+            phases,
+            vec![0, 0, 200_000, 400_000, 400_000, 800_000, 600_000, 1_200_000, 800_000, 1_600_000]
+        );
+        assert!((0..10).all(|i| phase_us(i, 10, 1, 2, Phases::Aligned) == 0));
     }
 }

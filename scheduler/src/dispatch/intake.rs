@@ -12,10 +12,12 @@ pub(super) struct Claimed {
     pub(super) reservation: Option<Reservation>,
 }
 
-/// The runs a claim kept, and whether a politeness limit sent some back.
+/// The runs a claim kept, how many it took, and whether a politeness limit sent some back.
 #[derive(Default)]
 pub(super) struct Claim {
     pub(super) runs: Vec<Claimed>,
+    /// Runs taken, kept or handed back: as many as were asked for means more may be waiting.
+    pub(super) claimed: usize,
     pub(super) limited: bool,
 }
 
@@ -63,6 +65,22 @@ impl Worker {
             .into_iter()
             .map(|s| (s.id, s))
             .collect();
+        self.take_in(runs, &schedules, now).await
+    }
+
+    /// Takes in runs this worker holds the lease of (claimed, or leased as they were created),
+    /// given their schedules: loads the tenants' signing keys and keeps what fits under the
+    /// politeness limits.
+    pub(super) async fn take_in(
+        &self,
+        runs: Vec<run::Model>,
+        schedules: &HashMap<Uuid, schedule::Model>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Claim> {
+        if runs.is_empty() {
+            return Ok(Claim::default());
+        }
+        let inner = &self.inner;
         let tenants: HashSet<_> = runs.iter().map(|r| r.tenant_id.clone()).collect();
         let mut keys: HashMap<String, Vec<SigningKey>> = HashMap::new();
         for secret in signing_secret::Entity::find()
@@ -150,6 +168,7 @@ impl Worker {
             .await?;
         }
         Ok(Claim {
+            claimed: kept.len() + handed_back.len(),
             runs: kept,
             limited: !handed_back.is_empty(),
         })

@@ -14,7 +14,7 @@ mod intake;
 mod upkeep;
 mod write_back;
 
-use intake::Claimed;
+use intake::{Claim, Claimed};
 use write_back::WriteBack;
 
 use std::collections::{HashMap, HashSet};
@@ -30,6 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::claim::{self, AttemptRecord};
 use crate::clock::Clock;
@@ -53,7 +54,9 @@ pub struct WorkerConfig {
     pub worker_id: String,
     /// Deliveries in flight at once.
     pub concurrency: usize,
-    /// Runs claimed per statement.
+    /// Runs claimed per statement, and fires leased per materialise batch. As many as the
+    /// delivery slots by default: with 100, a pass under load could not refill the slots that
+    /// had come free while it ran, and throughput stopped short of what the database allowed.
     pub claim_batch: usize,
     /// Schedules materialised per transaction.
     pub materialise_batch: u64,
@@ -80,7 +83,7 @@ impl Default for WorkerConfig {
         Self {
             worker_id: default_worker_id(),
             concurrency: 256,
-            claim_batch: 100,
+            claim_batch: 256,
             materialise_batch: 500,
             lease: Duration::seconds(60),
             max_idle: Duration::seconds(1),
@@ -205,24 +208,23 @@ impl Worker {
         })
     }
 
-    /// One deterministic pass at the clock's current time: materialise everything due, then
-    /// claim and deliver every due run, waiting for the deliveries. Tests and tools drive the
-    /// worker with this instead of the loop.
+    /// Passes at the clock's current time, as the loop makes them, until nothing due is left,
+    /// waiting for each pass's deliveries. Tests and tools drive the worker with this instead of
+    /// the loop, so that what they check is what the loop does.
     pub async fn run_once(&self) -> anyhow::Result<PassReport> {
         self.heartbeat().await?;
         let now = self.inner.clock.now();
-        let mut report = PassReport {
-            runs_created: self.materialise_all(now).await?,
-            ..PassReport::default()
-        };
+        let mut report = PassReport::default();
         loop {
-            let claimed = self.claim(now, self.inner.config.claim_batch).await?.runs;
-            if claimed.is_empty() {
+            let mut in_flight = JoinSet::new();
+            let (pass, done) = self.pass(now, &mut in_flight).await?;
+            report.runs_created += done.runs_created;
+            report.attempts += done.attempts;
+            while in_flight.join_next().await.is_some() {}
+            // A delivery can make more due at once (the next step of a chain).
+            if !matches!(pass, Pass::More) && done.attempts == 0 {
                 return Ok(report);
             }
-            report.attempts += claimed.len();
-            let deliveries = claimed.into_iter().map(|c| self.inner.clone().deliver(c));
-            futures::future::join_all(deliveries).await;
         }
     }
 
@@ -266,7 +268,7 @@ impl Worker {
                     + PRUNE_INTERVAL
                     + Duration::milliseconds(rand::random::<u16>() as i64 % 10_000);
             }
-            let wait = match self.pass(now, &mut in_flight).await {
+            let wait = match self.pass(now, &mut in_flight).await.map(|(pass, _)| pass) {
                 Ok(Pass::More) => {
                     failures = 0;
                     continue;
@@ -340,33 +342,78 @@ impl Worker {
         Ok(())
     }
 
-    /// Materialises, then claims as many runs as there are free slots and spawns their
-    /// deliveries.
-    async fn pass(&self, now: DateTime<Utc>, in_flight: &mut JoinSet<()>) -> anyhow::Result<Pass> {
+    /// Claims as many waiting runs as there are free slots, then materialises due schedules,
+    /// leasing fires that are due at once to the slots the claim could not fill, and spawns the
+    /// deliveries. Runs already waiting come first, so leasing at creation never lets a fresh
+    /// fire overtake them; it only saves the claim of fires that nobody is waiting ahead of.
+    async fn pass(
+        &self,
+        now: DateTime<Utc>,
+        in_flight: &mut JoinSet<()>,
+    ) -> anyhow::Result<(Pass, PassReport)> {
         let inner = &self.inner;
-        let report = self.materialise(now).await?;
-        let more_schedules = report.schedules as u64 == inner.config.materialise_batch;
-
         let free = inner
             .slots
             .available_permits()
             .min(inner.config.claim_batch);
-        if free == 0 {
-            return Ok(if more_schedules {
-                Pass::More
-            } else {
-                Pass::Saturated
-            });
-        }
-        let claim = self.claim(now, free).await?;
-        let more_runs = claim.runs.len() == free;
-        for claimed in claim.runs {
-            let permit: OwnedSemaphorePermit = inner
+        let claim = if free == 0 {
+            Claim::default()
+        } else {
+            self.claim(now, free).await?
+        };
+        let more_runs = free > 0 && claim.runs.len() == free;
+        let waiting = free == 0 || claim.claimed == free;
+        let mut limited = claim.limited;
+        let mut attempts = claim.runs.len();
+        self.spawn_deliveries(claim.runs, in_flight)?;
+
+        let offer = if waiting {
+            0
+        } else {
+            inner
+                .slots
+                .available_permits()
+                .min(inner.config.claim_batch)
+        };
+        let made = self.materialise(now, offer).await?;
+        let more_schedules = made.report.schedules as u64 == inner.config.materialise_batch;
+        // Runs made but not leased wait for a claim, at once if they are due.
+        let more_made = made.report.runs_created > made.leased.len();
+        let leased = self.take_in(made.leased, &made.schedules, now).await?;
+        limited |= leased.limited;
+        attempts += leased.runs.len();
+        self.spawn_deliveries(leased.runs, in_flight)?;
+
+        let pass = if more_schedules || more_runs || more_made {
+            Pass::More
+        } else if free == 0 {
+            Pass::Saturated
+        } else if limited {
+            Pass::Limited
+        } else {
+            Pass::Idle
+        };
+        let report = PassReport {
+            runs_created: made.report.runs_created,
+            attempts,
+        };
+        Ok((pass, report))
+    }
+
+    /// Starts the deliveries of runs taken in, each holding a delivery slot until it ends.
+    fn spawn_deliveries(
+        &self,
+        runs: Vec<Claimed>,
+        in_flight: &mut JoinSet<()>,
+    ) -> anyhow::Result<()> {
+        for claimed in runs {
+            let permit: OwnedSemaphorePermit = self
+                .inner
                 .slots
                 .clone()
                 .try_acquire_owned()
                 .context("a delivery slot counted as free was taken")?;
-            let inner = inner.clone();
+            let inner = self.inner.clone();
             in_flight.spawn(async move {
                 inner.clone().deliver(claimed).await;
                 drop(permit);
@@ -374,12 +421,6 @@ impl Worker {
                 inner.wakeup.wake();
             });
         }
-        Ok(if more_schedules || more_runs {
-            Pass::More
-        } else if claim.limited {
-            Pass::Limited
-        } else {
-            Pass::Idle
-        })
+        Ok(())
     }
 }

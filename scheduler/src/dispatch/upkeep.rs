@@ -14,9 +14,13 @@ const NEXT_SCHEDULE_IN_SHARDS: &str =
          WHERE shard = s.shard AND enabled AND next_run_at IS NOT NULL \
          ORDER BY next_run_at LIMIT 1) d";
 
-/// The earliest run due (including lease expiries), a `MIN` over `runs_claim_idx`.
+/// The earliest run due, a `MIN` over `runs_waiting_idx`.
 const NEXT_RUN: &str =
-    "SELECT MIN(due_at) AS due FROM runs WHERE status IN ('pending', 'retrying', 'delivering')";
+    "SELECT MIN(due_at) AS due FROM runs WHERE status IN ('pending', 'retrying')";
+
+/// The earliest lease expiry, when a run in flight is taken back if its worker went silent: a
+/// `MIN` over `runs_leased_idx`.
+const NEXT_LEASE_EXPIRY: &str = "SELECT MIN(due_at) AS due FROM runs WHERE status = 'delivering'";
 
 impl Worker {
     /// Renews this worker's registration and shards (PostgreSQL); returns the shards it owns.
@@ -123,44 +127,38 @@ impl Worker {
     }
 
     /// Materialises with this worker's shards.
+    /// Materialises one batch of this worker's due schedules, leasing up to `lease_max` of the
+    /// fires already due to this worker.
     pub(super) async fn materialise(
         &self,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<materialise::Report> {
+        lease_max: usize,
+    ) -> anyhow::Result<materialise::Materialised> {
         let inner = &self.inner;
-        if inner.coordinator.is_none() {
-            return materialise::materialise_due(
-                &inner.db,
-                now,
-                inner.config.materialise_batch,
-                Shards::All,
-            )
-            .await;
-        }
-        let owned = inner
-            .owned
-            .read()
-            .expect("shard list lock poisoned")
-            .clone();
-        materialise::materialise_due(
+        let lease = (lease_max > 0).then(|| materialise::Lease {
+            worker_id: &inner.config.worker_id,
+            until: now + inner.config.lease,
+            max: lease_max,
+        });
+        let owned;
+        let shards = if inner.coordinator.is_none() {
+            Shards::All
+        } else {
+            owned = inner
+                .owned
+                .read()
+                .expect("shard list lock poisoned")
+                .clone();
+            Shards::Owned(&owned)
+        };
+        materialise::materialise_and_lease(
             &inner.db,
             now,
             inner.config.materialise_batch,
-            Shards::Owned(&owned),
+            shards,
+            lease,
         )
         .await
-    }
-
-    pub(super) async fn materialise_all(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
-        let inner = &self.inner;
-        let mut created = 0;
-        loop {
-            let report = self.materialise(now).await?;
-            created += report.runs_created;
-            if (report.schedules as u64) < inner.config.materialise_batch {
-                return Ok(created);
-            }
-        }
     }
 
     /// The earliest instant at which one of this worker's schedules or any run becomes due.
@@ -189,7 +187,7 @@ impl Worker {
             }
         };
         let mut earliest = None;
-        for query in [schedules.as_str(), NEXT_RUN] {
+        for query in [schedules.as_str(), NEXT_RUN, NEXT_LEASE_EXPIRY] {
             if query.is_empty() {
                 continue;
             }
