@@ -115,6 +115,11 @@ pub struct SustainedArgs {
     /// After the stop, seconds to wait at most for late fires (up to the cut-off) to arrive.
     #[arg(long, default_value_t = 30)]
     pub drain: u64,
+    /// Seconds after creation ended before the steady-state window begins (default: the
+    /// longest period + 2 s, when every schedule has fired once). Longer leaves out the backlog
+    /// that builds while the schedules are being created.
+    #[arg(long)]
+    pub warmup: Option<u64>,
     /// Where in its period each schedule fires (its interval `anchor`).
     #[arg(long, value_enum, default_value_t = Phases::Aligned)]
     pub phases: Phases,

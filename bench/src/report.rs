@@ -78,6 +78,9 @@ pub struct DeliveryFigures {
     pub arrived_during_drain: u64,
     /// First deliveries per second, from the end of creation.
     pub per_second: Vec<u64>,
+    /// The longest fire lag (ms) of the fires scheduled in each second, from the end of
+    /// creation: where in the run the lag came from.
+    pub max_lag_ms_per_second: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -60,6 +60,25 @@ pub fn per_second(times_us: impl IntoIterator<Item = i64>, start_us: i64, end_us
     counts
 }
 
+/// The largest value (µs, reported in ms) per second of its instant, from `start_us` to `end_us`.
+pub fn max_per_second(
+    values: impl IntoIterator<Item = (i64, i64)>,
+    start_us: i64,
+    end_us: i64,
+) -> Vec<u64> {
+    let seconds = ((end_us - start_us).max(0) / 1_000_000) as usize;
+    let mut max = vec![0u64; seconds];
+    for (t, value_us) in values {
+        if t < start_us {
+            continue;
+        }
+        if let Some(slot) = max.get_mut(((t - start_us) / 1_000_000) as usize) {
+            *slot = (*slot).max((value_us.max(0) / 1_000) as u64);
+        }
+    }
+    max
+}
+
 /// Minimum, median and maximum of per-second counts.
 pub fn spread(counts: &[u64]) -> Option<(u64, u64, u64)> {
     if counts.is_empty() {
@@ -77,6 +96,19 @@ pub fn spread(counts: &[u64]) -> Option<(u64, u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_per_second_keeps_the_largest_value_of_each_second() {
+        let s = 1_000_000;
+        let values = [
+            (0, 5_000),
+            (s / 2, 9_000),
+            (s, 1_000),
+            (3 * s, 2_000),
+            (-1, 99_000),
+        ];
+        assert_eq!(max_per_second(values, 0, 3 * s), vec![9, 1, 0]);
+    }
 
     #[test]
     fn nearest_rank_percentiles() {

@@ -390,9 +390,9 @@ async fn a_pass_delivers_a_fresh_fire_without_claiming_it(backend: Backend) {
     );
 }
 
-/// Runs already waiting go before fresh fires: with one slot per pass, two waiting runs and a
-/// fresh fire are delivered one at a time, and the fire last. (Leasing the fire as it was made
-/// while a run waited would have sent it with the first.)
+/// Runs already waiting go before fresh fires when there is no slot to share: with one slot per
+/// pass, two waiting runs and a fresh fire are delivered one at a time, and the fire last.
+/// (Leasing the fire as it was made while a run waited would have sent it with the first.)
 async fn runs_waiting_are_served_before_fresh_fires_are_leased(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -437,6 +437,68 @@ async fn runs_waiting_are_served_before_fresh_fires_are_leased(backend: Backend)
     assert_eq!(paths, ["/waiting", "/waiting", "/fresh"]);
 }
 
+/// While fires keep coming due, they get half the slots even though runs wait, so a backlog
+/// does not make every fire queue behind it. Two slots, one schedule materialised per pass, four
+/// waiting runs and two fresh fires: the second fire goes out alongside the third waiting run,
+/// before the fourth. (Were every fire queued behind the backlog, all four waiting runs would go
+/// first.)
+async fn fires_coming_due_share_the_slots_with_a_backlog(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let waiting = app
+        .create_schedule(json!({
+            "name": "waiting",
+            "schedule": {"kind": "interval", "every_seconds": 86400},
+            "target": {"url": format!("{}/waiting", receiver.url)}
+        }))
+        .await;
+    let mut due = Vec::new();
+    for n in 0..2 {
+        let fresh = app
+            .create_schedule(json!({
+                "name": format!("fresh-{n}"),
+                "schedule": {"kind": "interval", "every_seconds": 3600},
+                "target": {"url": format!("{}/fresh", receiver.url)}
+            }))
+            .await;
+        due.push(fresh["next_run_at"].as_str().unwrap().parse().unwrap());
+    }
+    let id = waiting["id"].as_str().unwrap();
+    for _ in 0..4 {
+        let triggered = app
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/schedules/{id}/trigger"),
+                None,
+            )
+            .await;
+        assert_eq!(triggered.status, reqwest::StatusCode::ACCEPTED);
+    }
+    app.clock.set(due.into_iter().max().unwrap());
+    let two_slots = app.another_worker(WorkerConfig {
+        worker_id: "two-slots".to_owned(),
+        allow_private_targets: true,
+        claim_batch: 2,
+        materialise_batch: 1,
+        ..WorkerConfig::default()
+    });
+    assert_eq!(two_slots.run_once().await.unwrap().attempts, 6);
+    let paths: Vec<String> = receiver.received().iter().map(|r| r.path.clone()).collect();
+    let first_fresh = paths.iter().position(|p| p == "/fresh").unwrap();
+    let last_waiting = paths.iter().rposition(|p| p == "/waiting").unwrap();
+    assert!(
+        first_fresh < last_waiting,
+        "expected a fresh fire to go out while runs still waited: {paths:?}"
+    );
+    assert_eq!(
+        &paths[..2],
+        ["/waiting", "/waiting"],
+        "the first pass serves the backlog"
+    );
+}
+
 on_both_databases!(
     racing_workers_make_and_deliver_each_fire_once,
     an_expired_lease_hands_the_run_to_another_worker,
@@ -444,6 +506,7 @@ on_both_databases!(
     fires_due_at_once_are_leased_to_the_worker_that_makes_them,
     a_pass_delivers_a_fresh_fire_without_claiming_it,
     runs_waiting_are_served_before_fresh_fires_are_leased,
+    fires_coming_due_share_the_slots_with_a_backlog,
 );
 
 /// One tenant with 300 due runs, another with one: the small tenant's run is in the first batch.

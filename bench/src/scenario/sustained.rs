@@ -61,6 +61,7 @@ pub async fn run(
         "duration_s": args.duration, "tail_s": args.tail, "drain_s": args.drain,
         "workers": common.workers, "tenants": common.tenants, "concurrency": common.concurrency,
         "receiver_ports": common.receiver_ports, "phases": format!("{:?}", args.phases).to_lowercase(),
+        "warmup_s": args.warmup,
     });
     stack.start_workers(usize::from(common.workers)).await?;
     let measurement = Measurement::start(stack).await?;
@@ -156,8 +157,12 @@ pub async fn run(
     // The accounting.
     let outcome = accounting::account(&grids, &stack.receiver.recorded.all(), cutoff_us);
     let max_period = i64::from(args.max_every) * SECOND;
-    // Steady state: every schedule has fired at least once since creation ended.
-    let mut steady_from = t0 + max_period + 2 * SECOND;
+    // Steady state: every schedule has fired at least once since creation ended (or the warm-up
+    // asked for has passed).
+    let warmup = args
+        .warmup
+        .map_or(max_period + 2 * SECOND, |w| w as i64 * SECOND);
+    let mut steady_from = t0 + warmup;
     if cutoff_us - steady_from < 10 * SECOND {
         steady_from = t0;
     }
@@ -187,6 +192,14 @@ pub async fn run(
         drain_seconds: (end_us - drain_from) as f64 / 1e6,
         arrived_during_drain,
         per_second: stats::per_second(arrivals.iter().copied(), t0, end_us),
+        max_lag_ms_per_second: stats::max_per_second(
+            outcome
+                .fires
+                .iter()
+                .map(|f| (f.scheduled_for_us, f.lag_us())),
+            t0,
+            cutoff_us,
+        ),
     };
     if let Some(pg) = &mut report.postgres {
         pg.stages = Some(

@@ -18,6 +18,7 @@ use intake::{Claim, Claimed};
 use write_back::WriteBack;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -137,6 +138,9 @@ struct Inner {
     /// When this worker last renewed its shards (PostgreSQL); `None` before it joined and
     /// after it left.
     last_heartbeat: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// Whether the last materialise made runs: fires are coming due, and the next pass keeps
+    /// half its slots for them even while runs wait.
+    fires_coming: std::sync::atomic::AtomicBool,
 }
 
 /// What a loop pass found, deciding how long the loop waits.
@@ -198,6 +202,7 @@ impl Worker {
                 coordinator,
                 owned: std::sync::RwLock::new(Vec::new()),
                 last_heartbeat: std::sync::Mutex::new(None),
+                fires_coming: Default::default(),
                 rotation: Default::default(),
                 limits: Limits::new(
                     config.max_in_flight_per_tenant,
@@ -342,10 +347,16 @@ impl Worker {
         Ok(())
     }
 
-    /// Claims as many waiting runs as there are free slots, then materialises due schedules,
-    /// leasing fires that are due at once to the slots the claim could not fill, and spawns the
-    /// deliveries. Runs already waiting come first, so leasing at creation never lets a fresh
-    /// fire overtake them; it only saves the claim of fires that nobody is waiting ahead of.
+    /// Claims waiting runs into the free slots, then materialises due schedules, leasing the
+    /// fires that are due at once to the slots the claim left, and spawns the deliveries.
+    ///
+    /// Runs already waiting come first: when nothing else is coming due, the claim may take
+    /// every free slot, and fires are leased as they are made only if it did not. But while fires
+    /// keep coming due (the last materialise made some), half the free slots are kept for them
+    /// even if runs wait. A fire leased as it is made costs one write less than a claimed one;
+    /// were every fire to queue behind a backlog, the worker would deliver fewer per second just
+    /// when it has fallen behind, and a burst could leave it behind for good. The claim's half
+    /// keeps the backlog draining, fairly across tenants, oldest first.
     async fn pass(
         &self,
         now: DateTime<Utc>,
@@ -356,26 +367,36 @@ impl Worker {
             .slots
             .available_permits()
             .min(inner.config.claim_batch);
-        let claim = if free == 0 {
+        let kept_for_fires = if inner.fires_coming.load(Ordering::Relaxed) {
+            free / 2
+        } else {
+            0
+        };
+        let claim_limit = free - kept_for_fires;
+        let claim = if claim_limit == 0 {
             Claim::default()
         } else {
-            self.claim(now, free).await?
+            self.claim(now, claim_limit).await?
         };
-        let more_runs = free > 0 && claim.runs.len() == free;
-        let waiting = free == 0 || claim.claimed == free;
+        let more_runs = claim_limit > 0 && claim.runs.len() == claim_limit;
+        let waiting = claim_limit == 0 || claim.claimed == claim_limit;
         let mut limited = claim.limited;
         let mut attempts = claim.runs.len();
         self.spawn_deliveries(claim.runs, in_flight)?;
 
+        let available = inner
+            .slots
+            .available_permits()
+            .min(inner.config.claim_batch);
         let offer = if waiting {
-            0
+            kept_for_fires.min(available)
         } else {
-            inner
-                .slots
-                .available_permits()
-                .min(inner.config.claim_batch)
+            available
         };
         let made = self.materialise(now, offer).await?;
+        inner
+            .fires_coming
+            .store(made.report.runs_created > 0, Ordering::Relaxed);
         let more_schedules = made.report.schedules as u64 == inner.config.materialise_batch;
         // Runs made but not leased wait for a claim, at once if they are due.
         let more_made = made.report.runs_created > made.leased.len();
