@@ -390,30 +390,35 @@ async fn a_pass_delivers_a_fresh_fire_without_claiming_it(backend: Backend) {
     );
 }
 
-/// Runs already waiting go before fresh fires when there is no slot to share: with one slot per
-/// pass, two waiting runs and a fresh fire are delivered one at a time, and the fire last.
-/// (Leasing the fire as it was made while a run waited would have sent it with the first.)
-async fn runs_waiting_are_served_before_fresh_fires_are_leased(backend: Backend) {
-    let Some(app) = spawn_app(backend).await else {
-        return;
-    };
-    let receiver = Receiver::start();
-    let waiting = app
+/// `waiting` manual runs of a daily schedule (target `/waiting`), due now, and `fresh` hourly
+/// schedules (target `/fresh`); the clock is then set to when the fresh ones are all due, after
+/// the manual runs.
+async fn waiting_runs_and_fresh_fires(
+    app: &TestApp,
+    receiver: &Receiver,
+    waiting: usize,
+    fresh: usize,
+) {
+    let daily = app
         .create_schedule(json!({
             "name": "waiting",
             "schedule": {"kind": "interval", "every_seconds": 86400},
             "target": {"url": format!("{}/waiting", receiver.url)}
         }))
         .await;
-    let fresh = app
-        .create_schedule(json!({
-            "name": "fresh",
-            "schedule": {"kind": "interval", "every_seconds": 3600},
-            "target": {"url": format!("{}/fresh", receiver.url)}
-        }))
-        .await;
-    let id = waiting["id"].as_str().unwrap();
-    for _ in 0..2 {
+    let mut due = Vec::new();
+    for n in 0..fresh {
+        let hourly = app
+            .create_schedule(json!({
+                "name": format!("fresh-{n}"),
+                "schedule": {"kind": "interval", "every_seconds": 3600},
+                "target": {"url": format!("{}/fresh", receiver.url)}
+            }))
+            .await;
+        due.push(hourly["next_run_at"].as_str().unwrap().parse().unwrap());
+    }
+    let id = daily["id"].as_str().unwrap();
+    for _ in 0..waiting {
         let triggered = app
             .call(
                 reqwest::Method::POST,
@@ -423,18 +428,30 @@ async fn runs_waiting_are_served_before_fresh_fires_are_leased(backend: Backend)
             .await;
         assert_eq!(triggered.status, reqwest::StatusCode::ACCEPTED);
     }
-    app.clock
-        .set(fresh["next_run_at"].as_str().unwrap().parse().unwrap());
+    app.clock.set(due.into_iter().max().unwrap());
+}
+
+fn paths(receiver: &Receiver) -> Vec<String> {
+    receiver.received().iter().map(|r| r.path.clone()).collect()
+}
+
+/// Runs already waiting go before fresh fires when there is no slot to share: with one slot per
+/// pass, two waiting runs and a fresh fire are delivered one at a time, and the fire last.
+/// (Leasing the fire as it was made while a run waited would have sent it with the first.)
+async fn runs_waiting_are_served_before_fresh_fires_are_leased(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    waiting_runs_and_fresh_fires(&app, &receiver, 2, 1).await;
     let one_at_a_time = app.another_worker(WorkerConfig {
         worker_id: "one-slot".to_owned(),
         allow_private_targets: true,
         claim_batch: 1,
         ..WorkerConfig::default()
     });
-    let report = one_at_a_time.run_once().await.unwrap();
-    assert_eq!(report.attempts, 3);
-    let paths: Vec<String> = receiver.received().iter().map(|r| r.path.clone()).collect();
-    assert_eq!(paths, ["/waiting", "/waiting", "/fresh"]);
+    assert_eq!(one_at_a_time.run_once().await.unwrap().attempts, 3);
+    assert_eq!(paths(&receiver), ["/waiting", "/waiting", "/fresh"]);
 }
 
 /// While fires keep coming due, they get half the slots even though runs wait, so a backlog
@@ -447,36 +464,7 @@ async fn fires_coming_due_share_the_slots_with_a_backlog(backend: Backend) {
         return;
     };
     let receiver = Receiver::start();
-    let waiting = app
-        .create_schedule(json!({
-            "name": "waiting",
-            "schedule": {"kind": "interval", "every_seconds": 86400},
-            "target": {"url": format!("{}/waiting", receiver.url)}
-        }))
-        .await;
-    let mut due = Vec::new();
-    for n in 0..2 {
-        let fresh = app
-            .create_schedule(json!({
-                "name": format!("fresh-{n}"),
-                "schedule": {"kind": "interval", "every_seconds": 3600},
-                "target": {"url": format!("{}/fresh", receiver.url)}
-            }))
-            .await;
-        due.push(fresh["next_run_at"].as_str().unwrap().parse().unwrap());
-    }
-    let id = waiting["id"].as_str().unwrap();
-    for _ in 0..4 {
-        let triggered = app
-            .call(
-                reqwest::Method::POST,
-                &format!("/v1/schedules/{id}/trigger"),
-                None,
-            )
-            .await;
-        assert_eq!(triggered.status, reqwest::StatusCode::ACCEPTED);
-    }
-    app.clock.set(due.into_iter().max().unwrap());
+    waiting_runs_and_fresh_fires(&app, &receiver, 4, 2).await;
     let two_slots = app.another_worker(WorkerConfig {
         worker_id: "two-slots".to_owned(),
         allow_private_targets: true,
@@ -485,7 +473,7 @@ async fn fires_coming_due_share_the_slots_with_a_backlog(backend: Backend) {
         ..WorkerConfig::default()
     });
     assert_eq!(two_slots.run_once().await.unwrap().attempts, 6);
-    let paths: Vec<String> = receiver.received().iter().map(|r| r.path.clone()).collect();
+    let paths = paths(&receiver);
     let first_fresh = paths.iter().position(|p| p == "/fresh").unwrap();
     let last_waiting = paths.iter().rposition(|p| p == "/waiting").unwrap();
     assert!(
