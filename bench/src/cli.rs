@@ -120,9 +120,22 @@ pub struct SustainedArgs {
     /// that builds while the schedules are being created.
     #[arg(long)]
     pub warmup: Option<u64>,
+    /// When the schedules begin to fire.
+    #[arg(long, value_enum, default_value_t = Start::AtOnce)]
+    pub start: Start,
     /// Where in its period each schedule fires (its interval `anchor`).
     #[arg(long, value_enum, default_value_t = Phases::Aligned)]
     pub phases: Phases,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Start {
+    /// Each schedule as soon as it is created: the run begins with the backlog that builds
+    /// while the rest are created through the API.
+    AtOnce,
+    /// All together once all are created (`start_at` an instant a probe of the API's create
+    /// rate says is late enough): the run begins without a creation backlog.
+    AfterCreation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -25,7 +25,7 @@ use crate::seed::{self, Seed};
 use crate::stack::Stack;
 use crate::stats;
 
-use super::{check_workers_alive, goal, Measurement};
+use super::{check_workers_alive, goal, probe_create_rate, Measurement};
 
 const SECOND: i64 = 1_000_000;
 const MINUTE: i64 = 60 * SECOND;
@@ -233,28 +233,20 @@ async fn seed_api(
 ) -> anyhow::Result<(i64, HashMap<Uuid, Grid>)> {
     let concurrency = usize::from(common.concurrency);
     let probe_size = (args.schedules / 20).clamp(100, 2_000);
-    let probe: Vec<(String, serde_json::Value)> = (0..probe_size)
-        .map(|i| {
-            let body = json!({"name": format!("probe-{i}"), "schedule": spec(args.spec), "target": {"url": stack.receiver.url(i)}, "enabled": false});
-            (stack.token_for(i).to_owned(), body)
-        })
-        .collect();
-    let (_, probed) = stack
-        .api_client
-        .create_many(probe, concurrency, |_| {})
-        .await;
-    anyhow::ensure!(
-        probed.created > 0,
-        "the API created nothing: {:?}",
-        probed.first_error
-    );
+    let per_second = probe_create_rate(
+        stack,
+        concurrency,
+        probe_size,
+        |i| json!({"schedule": spec(args.spec), "target": {"url": stack.receiver.url(i)}}),
+    )
+    .await?;
     // 1.3 × the probe's pace for the rest, plus the margin.
-    let needed = (args.schedules as f64 / probed.per_second * 1.3 * 1e6) as i64;
+    let needed = (args.schedules as f64 / per_second * 1.3 * 1e6) as i64;
     let boundary = next_minute_after(now_us() + needed + MARGIN);
     let start_at = to_datetime(boundary).to_rfc3339_opts(SecondsFormat::Secs, true);
     progress::note(format!(
         "API creates {:.0}/s (probe of {probe_size}); creating {} schedules that first fire at {start_at}",
-        probed.per_second, args.schedules
+        per_second, args.schedules
     ));
     let jobs: Vec<(String, serde_json::Value)> = (0..args.schedules)
         .map(|i| {

@@ -148,3 +148,32 @@ pub fn goal(goal: &str, measured: String, met: bool) -> Goal {
         met,
     }
 }
+
+/// How many schedules a second the API creates here: a probe of `n` disabled schedules (they
+/// never fire) made with `body(i)` at `--concurrency`. Scenarios that start their schedules at a
+/// chosen instant use it to leave enough time for creating them all.
+pub async fn probe_create_rate(
+    stack: &Stack,
+    concurrency: usize,
+    n: usize,
+    body: impl Fn(usize) -> serde_json::Value,
+) -> anyhow::Result<f64> {
+    let probe: Vec<(String, serde_json::Value)> = (0..n)
+        .map(|i| {
+            let mut body = body(i);
+            body["name"] = format!("probe-{i}").into();
+            body["enabled"] = false.into();
+            (stack.token_for(i).to_owned(), body)
+        })
+        .collect();
+    let (_, probed) = stack
+        .api_client
+        .create_many(probe, concurrency, |_| {})
+        .await;
+    anyhow::ensure!(
+        probed.created > 0,
+        "the API created nothing: {:?}",
+        probed.first_error
+    );
+    Ok(probed.per_second)
+}

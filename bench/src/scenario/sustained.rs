@@ -17,7 +17,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::accounting::{self, Grid};
-use crate::cli::{Common, Phases, SustainedArgs};
+use crate::cli::{Common, Phases, Start, SustainedArgs};
 use crate::clock::now_us;
 use crate::monitor::Monitor;
 use crate::progress;
@@ -25,7 +25,7 @@ use crate::report::{DeliveryFigures, Report};
 use crate::stack::Stack;
 use crate::stats;
 
-use super::{check_workers_alive, goal, Measurement};
+use super::{check_workers_alive, goal, probe_create_rate, Measurement};
 
 const SECOND: i64 = 1_000_000;
 
@@ -61,11 +61,32 @@ pub async fn run(
         "duration_s": args.duration, "tail_s": args.tail, "drain_s": args.drain,
         "workers": common.workers, "tenants": common.tenants, "concurrency": common.concurrency,
         "receiver_ports": common.receiver_ports, "phases": format!("{:?}", args.phases).to_lowercase(),
-        "warmup_s": args.warmup,
+        "warmup_s": args.warmup, "start": format!("{:?}", args.start).to_lowercase(),
     });
     stack.start_workers(usize::from(common.workers)).await?;
     let measurement = Measurement::start(stack).await?;
     let create_from_us = now_us();
+    let start_at = match args.start {
+        Start::AtOnce => None,
+        Start::AfterCreation => {
+            let probe_size = (args.schedules / 20).clamp(100, 2_000);
+            let per_second = probe_create_rate(
+                stack,
+                usize::from(common.concurrency),
+                probe_size,
+                |i| json!({"schedule": {"kind": "interval", "every_seconds": 60}, "target": {"url": stack.receiver.url(i)}}),
+            )
+            .await?;
+            // 1.3 × the probe's pace for the rest, plus 5 s, on a whole second.
+            let needed = (args.schedules as f64 / per_second * 1.3 * 1e6) as i64 + 5 * SECOND;
+            let at = (now_us() + needed).div_euclid(SECOND) * SECOND + SECOND;
+            progress::note(format!(
+                "API creates {per_second:.0}/s (probe of {probe_size}); the schedules begin at {}",
+                crate::clock::to_datetime(at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+            Some(at)
+        }
+    };
 
     let jobs: Vec<(String, serde_json::Value)> = (0..args.schedules)
         .map(|i| {
@@ -73,11 +94,16 @@ pub async fn run(
             let anchor = chrono::DateTime::from_timestamp_micros(phase)
                 .expect("a phase within a period")
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-            let body = json!({
+            let mut body = json!({
                 "name": format!("sustained-{i}"),
                 "schedule": {"kind": "interval", "every_seconds": every(i, args.min_every, args.max_every), "anchor": anchor},
                 "target": {"url": stack.receiver.url(i)},
             });
+            if let Some(at) = start_at {
+                body["start_at"] = crate::clock::to_datetime(at)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                    .into();
+            }
             (stack.token_for(i).to_owned(), body)
         })
         .collect();
@@ -114,7 +140,15 @@ pub async fn run(
         .collect();
     report.creation = Some(creation);
 
-    // The run.
+    // The run, from when the schedules begin.
+    if let Some(at) = start_at {
+        let wait = at - now_us();
+        anyhow::ensure!(
+            wait > 0,
+            "creating the schedules took past their start; raise the margin"
+        );
+        tokio::time::sleep(Duration::from_micros(wait as u64)).await;
+    }
     let t0 = now_us();
     let stop_us = t0 + args.duration as i64 * SECOND;
     let cutoff_us = stop_us - args.tail as i64 * SECOND;
