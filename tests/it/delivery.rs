@@ -638,7 +638,7 @@ mod receiver_answers {
     }
 
     /// Five fires due at once for one tenant, with at most two deliveries in flight per tenant:
-    /// two go now, the rest are handed back and go in the next passes.
+    /// two go now, the rest are handed back and go at the next instant, two at a time.
     async fn in_flight_limits_spread_a_burst(backend: Backend) {
         let Some(app) = spawn_app(backend).await else {
             return;
@@ -663,7 +663,9 @@ mod receiver_answers {
             per_pass.push(polite.run_once().await.unwrap().attempts);
             app.clock.advance(Duration::milliseconds(500));
         }
-        assert_eq!(per_pass, vec![2, 2, 1, 0]);
+        // Two now; half a second later the other three, two and then one at a time (each
+        // `run_once` waits for a pass's deliveries before the next, so never more than two).
+        assert_eq!(per_pass, vec![2, 3, 0, 0]);
         assert_eq!(receiver.received().len(), 5);
         let runs = app.get("/v1/runs").await.body;
         assert!(runs["items"]
@@ -673,7 +675,40 @@ mod receiver_answers {
             .all(|r| r["status"] == "succeeded" && r["attempt_count"] == 1));
     }
 
+    /// A claim takes no more than the politeness limits let the last one keep, growing back
+    /// while nothing is handed back: ten fires due for one host that takes two at a time. The
+    /// first pass leases all ten and hands eight back; half a second later the worker claims two
+    /// or three at a time and delivers seven of the eight in one instant. (Claiming all eight
+    /// would keep two and hand six back again.)
+    async fn claims_shrink_to_what_the_limits_let_them_keep(backend: Backend) {
+        let Some(app) = spawn_app(backend).await else {
+            return;
+        };
+        let receiver = Receiver::start();
+        for n in 0..10 {
+            app.create_schedule(json!({
+                "name": format!("narrow-{n}"),
+                "schedule": {"kind": "interval", "every_seconds": 60},
+                "target": {"url": receiver.url}
+            }))
+            .await;
+        }
+        let narrow = app.another_worker(hookbeat_scheduler::WorkerConfig {
+            allow_private_targets: true,
+            max_in_flight_per_host: 2,
+            ..hookbeat_scheduler::WorkerConfig::default()
+        });
+        app.clock.advance(Duration::seconds(60));
+        assert_eq!(narrow.run_once().await.unwrap().attempts, 2);
+        app.clock.advance(Duration::milliseconds(500));
+        assert_eq!(narrow.run_once().await.unwrap().attempts, 7);
+        app.clock.advance(Duration::milliseconds(500));
+        assert_eq!(narrow.run_once().await.unwrap().attempts, 1);
+        assert_eq!(receiver.received().len(), 10);
+    }
+
     on_both_databases!(
+        claims_shrink_to_what_the_limits_let_them_keep,
         in_flight_limits_spread_a_burst,
         private_targets_are_refused_when_connecting,
         retry_after_is_honoured,

@@ -149,6 +149,14 @@ impl Worker {
                 None => handed_back.push(claimed.run.id),
             }
         }
+        let take_at_most = &self.inner.take_at_most;
+        if handed_back.is_empty() {
+            let now_at_most = take_at_most.load(Ordering::Relaxed);
+            let grown = now_at_most.saturating_add((now_at_most / 4).max(1));
+            take_at_most.store(grown.min(self.inner.config.claim_batch), Ordering::Relaxed);
+        } else {
+            take_at_most.store(kept.len().max(1), Ordering::Relaxed);
+        }
         if !handed_back.is_empty() {
             self.inner
                 .metrics

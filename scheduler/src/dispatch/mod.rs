@@ -141,6 +141,10 @@ struct Inner {
     /// Whether the last materialise made runs: fires are coming due, and the next pass keeps
     /// half its slots for them even while runs wait.
     fires_coming: std::sync::atomic::AtomicBool,
+    /// The most runs the next claim (or lease at creation) takes: what the politeness limits let
+    /// the last one keep, doubling back to `claim_batch` while nothing is handed back. Claiming
+    /// more than the limits allow only hands runs back, a write each way.
+    take_at_most: std::sync::atomic::AtomicUsize,
 }
 
 /// What a loop pass found, deciding how long the loop waits.
@@ -203,6 +207,7 @@ impl Worker {
                 owned: std::sync::RwLock::new(Vec::new()),
                 last_heartbeat: std::sync::Mutex::new(None),
                 fires_coming: Default::default(),
+                take_at_most: std::sync::atomic::AtomicUsize::new(config.claim_batch),
                 rotation: Default::default(),
                 limits: Limits::new(
                     config.max_in_flight_per_tenant,
@@ -363,10 +368,8 @@ impl Worker {
         in_flight: &mut JoinSet<()>,
     ) -> anyhow::Result<(Pass, PassReport)> {
         let inner = &self.inner;
-        let free = inner
-            .slots
-            .available_permits()
-            .min(inner.config.claim_batch);
+        let take_at_most = inner.take_at_most.load(Ordering::Relaxed);
+        let free = inner.slots.available_permits().min(take_at_most);
         let kept_for_fires = if inner.fires_coming.load(Ordering::Relaxed) {
             free / 2
         } else {
@@ -384,10 +387,7 @@ impl Worker {
         let mut attempts = claim.runs.len();
         self.spawn_deliveries(claim.runs, in_flight)?;
 
-        let available = inner
-            .slots
-            .available_permits()
-            .min(inner.config.claim_batch);
+        let available = inner.slots.available_permits().min(take_at_most);
         let offer = if waiting {
             kept_for_fires.min(available)
         } else {
