@@ -142,8 +142,8 @@ struct Inner {
     /// half its slots for them even while runs wait.
     fires_coming: std::sync::atomic::AtomicBool,
     /// The most runs the next claim (or lease at creation) takes: what the politeness limits let
-    /// the last one keep, doubling back to `claim_batch` while nothing is handed back. Claiming
-    /// more than the limits allow only hands runs back, a write each way.
+    /// the last one keep, growing back towards `claim_batch` by a quarter while nothing is handed
+    /// back. Claiming more than the limits allow only hands runs back, a write each way.
     take_at_most: std::sync::atomic::AtomicUsize,
 }
 
