@@ -217,6 +217,15 @@ impl Scenario {
                     a.duration > a.tail + 5,
                     "--duration must exceed --tail by more than 5 s"
                 );
+                if let Some(warmup) = a.warmup {
+                    anyhow::ensure!(
+                        warmup + 10 <= a.duration - a.tail,
+                        "--warmup {warmup} leaves under 10 s of steady window before the cut-off \
+                         (--duration {} − --tail {})",
+                        a.duration,
+                        a.tail
+                    );
+                }
             }
             Scenario::Burst(a) => {
                 anyhow::ensure!(a.schedules > 0, "--schedules must be positive");
@@ -227,5 +236,28 @@ impl Scenario {
             Scenario::Cleanup | Scenario::ReceiverCheck(_) => {}
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sustained(args: &[&str]) -> Scenario {
+        let mut argv = vec!["hookbeat-bench", "sustained"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).expect("parses").scenario
+    }
+
+    #[test]
+    fn a_warmup_must_leave_a_steady_window() {
+        let error = sustained(&["--duration", "60", "--warmup", "50"])
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--warmup 50"), "{error}");
+        assert!(sustained(&["--duration", "90", "--warmup", "30"])
+            .validate()
+            .is_ok());
     }
 }

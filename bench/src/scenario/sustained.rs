@@ -80,11 +80,12 @@ pub async fn run(
             // 1.3 × the probe's pace for the rest, plus 5 s, on a whole second.
             let needed = (args.schedules as f64 / per_second * 1.3 * 1e6) as i64 + 5 * SECOND;
             let at = (now_us() + needed).div_euclid(SECOND) * SECOND + SECOND;
+            let text =
+                crate::clock::to_datetime(at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
             progress::note(format!(
-                "API creates {per_second:.0}/s (probe of {probe_size}); the schedules begin at {}",
-                crate::clock::to_datetime(at).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                "API creates {per_second:.0}/s (probe of {probe_size}); the schedules begin at {text}"
             ));
-            Some(at)
+            Some((at, text))
         }
     };
 
@@ -99,10 +100,8 @@ pub async fn run(
                 "schedule": {"kind": "interval", "every_seconds": every(i, args.min_every, args.max_every), "anchor": anchor},
                 "target": {"url": stack.receiver.url(i)},
             });
-            if let Some(at) = start_at {
-                body["start_at"] = crate::clock::to_datetime(at)
-                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                    .into();
+            if let Some((_, text)) = &start_at {
+                body["start_at"] = text.as_str().into();
             }
             (stack.token_for(i).to_owned(), body)
         })
@@ -141,7 +140,7 @@ pub async fn run(
     report.creation = Some(creation);
 
     // The run, from when the schedules begin.
-    if let Some(at) = start_at {
+    if let Some((at, _)) = start_at {
         let wait = at - now_us();
         anyhow::ensure!(
             wait > 0,

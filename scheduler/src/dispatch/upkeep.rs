@@ -14,13 +14,12 @@ const NEXT_SCHEDULE_IN_SHARDS: &str =
          WHERE shard = s.shard AND enabled AND next_run_at IS NOT NULL \
          ORDER BY next_run_at LIMIT 1) d";
 
-/// The earliest run due, a `MIN` over `runs_waiting_idx`.
-const NEXT_RUN: &str =
-    "SELECT MIN(due_at) AS due FROM runs WHERE status IN ('pending', 'retrying')";
-
-/// The earliest lease expiry, when a run in flight is taken back if its worker went silent: a
-/// `MIN` over `runs_leased_idx`.
-const NEXT_LEASE_EXPIRY: &str = "SELECT MIN(due_at) AS due FROM runs WHERE status = 'delivering'";
+/// The earliest instant a run needs this worker: a waiting run falling due (a `MIN` over
+/// `runs_waiting_idx`) or a lease expiring, after which a run in flight is taken back (a `MIN`
+/// over `runs_leased_idx`). One round trip; each half keeps to its own partial index.
+const NEXT_RUN: &str = "SELECT MIN(due) AS due FROM ( \
+     SELECT MIN(due_at) AS due FROM runs WHERE status IN ('pending', 'retrying') \
+     UNION ALL SELECT MIN(due_at) AS due FROM runs WHERE status = 'delivering') AS next";
 
 impl Worker {
     /// Renews this worker's registration and shards (PostgreSQL); returns the shards it owns.
@@ -187,7 +186,7 @@ impl Worker {
             }
         };
         let mut earliest = None;
-        for query in [schedules.as_str(), NEXT_RUN, NEXT_LEASE_EXPIRY] {
+        for query in [schedules.as_str(), NEXT_RUN] {
             if query.is_empty() {
                 continue;
             }
