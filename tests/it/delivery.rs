@@ -1,6 +1,7 @@
 //! From a due schedule to the receiver: the request it gets (CONTRACT §5), retries, failures,
 //! redelivery, and what run history records. The worker is driven by `run_once` at instants the
-//! test sets, so nothing here sleeps.
+//! test sets, so nothing here sleeps; the one test of the loop itself, on a frozen clock, waits
+//! for what it checks with the polling helper.
 
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
@@ -11,7 +12,7 @@ use sha2::Sha256;
 
 use hookbeat_scheduler::Clock;
 
-use crate::helpers::{spawn_app, Backend, Receiver, Reply};
+use crate::helpers::{eventually, spawn_app, Backend, Receiver, Reply};
 use crate::on_both_databases;
 
 fn t(value: &Value) -> DateTime<Utc> {
@@ -809,3 +810,65 @@ async fn a_retried_trigger_fires_once(backend: Backend) {
 }
 
 on_both_databases!(a_retried_trigger_fires_once);
+
+/// A delivery's slot comes free when the receiver has answered, not when the result is recorded:
+/// with one slot and every write-back held up (the attempts table is locked), the worker loop
+/// still sends both due fires, one after the other; both are recorded once the lock is gone.
+#[tokio::test]
+async fn a_slot_comes_free_when_the_answer_is_in() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    for n in 0..2 {
+        app.create_schedule(json!({
+            "name": format!("slot-{n}"),
+            "schedule": {"kind": "interval", "every_seconds": 60},
+            "target": {"url": receiver.url}
+        }))
+        .await;
+    }
+    let worker = app.another_worker(hookbeat_scheduler::WorkerConfig {
+        concurrency: 1,
+        allow_private_targets: true,
+        ..hookbeat_scheduler::WorkerConfig::default()
+    });
+    app.clock.advance(Duration::seconds(60));
+
+    let lock = app.db.begin().await.unwrap();
+    lock.execute_unprepared("LOCK TABLE attempts IN SHARE MODE")
+        .await
+        .unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(worker.run(cancel.clone()));
+    let wait = std::time::Duration::from_secs(20);
+    let both_sent = eventually(wait, || async {
+        (receiver.received().len() == 2).then_some(())
+    })
+    .await;
+    let recorded_meanwhile = succeeded_runs(&app).await;
+    lock.rollback().await.unwrap();
+
+    assert!(
+        both_sent.is_some(),
+        "with one slot, the second fire waited for the first one's write-back"
+    );
+    assert_eq!(recorded_meanwhile, 0, "a write-back got past the lock");
+    let recorded = eventually(wait, || async {
+        (succeeded_runs(&app).await == 2).then_some(())
+    })
+    .await;
+    cancel.cancel();
+    running.await.unwrap().unwrap();
+    assert!(
+        recorded.is_some(),
+        "the results were not recorded after the lock"
+    );
+    assert_eq!(receiver.received().len(), 2);
+}
+
+async fn succeeded_runs(app: &crate::helpers::TestApp) -> usize {
+    let runs = app.get("/v1/runs?status=succeeded").await.body;
+    runs["items"].as_array().unwrap().len()
+}

@@ -12,9 +12,9 @@ const LEASE_SLACK: Duration = Duration::seconds(30);
 impl Inner {
     /// Delivers one claimed run and records the result. Never fails: a write-back that cannot be
     /// made leaves the run to its lease, and it is delivered again.
-    pub(super) async fn deliver(self: Arc<Self>, mut claimed: Claimed) {
-        // The politeness limits count requests in flight to the receiver, not the bookkeeping
-        // around them: the place is given back as soon as the answer is in.
+    pub(super) async fn deliver(self: Arc<Self>, mut claimed: Claimed, slot: OwnedSemaphorePermit) {
+        // The delivery slot and the politeness limits count requests in flight to the receiver,
+        // not the bookkeeping around them: both are given back as soon as the answer is in.
         let reservation = claimed.reservation.take();
         let run = &claimed.run;
         let span = tracing::info_span!(
@@ -79,6 +79,8 @@ impl Inner {
                 }
             };
             drop(reservation);
+            drop(slot);
+            self.wakeup.wake();
             let steps = claimed.schedule.as_ref().map(|(steps, _)| steps);
             self.record(run, result, retry_policy, steps, started_at)
                 .await;

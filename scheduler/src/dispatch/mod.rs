@@ -53,7 +53,8 @@ use crate::stored;
 pub struct WorkerConfig {
     /// Names this worker in `runs.locked_by`; unique per process.
     pub worker_id: String,
-    /// Deliveries in flight at once.
+    /// Requests in flight at once. A delivery holds its slot until the receiver's answer is in;
+    /// recording the result does not hold it (see [`UNRECORDED_PER_SLOT`]).
     pub concurrency: usize,
     /// Runs claimed per statement, and fires leased per materialise batch. As many as the
     /// delivery slots by default: with 100, a pass under load could not refill the slots that
@@ -127,7 +128,10 @@ struct Inner {
     deliverer: Deliverer,
     metrics: WorkerMetrics,
     wakeup: Wakeup,
+    /// Requests in flight: a slot is held from the claim until the receiver has answered.
     slots: Arc<Semaphore>,
+    /// Results not yet recorded: held from the claim until the write-back commits.
+    unrecorded: Arc<Semaphore>,
     /// Shares the shards with other workers; `None` on SQLite, where one process owns them all.
     coordinator: Option<Coordinator>,
     owned: std::sync::RwLock<Vec<i32>>,
@@ -170,6 +174,13 @@ pub struct PassReport {
     pub attempts: usize,
 }
 
+/// Results awaiting their write-back per delivery slot. A request's slot comes free as soon as
+/// its answer is in, so the next request need not wait for the bookkeeping of the last: when a
+/// slot was held through the write-back as well, a database slowed for a moment by other work
+/// kept the slots full, fires due meanwhile could not be leased as they were made, and the worker
+/// fell behind by up to a second. This bounds how far deliveries run ahead of the database.
+const UNRECORDED_PER_SLOT: usize = 4;
+
 /// How long the loop pauses after a politeness limit sent runs back.
 const LIMITED_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
@@ -183,6 +194,7 @@ impl Worker {
     ) -> anyhow::Result<Self> {
         let deliverer = Deliverer::new(config.allow_private_targets)?;
         let slots = Arc::new(Semaphore::new(config.concurrency));
+        let unrecorded = Arc::new(Semaphore::new(config.concurrency * UNRECORDED_PER_SLOT));
         let coordinator = (db.get_database_backend() == sea_orm::DbBackend::Postgres).then(|| {
             Coordinator::new(
                 db.clone(),
@@ -203,6 +215,7 @@ impl Worker {
                 metrics,
                 wakeup,
                 slots,
+                unrecorded,
                 coordinator,
                 owned: std::sync::RwLock::new(Vec::new()),
                 last_heartbeat: std::sync::Mutex::new(None),
@@ -369,7 +382,7 @@ impl Worker {
     ) -> anyhow::Result<(Pass, PassReport)> {
         let inner = &self.inner;
         let take_at_most = inner.take_at_most.load(Ordering::Relaxed);
-        let free = inner.slots.available_permits().min(take_at_most);
+        let free = inner.free_slots().min(take_at_most);
         let kept_for_fires = if inner.fires_coming.load(Ordering::Relaxed) {
             free / 2
         } else {
@@ -387,7 +400,7 @@ impl Worker {
         let mut attempts = claim.runs.len();
         self.spawn_deliveries(claim.runs, in_flight)?;
 
-        let available = inner.slots.available_permits().min(take_at_most);
+        let available = inner.free_slots().min(take_at_most);
         let offer = if waiting {
             kept_for_fires.min(available)
         } else {
@@ -421,27 +434,43 @@ impl Worker {
         Ok((pass, report))
     }
 
-    /// Starts the deliveries of runs taken in, each holding a delivery slot until it ends.
+    /// Starts the deliveries of runs taken in, each holding a delivery slot until its request is
+    /// answered and a place among the unrecorded results until its write-back commits.
     fn spawn_deliveries(
         &self,
         runs: Vec<Claimed>,
         in_flight: &mut JoinSet<()>,
     ) -> anyhow::Result<()> {
         for claimed in runs {
-            let permit: OwnedSemaphorePermit = self
+            let slot: OwnedSemaphorePermit = self
                 .inner
                 .slots
                 .clone()
                 .try_acquire_owned()
                 .context("a delivery slot counted as free was taken")?;
+            let unrecorded: OwnedSemaphorePermit = self
+                .inner
+                .unrecorded
+                .clone()
+                .try_acquire_owned()
+                .context("a place for a result counted as free was taken")?;
             let inner = self.inner.clone();
             in_flight.spawn(async move {
-                inner.clone().deliver(claimed).await;
-                drop(permit);
-                // A slot came free: there may be due runs that did not fit before.
+                inner.clone().deliver(claimed, slot).await;
+                drop(unrecorded);
+                // A place came free: there may be due runs that did not fit before.
                 inner.wakeup.wake();
             });
         }
         Ok(())
+    }
+}
+
+impl Inner {
+    /// How many deliveries could start now: free slots, as far as the unrecorded results allow.
+    fn free_slots(&self) -> usize {
+        self.slots
+            .available_permits()
+            .min(self.unrecorded.available_permits())
     }
 }
