@@ -272,6 +272,30 @@ struct CountRow {
 }
 
 /// Runs by status and attempts by outcome at the end of the run.
+/// Server settings that change what a run measures: a figure taken with autovacuum off (as this
+/// machine's CI configuration has it) or with `pg_stat_statements` loaded says so in its report.
+const SERVER_SETTINGS: &str = "SELECT name AS key, setting AS value FROM pg_settings \
+     WHERE name IN ('autovacuum', 'fsync', 'synchronous_commit', 'shared_buffers', \
+                    'max_wal_size', 'shared_preload_libraries', 'ssl')";
+
+#[derive(FromQueryResult)]
+struct SettingRow {
+    key: String,
+    value: String,
+}
+
+pub async fn server_settings(db: &DatabaseConnection) -> anyhow::Result<BTreeMap<String, String>> {
+    Ok(
+        SettingRow::find_by_statement(Statement::from_string(DbBackend::Postgres, SERVER_SETTINGS))
+            .all(db)
+            .await
+            .context("reading the server's settings")?
+            .into_iter()
+            .map(|r| (r.key, r.value))
+            .collect(),
+    )
+}
+
 pub async fn run_states(db: &DatabaseConnection) -> anyhow::Result<BTreeMap<String, i64>> {
     let statement = Statement::from_string(
         DbBackend::Postgres,

@@ -124,6 +124,8 @@ pub struct PostgresFigures {
     pub activity: ActivityProfile,
     pub stages: Option<Stages>,
     pub run_states: BTreeMap<String, i64>,
+    /// The server's settings that bear on the figures (autovacuum above all).
+    pub server: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -329,6 +331,7 @@ impl Report {
                 );
             }
             let _ = writeln!(out, "runs and attempts: {:?}", pg.run_states);
+            let _ = writeln!(out, "PostgreSQL server settings: {:?}", pg.server);
             let _ = writeln!(
                 out,
                 "PostgreSQL active backends: {:.1} on average over {} samples; most seen:",

@@ -104,6 +104,14 @@ impl Measurement {
         ));
         let counters = pgstats::counters(&stack.db).await?.since(&self.counters);
         let run_states = pgstats::run_states(&stack.db).await?;
+        let server = pgstats::server_settings(&stack.db).await?;
+        if server.get("autovacuum").is_some_and(|v| v == "off") {
+            report.notes.push(
+                "autovacuum is off on this server: dead index entries pile up all run long, \
+                 which production servers (autovacuum on by default) do not see"
+                    .to_owned(),
+            );
+        }
         stack.stop_sampling().await;
         let (processes, machine) = stack.sampler.summarise(self.from_us, to_us);
         report.processes = processes;
@@ -114,6 +122,7 @@ impl Measurement {
             activity,
             stages: None,
             run_states,
+            server,
         });
         for (name, path) in stack.logs() {
             report.logs.insert(name, crate::logs::tally(&path));

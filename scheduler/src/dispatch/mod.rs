@@ -311,6 +311,13 @@ impl Worker {
                     }
                     continue;
                 }
+                // Fires came due in this pass: under load the next are due within the shortest
+                // wait, and asking the database when would cost more than a pass that finds
+                // nothing (an index probe per owned shard, at every pass).
+                Ok(Pass::Idle) if inner.fires_coming.load(Ordering::Relaxed) => {
+                    failures = 0;
+                    MIN_WAIT
+                }
                 Ok(Pass::Idle) => {
                     failures = 0;
                     match self.next_due().await {
