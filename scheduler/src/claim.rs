@@ -8,10 +8,10 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use hookbeat_entity::{attempt, run};
+use hookbeat_entity::run;
 use std::collections::HashSet;
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, Set};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult};
 use uuid::Uuid;
 
 use crate::sql;
@@ -105,6 +105,21 @@ const FINISH_ATTEMPTS: &str = "UPDATE runs SET status = v.column3, due_at = v.co
 
 /// Columns per row of [`FINISH_ATTEMPTS`]' `VALUES` list.
 const FINISH_COLUMNS: usize = 9;
+
+/// Keeps attempts as history, one row per result in `{rows}` (id, run_id, attempt, started_at,
+/// duration_ms, outcome, status_code, error, response_excerpt, step), except for runs that are
+/// gone: a schedule deleted while its run was in flight takes the run with it, and the result
+/// has nothing left to belong to. Without that condition the foreign key to `runs` would fail
+/// the whole group, and every other run in it would be delivered again once its lease expired.
+const RECORD_ATTEMPTS: &str = "INSERT INTO attempts (id, run_id, attempt, started_at, \
+     duration_ms, outcome, status_code, error, response_excerpt, step) \
+     SELECT v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, \
+         v.column8, v.column9, v.column10 \
+     FROM (VALUES {rows}) AS v \
+     WHERE EXISTS (SELECT 1 FROM runs WHERE runs.id = v.column2)";
+
+/// Columns per row of [`RECORD_ATTEMPTS`]' `VALUES` list.
+const ATTEMPT_COLUMNS: usize = 10;
 
 pub async fn claim(
     db: &DatabaseConnection,
@@ -364,10 +379,8 @@ pub async fn finish_attempts(
         return Ok(Vec::new());
     }
     let backend = db.get_database_backend();
-    let rows: Vec<String> = (0..finished.len())
-        .map(|i| sql::placeholders(3 + i * FINISH_COLUMNS, FINISH_COLUMNS))
-        .collect();
-    let statement = FINISH_ATTEMPTS.replace("{rows}", &rows.join(", "));
+    let rows = sql::placeholder_rows(3, finished.len(), FINISH_COLUMNS);
+    let statement = FINISH_ATTEMPTS.replace("{rows}", &rows);
     let mut values: Vec<sea_orm::Value> = Vec::with_capacity(2 + finished.len() * FINISH_COLUMNS);
     values.push(worker_id.into());
     values.push(now.into());
@@ -397,26 +410,36 @@ pub async fn finish_attempts(
             .into_iter()
             .map(|row| row.id)
             .collect();
-    attempt::Entity::insert_many(finished.iter().map(|f| attempt::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        run_id: Set(f.run_id),
-        attempt: Set(f.attempt),
-        started_at: Set(f.record.started_at),
-        duration_ms: Set(f.record.duration_ms),
-        outcome: Set(f.record.outcome.to_owned()),
-        status_code: Set(f.record.status_code),
-        error: Set(f.record.error.clone()),
-        response_excerpt: Set(f.record.response_excerpt.clone()),
-        step: Set(f.step),
-    }))
-    .exec_without_returning(&txn)
-    .await
-    .context("recording attempts")?;
+    txn.execute(record_attempts(backend, finished))
+        .await
+        .context("recording attempts")?;
     txn.commit().await.context("committing write-back")?;
     Ok(finished
         .iter()
         .map(|f| applied.contains(&f.run_id))
         .collect())
+}
+
+/// [`RECORD_ATTEMPTS`] for these results.
+fn record_attempts(backend: sea_orm::DbBackend, finished: &[Finished]) -> sea_orm::Statement {
+    let rows = sql::placeholder_rows(1, finished.len(), ATTEMPT_COLUMNS);
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(finished.len() * ATTEMPT_COLUMNS);
+    for f in finished {
+        let r = &f.record;
+        values.extend([
+            Uuid::now_v7().into(),
+            f.run_id.into(),
+            f.attempt.into(),
+            r.started_at.into(),
+            r.duration_ms.into(),
+            r.outcome.into(),
+            r.status_code.into(),
+            r.error.clone().into(),
+            r.response_excerpt.clone().into(),
+            f.step.into(),
+        ]);
+    }
+    sql::statement(backend, &RECORD_ATTEMPTS.replace("{rows}", &rows), values)
 }
 
 #[derive(FromQueryResult)]

@@ -359,10 +359,8 @@ pub async fn materialise_and_lease(
     let mut created: HashMap<Uuid, i64> = HashMap::new();
     let mut leased = Vec::new();
     for chunk in rows.chunks(INSERT_CHUNK) {
-        let values_sql: Vec<String> = (0..chunk.len())
-            .map(|i| sql::placeholders(i * RUN_COLUMNS + 1, RUN_COLUMNS))
-            .collect();
-        let statement = format!("{INSERT_RUNS}{}{INSERT_RUNS_TAIL}", values_sql.join(", "));
+        let rows = sql::placeholder_rows(1, chunk.len(), RUN_COLUMNS);
+        let statement = format!("{INSERT_RUNS}{rows}{INSERT_RUNS_TAIL}");
         let values: Vec<Value> = chunk.iter().flat_map(|row| row.iter().cloned()).collect();
         let inserted = run::Entity::find()
             .from_raw_sql(sql::statement(backend, &statement, values))

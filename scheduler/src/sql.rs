@@ -25,6 +25,15 @@ pub fn placeholders(first: usize, count: usize) -> String {
     format!("({})", list.join(", "))
 }
 
+/// `rows` rows of `columns` placeholders each, numbered from `$first`: the body of a multi-row
+/// `VALUES` list.
+pub fn placeholder_rows(first: usize, rows: usize, columns: usize) -> String {
+    let rows: Vec<String> = (0..rows)
+        .map(|row| placeholders(first + row * columns, columns))
+        .collect();
+    rows.join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,8 +49,9 @@ mod tests {
     }
 
     #[test]
-    fn placeholder_rows() {
+    fn placeholder_lists() {
         assert_eq!(placeholders(4, 3), "($4, $5, $6)");
+        assert_eq!(placeholder_rows(3, 2, 2), "($3, $4), ($5, $6)");
     }
 }
 

@@ -10,6 +10,7 @@ use hookbeat_scheduler::materialise::{
     materialise_and_lease, materialise_due, Lease, Shards, SHARD_COUNT,
 };
 use hookbeat_scheduler::{claim, Clock, Worker, WorkerConfig};
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 
 use crate::helpers::{spawn_app, Backend, Receiver, TestApp};
@@ -224,31 +225,7 @@ async fn a_grouped_write_back_applies_only_where_the_lease_is_still_held(backend
     let rescued = rescued[0].id;
     assert_eq!(rescued, slow[0].id, "the short lease expired");
 
-    let finished: Vec<claim::Finished> = slow
-        .iter()
-        .map(|run| claim::Finished {
-            run_id: run.id,
-            attempt: run.attempts,
-            step: run.step,
-            record: claim::AttemptRecord {
-                started_at: later,
-                duration_ms: 5,
-                outcome: "success",
-                status_code: Some(200),
-                error: None,
-                response_excerpt: None,
-            },
-            update: claim::RunUpdate {
-                status: "succeeded",
-                due_at: None,
-                status_code: Some(200),
-                error: None,
-                finished_at: Some(later),
-                next_step: None,
-                failure: None,
-            },
-        })
-        .collect();
+    let finished: Vec<claim::Finished> = slow.iter().map(|run| answered(run, later)).collect();
     let held = claim::finish_attempts(&app.db, "slow-worker", &finished, later)
         .await
         .unwrap();
@@ -267,6 +244,108 @@ async fn a_grouped_write_back_applies_only_where_the_lease_is_still_held(backend
         };
         assert_eq!(detail["status"], status, "{detail}");
     }
+}
+
+/// The result of an attempt the receiver answered with 200 at `at`.
+fn answered(
+    run: &hookbeat_entity::run::Model,
+    at: chrono::DateTime<chrono::Utc>,
+) -> claim::Finished {
+    claim::Finished {
+        run_id: run.id,
+        attempt: run.attempts,
+        step: run.step,
+        record: claim::AttemptRecord {
+            started_at: at,
+            duration_ms: 5,
+            outcome: "success",
+            status_code: Some(200),
+            error: None,
+            response_excerpt: None,
+        },
+        update: claim::RunUpdate {
+            status: "succeeded",
+            due_at: None,
+            status_code: Some(200),
+            error: None,
+            finished_at: Some(at),
+            next_step: None,
+            failure: None,
+        },
+    }
+}
+
+/// A schedule deleted while one of its runs is being delivered takes the run and its history
+/// with it; the result that comes back for that run is dropped, and the other results of the
+/// same write-back group are still recorded.
+async fn a_result_for_a_deleted_schedule_leaves_its_group_recorded(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let now = hourly_schedules_due(&app, &receiver, &["kept", "deleted"]).await;
+    materialise_due(&app.db, now, 10, Shards::All)
+        .await
+        .unwrap();
+    let lease = Duration::seconds(60);
+    let in_flight = claim::claim(&app.db, "worker", now, now + lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(in_flight.len(), 2);
+    let schedules = app.get("/v1/schedules").await.body;
+    let deleted_schedule = schedules["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "deleted")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answer = app
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/schedules/{deleted_schedule}"),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, reqwest::StatusCode::NO_CONTENT);
+
+    let finished: Vec<claim::Finished> = in_flight.iter().map(|run| answered(run, now)).collect();
+    let held = claim::finish_attempts(&app.db, "worker", &finished, now)
+        .await
+        .expect("the group is recorded although one of its runs is gone");
+    let kept: Vec<bool> = in_flight
+        .iter()
+        .map(|run| run.schedule_id.to_string() != deleted_schedule)
+        .collect();
+    assert_eq!(held, kept);
+    for (run, kept) in in_flight.iter().zip(kept) {
+        let detail = app.get(&format!("/v1/runs/{}", run.id)).await;
+        if kept {
+            assert_eq!(detail.body["status"], "succeeded", "{:?}", detail.body);
+            assert_eq!(detail.body["attempts"].as_array().unwrap().len(), 1);
+        } else {
+            assert_eq!(
+                detail.status,
+                reqwest::StatusCode::NOT_FOUND,
+                "{:?}",
+                detail.body
+            );
+        }
+    }
+    let orphans = app
+        .db
+        .query_one(sea_orm::Statement::from_string(
+            app.db.get_database_backend(),
+            "SELECT COUNT(*) AS n FROM attempts WHERE run_id NOT IN (SELECT id FROM runs)",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(orphans, 0, "no attempt outlives its run");
 }
 
 /// A worker that stops gracefully hands its unfinished runs back at once.
@@ -491,6 +570,7 @@ on_both_databases!(
     racing_workers_make_and_deliver_each_fire_once,
     an_expired_lease_hands_the_run_to_another_worker,
     a_grouped_write_back_applies_only_where_the_lease_is_still_held,
+    a_result_for_a_deleted_schedule_leaves_its_group_recorded,
     fires_due_at_once_are_leased_to_the_worker_that_makes_them,
     a_pass_delivers_a_fresh_fire_without_claiming_it,
     runs_waiting_are_served_before_fresh_fires_are_leased,
