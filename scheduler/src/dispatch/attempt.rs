@@ -32,56 +32,43 @@ impl Inner {
                     .unwrap_or(i64::MAX);
                 self.metrics.fire_lag.observe((lag.max(0) as f64) / 1e6);
             }
-            let (result, retry_policy) = match &claimed.schedule {
+            // A run that cannot be sent is recorded as one failed attempt, never retried.
+            let unsendable = |reason| {
+                let once = RetryPolicy {
+                    max_attempts: 1,
+                    ..RetryPolicy::default()
+                };
+                (unsent(reason), once)
+            };
+            let ((result, retry_policy), steps) = match &claimed.schedule {
                 None => (
-                    unsent("the schedule could not be read; see the server log"),
-                    RetryPolicy {
-                        max_attempts: 1,
-                        ..RetryPolicy::default()
-                    },
+                    unsendable("the schedule could not be read; see the server log"),
+                    None,
                 ),
-                Some(_) if claimed.keys.is_empty() => (
-                    unsent("the tenant has no signing secret"),
-                    RetryPolicy {
-                        max_attempts: 1,
-                        ..RetryPolicy::default()
-                    },
-                ),
-                Some((steps, retry_policy)) => {
-                    let Some(target) = steps.target_of(run) else {
-                        return self
-                            .record(
-                                run,
-                                unsent("the schedule has no such step any more"),
-                                RetryPolicy {
-                                    max_attempts: 1,
-                                    ..RetryPolicy::default()
-                                },
-                                None,
-                                started_at,
-                            )
-                            .await;
-                    };
-                    let target = &target;
-                    self.hold_lease_for(run, target, started_at).await;
-                    let delivery = Delivery {
-                        webhook_id: steps::webhook_id(run.id, run.step),
-                        schedule_id: run.schedule_id,
-                        scheduled_for: run.scheduled_for,
-                        attempt: run.attempts,
-                        target,
-                        keys: &claimed.keys,
-                    };
-                    (
-                        self.deliverer.deliver(&delivery, started_at).await,
-                        retry_policy.clone(),
-                    )
+                Some((steps, _)) if claimed.keys.is_empty() => {
+                    (unsendable("the tenant has no signing secret"), Some(steps))
                 }
+                Some((steps, retry_policy)) => match steps.target_of(run) {
+                    None => (unsendable("the schedule has no such step any more"), None),
+                    Some(target) => {
+                        let target = &target;
+                        self.hold_lease_for(run, target, started_at).await;
+                        let delivery = Delivery {
+                            webhook_id: steps::webhook_id(run.id, run.step),
+                            schedule_id: run.schedule_id,
+                            scheduled_for: run.scheduled_for,
+                            attempt: run.attempts,
+                            target,
+                            keys: &claimed.keys,
+                        };
+                        let result = self.deliverer.deliver(&delivery, started_at).await;
+                        ((result, retry_policy.clone()), Some(steps))
+                    }
+                },
             };
             drop(reservation);
             drop(slot);
             self.wakeup.wake();
-            let steps = claimed.schedule.as_ref().map(|(steps, _)| steps);
             self.record(run, result, retry_policy, steps, started_at)
                 .await;
         }

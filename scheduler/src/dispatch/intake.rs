@@ -156,8 +156,6 @@ impl Worker {
             take_at_most.store(grown.min(self.inner.config.claim_batch), Ordering::Relaxed);
         } else {
             take_at_most.store(kept.len().max(1), Ordering::Relaxed);
-        }
-        if !handed_back.is_empty() {
             self.inner
                 .metrics
                 .handed_back

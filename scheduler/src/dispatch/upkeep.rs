@@ -125,7 +125,6 @@ impl Worker {
         }
     }
 
-    /// Materialises with this worker's shards.
     /// Materialises one batch of this worker's due schedules, leasing up to `lease_max` of the
     /// fires already due to this worker.
     pub(super) async fn materialise(
