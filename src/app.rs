@@ -1,5 +1,6 @@
 //! Composing the roles: the API, the worker, or both in one process (`serve`), sharing one
-//! database pool, one clock, one metrics registry and one wake-up channel.
+//! clock, one metrics registry and one wake-up channel. Each role has a database pool of its own
+//! (see [`database::Pool`]).
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -26,7 +27,10 @@ pub struct Roles {
 
 /// Everything the roles share.
 pub struct Components {
+    /// The API's pool, or the only pool of a process with one role.
     pub db: DatabaseConnection,
+    /// The worker's own pool, where the process runs the API as well.
+    pub worker_db: Option<DatabaseConnection>,
     pub clock: Arc<dyn Clock>,
     pub registry: prometheus::Registry,
     pub wakeup: Wakeup,
@@ -80,8 +84,10 @@ impl Options {
     }
 }
 
+/// Builds the roles' parts over `db`; the worker uses `worker_db` where given, else `db`.
 pub async fn build(
     db: DatabaseConnection,
+    worker_db: Option<DatabaseConnection>,
     clock: Arc<dyn Clock>,
     options: Options,
 ) -> anyhow::Result<Components> {
@@ -102,12 +108,15 @@ pub async fn build(
         ),
     };
     let wakeup = Wakeup::new();
-    hookbeat_scheduler::metrics::DbPoolCollector::register(&registry, db.clone())
+    let pools = std::iter::once(db.clone())
+        .chain(worker_db.clone())
+        .collect();
+    hookbeat_scheduler::metrics::DbPoolCollector::register(&registry, pools)
         .context("registering pool metrics")?;
     let metrics = WorkerMetrics::register(&registry).context("registering worker metrics")?;
     let notifications = metrics.wakeups.with_label_values(&["notify"]);
     let worker = Worker::new(
-        db.clone(),
+        worker_db.clone().unwrap_or_else(|| db.clone()),
         clock.clone(),
         options.worker,
         metrics,
@@ -125,6 +134,7 @@ pub async fn build(
     };
     Ok(Components {
         db,
+        worker_db,
         clock,
         registry,
         wakeup,
@@ -136,7 +146,16 @@ pub async fn build(
 
 /// Runs `roles` until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Result<()> {
-    let db = database::connect(&settings.database_url).await?;
+    let url = &settings.database_url;
+    let db = database::connect(
+        url,
+        if roles.api {
+            database::Pool::Api
+        } else {
+            database::Pool::Worker
+        },
+    )
+    .await?;
     if migrate {
         database::migrate(&db).await?;
     } else {
@@ -147,7 +166,18 @@ pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Re
             );
         }
     }
-    let components = build(db, Arc::new(SystemClock), Options::from_settings(settings)?).await?;
+    let worker_db = if roles.api && roles.worker {
+        Some(database::connect(url, database::Pool::Worker).await?)
+    } else {
+        None
+    };
+    let components = build(
+        db,
+        worker_db,
+        Arc::new(SystemClock),
+        Options::from_settings(settings)?,
+    )
+    .await?;
     let cancel = CancellationToken::new();
     tokio::spawn(shutdown_on_signal(cancel.clone()));
 
@@ -206,6 +236,9 @@ pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Re
         worker.await.context("the worker task panicked")??;
     }
     components.db.close().await.ok();
+    if let Some(worker_db) = components.worker_db {
+        worker_db.close().await.ok();
+    }
     Ok(())
 }
 

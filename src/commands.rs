@@ -13,7 +13,7 @@ use crate::cli::Settings;
 use crate::database;
 
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let db = database::connect(&settings.database_url).await?;
+    let db = database::connect(&settings.database_url, database::Pool::Api).await?;
     database::migrate(&db).await?;
     tracing::info!("migrations applied");
     Ok(())
@@ -41,7 +41,7 @@ pub async fn token(
             "tokens are issued by the external identity provider when --jwt-public-key is set"
         );
     }
-    let db = database::connect(&settings.database_url).await?;
+    let db = database::connect(&settings.database_url, database::Pool::Api).await?;
     if settings.is_sqlite() {
         // The embedded install sets itself up, so the quick start needs no separate step.
         database::migrate(&db).await?;

@@ -141,19 +141,12 @@ pub async fn claim(
     take(db, statement).await.context("claiming runs")
 }
 
-/// Runs a claim statement in a worker transaction: a claim lost in a database crash only makes
-/// its runs claimable again, so it need not wait for the WAL flush.
+/// Runs a claim statement: a single statement, so it needs no transaction of its own.
 async fn take(
     db: &DatabaseConnection,
     statement: sea_orm::Statement,
 ) -> Result<Vec<run::Model>, sea_orm::DbErr> {
-    let txn = sql::begin_worker_write(db).await?;
-    let runs = run::Entity::find()
-        .from_raw_sql(statement)
-        .all(&txn)
-        .await?;
-    txn.commit().await?;
-    Ok(runs)
+    run::Entity::find().from_raw_sql(statement).all(db).await
 }
 
 /// Takes back runs whose lease expired (see [`RESCUE`]), at most `limit`; returns how many.
@@ -399,9 +392,7 @@ pub async fn finish_attempts(
         ]);
     }
 
-    let txn = sql::begin_worker_write(db)
-        .await
-        .context("beginning write-back")?;
+    let txn = sql::begin_write(db).await.context("beginning write-back")?;
     let applied: HashSet<Uuid> =
         IdRow::find_by_statement(sql::statement(backend, &statement, values))
             .all(&txn)

@@ -233,7 +233,7 @@ pub async fn materialise_and_lease(
     }
     let backend = db.get_database_backend();
     let select_due = SELECT_DUE.replace("{shards}", &shards.condition());
-    let txn = sql::begin_worker_write(db)
+    let txn = sql::begin_write(db)
         .await
         .context("beginning materialise")?;
 

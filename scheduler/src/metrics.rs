@@ -147,14 +147,16 @@ pub fn register_build_info(registry: &Registry) -> prometheus::Result<()> {
     registry.register(Box::new(info))
 }
 
-/// `hookbeat_db_connections{state="idle|in_use"}`: the database pool, read at each scrape.
+/// `hookbeat_db_connections{state="idle|in_use"}`: the process's database pools, read at each
+/// scrape.
 pub struct DbPoolCollector {
-    db: DatabaseConnection,
+    /// The process's pools (the API's and the worker's): the gauges count them together.
+    pools: Vec<DatabaseConnection>,
     connections: IntGaugeVec,
 }
 
 impl DbPoolCollector {
-    pub fn register(registry: &Registry, db: DatabaseConnection) -> prometheus::Result<()> {
+    pub fn register(registry: &Registry, pools: Vec<DatabaseConnection>) -> prometheus::Result<()> {
         let connections = IntGaugeVec::new(
             Opts::new(
                 "hookbeat_db_connections",
@@ -162,22 +164,30 @@ impl DbPoolCollector {
             ),
             &["state"],
         )?;
-        registry.register(Box::new(Self { db, connections }))
+        registry.register(Box::new(Self { pools, connections }))
     }
 
-    /// (open, idle) connections of the pool.
-    fn pool(&self) -> (u32, usize) {
-        match self.db.get_database_backend() {
-            DbBackend::Postgres => {
-                let pool = self.db.get_postgres_connection_pool();
-                (pool.size(), pool.num_idle())
-            }
-            DbBackend::Sqlite => {
-                let pool = self.db.get_sqlite_connection_pool();
-                (pool.size(), pool.num_idle())
-            }
-            DbBackend::MySql => (0, 0),
+    /// (open, idle) connections of the pools.
+    fn pools(&self) -> (u32, usize) {
+        self.pools
+            .iter()
+            .map(pool)
+            .fold((0, 0), |(open, idle), (o, i)| (open + o, idle + i))
+    }
+}
+
+/// (open, idle) connections of one pool.
+fn pool(db: &DatabaseConnection) -> (u32, usize) {
+    match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle())
         }
+        DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        DbBackend::MySql => (0, 0),
     }
 }
 
@@ -187,7 +197,7 @@ impl Collector for DbPoolCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
-        let (open, idle) = self.pool();
+        let (open, idle) = self.pools();
         let idle = idle as i64;
         self.connections.with_label_values(&["idle"]).set(idle);
         self.connections

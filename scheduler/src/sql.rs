@@ -72,24 +72,3 @@ pub async fn begin_write(
     }
     Ok(txn)
 }
-
-/// Begins a worker transaction. Like [`begin_write`], and on PostgreSQL without waiting for the
-/// commit to be flushed to disk (`synchronous_commit = off`, this transaction only).
-///
-/// Safe because every worker write can be redone: if PostgreSQL crashes and loses the last
-/// fraction of a second of worker commits, due schedules are materialised again (the unique key
-/// prevents doubles), claims fall back to pending, and an attempt whose result was lost is
-/// delivered again with the same `webhook-id`: at least once, as promised. API writes keep full
-/// durability. Not waiting for the flush is what lets one worker record thousands of attempts a
-/// second instead of one per disk flush.
-pub async fn begin_worker_write(
-    db: &sea_orm::DatabaseConnection,
-) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
-    use sea_orm::ConnectionTrait;
-    let txn = begin_write(db).await?;
-    if db.get_database_backend() == DbBackend::Postgres {
-        txn.execute_unprepared("SET LOCAL synchronous_commit TO OFF")
-            .await?;
-    }
-    Ok(txn)
-}

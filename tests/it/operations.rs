@@ -9,7 +9,7 @@ use chrono::Duration;
 use hookbeat_migration::{Migrator, MigratorTrait};
 use hookbeat_scheduler::materialise::SHARD_COUNT;
 use hookbeat_scheduler::WorkerConfig;
-use sea_orm::ConnectionTrait;
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{json, Value};
 
 use crate::end_to_end::signing_secrets;
@@ -353,6 +353,27 @@ on_both_databases!(
     readiness_reports_each_check,
     the_latest_migration_rolls_back_and_applies_again
 );
+
+/// The worker's commits do not wait for the WAL flush, the API's do (`database::Pool`): every
+/// worker write can be redone after a crash, a created schedule cannot.
+#[tokio::test]
+async fn only_the_worker_commits_without_waiting_for_the_flush() {
+    let Some(app) = spawn_app(Backend::Postgres).await else {
+        return;
+    };
+    for (pool, db, expected) in [("API", &app.db, "on"), ("worker", &app.worker_db, "off")] {
+        let row = db
+            .query_one(Statement::from_string(
+                DbBackend::Postgres,
+                "SHOW synchronous_commit",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let setting: String = row.try_get("", "synchronous_commit").unwrap();
+        assert_eq!(setting, expected, "synchronous_commit of the {pool} pool");
+    }
+}
 
 /// A worker is ready while it renews its shards (even owning none yet), and not once its
 /// heartbeats stop for longer than the shard lease, or after it left.

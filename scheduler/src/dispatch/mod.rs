@@ -149,6 +149,8 @@ struct Inner {
     /// the last one keep, growing back towards `claim_batch` by a quarter while nothing is handed
     /// back. Claiming more than the limits allow only hands runs back, a write each way.
     take_at_most: std::sync::atomic::AtomicUsize,
+    /// When this worker last looked for expired leases (see [`Inner::rescue_due`]).
+    rescued_at: std::sync::Mutex<Option<DateTime<Utc>>>,
 }
 
 /// What a loop pass found, deciding how long the loop waits.
@@ -221,6 +223,7 @@ impl Worker {
                 last_heartbeat: std::sync::Mutex::new(None),
                 fires_coming: Default::default(),
                 take_at_most: std::sync::atomic::AtomicUsize::new(config.claim_batch),
+                rescued_at: std::sync::Mutex::new(None),
                 rotation: Default::default(),
                 limits: Limits::new(
                     config.max_in_flight_per_tenant,

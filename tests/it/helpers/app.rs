@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hookbeat::app::{build, Options};
+use hookbeat::database::Pool;
 use hookbeat_api::auth::{mint_token, Secret, DEFAULT_SCOPES};
 use hookbeat_scheduler::{ManualClock, Worker, WorkerConfig};
 use reqwest::{Method, StatusCode};
@@ -22,7 +23,10 @@ pub struct TestApp {
     pub token: String,
     pub clock: ManualClock,
     pub worker: Worker,
+    /// The API's pool.
     pub db: DatabaseConnection,
+    /// The worker's pool.
+    pub worker_db: DatabaseConnection,
     _db: TestDb,
 }
 
@@ -42,9 +46,13 @@ pub async fn spawn_app_with(
     configure: impl FnOnce(&mut Options),
 ) -> Option<TestApp> {
     let test_db = TestDb::new(backend).await?;
-    let db = hookbeat::database::connect(&test_db.url)
+    // Two pools, as `serve` has: the API's, and the worker's own.
+    let db = hookbeat::database::connect(&test_db.url, Pool::Api)
         .await
         .expect("connecting");
+    let worker_db = hookbeat::database::connect(&test_db.url, Pool::Worker)
+        .await
+        .expect("connecting the worker");
     let clock = ManualClock::new(start_time());
     let mut options = Options {
         allow_private_targets: true,
@@ -57,9 +65,14 @@ pub async fn spawn_app_with(
         },
     };
     configure(&mut options);
-    let components = build(db.clone(), Arc::new(clock.clone()), options)
-        .await
-        .expect("building the app");
+    let components = build(
+        db.clone(),
+        Some(worker_db.clone()),
+        Arc::new(clock.clone()),
+        options,
+    )
+    .await
+    .expect("building the app");
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding");
     let address = format!("http://{}", listener.local_addr().unwrap());
     let server =
@@ -75,6 +88,7 @@ pub async fn spawn_app_with(
         clock,
         worker: components.worker,
         db,
+        worker_db,
         _db: test_db,
     })
 }
@@ -185,7 +199,7 @@ impl TestApp {
                 .unwrap();
         let wakeup = hookbeat_scheduler::notify::Wakeup::new();
         Worker::new(
-            self.db.clone(),
+            self.worker_db.clone(),
             Arc::new(self.clock.clone()),
             config,
             metrics,

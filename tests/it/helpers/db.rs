@@ -5,6 +5,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`). When it cannot be reached the PostgreSQL tests
 //! are skipped with a loud message, unless `HOOKBEAT_REQUIRE_POSTGRES=1` (as in CI), where they fail.
 
+use hookbeat::database::Pool;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use tokio::sync::OnceCell;
 
@@ -109,7 +110,7 @@ impl TestDb {
                     "sqlite://{}?mode=rwc",
                     dir.path().join("hookbeat.db").display()
                 );
-                let db = hookbeat::database::connect(&url)
+                let db = hookbeat::database::connect(&url, Pool::Api)
                     .await
                     .expect("opening SQLite");
                 hookbeat::database::migrate(&db)
