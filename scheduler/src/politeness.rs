@@ -3,10 +3,15 @@
 //!
 //! The limits are per worker process (W workers allow W × the limit in all). A claimed run over a
 //! limit is not held waiting (its lease would run out): it is handed back, due again shortly,
-//! and the fair claim gives its slot to someone else.
+//! and the fair claim gives its slot to someone else. The worker then sizes its next claims by
+//! the places the refusing tenant or host has free ([`Limits::places`]), and waits for them to
+//! come free ([`Limits::eased`]) rather than claim runs it would only hand back again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+use tokio::sync::Notify;
 
 #[derive(Debug, Default)]
 struct InFlight {
@@ -19,6 +24,73 @@ pub struct Limits {
     per_tenant: usize,
     per_host: usize,
     in_flight: Mutex<InFlight>,
+    /// Signalled when a tenant or host falls to half its limit in flight.
+    eased: Notify,
+}
+
+/// A tenant or a target host: what a limit counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    Tenant(String),
+    Host(String),
+}
+
+/// How long the tenants and hosts that refused runs keep bounding claims after the last refusal.
+const AT_LIMIT_FOR: Duration = Duration::seconds(1);
+
+/// The longest a worker holds back its claims for a tenant or host at its limit to have half its
+/// places free. One that frees none in this time is slow, not busy: claims go on as before (what
+/// does not fit is handed back), so its backlog never holds up the other tenants' runs for long.
+pub const AT_LIMIT_WAIT: Duration = Duration::milliseconds(50);
+
+/// The tenants and hosts that lately refused runs for being at their limit, and what that means
+/// for the next claim. A worker with a backlog for one receiving host used to claim as soon as a
+/// delivery ended, keep one or two runs and hand the rest back, a write each way, then pause.
+/// Now, while a refusal is recent, a claim takes no more runs than those keys have places free,
+/// and none until they have at least half (the guess being that the runs waiting are theirs).
+#[derive(Debug, Default)]
+pub struct AtLimit {
+    keys: Vec<Key>,
+    until: Option<DateTime<Utc>>,
+    /// Since when claims have been held back, waiting for places.
+    holding_since: Option<DateTime<Utc>>,
+}
+
+impl AtLimit {
+    /// Notes the keys that refused runs in a claim at `now`.
+    pub fn refused(&mut self, keys: Vec<Key>, now: DateTime<Utc>) {
+        *self = Self {
+            keys,
+            until: Some(now + AT_LIMIT_FOR),
+            holding_since: None,
+        };
+    }
+
+    /// How many runs the next claim may take: `None` for no bound (no recent refusal, or the
+    /// keys stayed full for [`AT_LIMIT_WAIT`]), `Some(0)` to hold back until places come free.
+    pub fn bound(&mut self, limits: &Limits, now: DateTime<Utc>) -> Option<usize> {
+        if self.until.is_none_or(|until| now >= until) {
+            return None;
+        }
+        let mut bound = usize::MAX;
+        let mut full = false;
+        for key in &self.keys {
+            let (free, limit) = limits.places(key);
+            full |= free < (limit / 2).max(1);
+            bound = bound.min(free);
+        }
+        if !full {
+            self.holding_since = None;
+            return Some(bound);
+        }
+        let since = *self.holding_since.get_or_insert(now);
+        if now - since >= AT_LIMIT_WAIT {
+            // Slow rather than busy: stop holding back until the next refusal.
+            self.until = None;
+            return None;
+        }
+        Some(0)
+    }
 }
 
 /// A delivery's place under both limits, given back when dropped.
@@ -35,24 +107,44 @@ impl Limits {
             per_tenant: per_tenant.max(1),
             per_host: per_host.max(1),
             in_flight: Mutex::default(),
+            eased: Notify::new(),
         })
     }
 
-    /// A place for one more delivery of `tenant` to `host`, if both are under their limits.
-    pub fn try_reserve(self: &Arc<Self>, tenant: &str, host: &str) -> Option<Reservation> {
+    /// A place for one more delivery of `tenant` to `host` if both are under their limits, else
+    /// the one at its limit.
+    pub fn try_reserve(self: &Arc<Self>, tenant: &str, host: &str) -> Result<Reservation, Key> {
         let mut in_flight = self.in_flight.lock().expect("in-flight lock poisoned");
-        let tenant_count = in_flight.tenants.get(tenant).copied().unwrap_or(0);
-        let host_count = in_flight.hosts.get(host).copied().unwrap_or(0);
-        if tenant_count >= self.per_tenant || host_count >= self.per_host {
-            return None;
+        if in_flight.tenants.get(tenant).copied().unwrap_or(0) >= self.per_tenant {
+            return Err(Key::Tenant(tenant.to_owned()));
+        }
+        if in_flight.hosts.get(host).copied().unwrap_or(0) >= self.per_host {
+            return Err(Key::Host(host.to_owned()));
         }
         *in_flight.tenants.entry(tenant.to_owned()).or_default() += 1;
         *in_flight.hosts.entry(host.to_owned()).or_default() += 1;
-        Some(Reservation {
+        Ok(Reservation {
             limits: self.clone(),
             tenant: tenant.to_owned(),
             host: host.to_owned(),
         })
+    }
+
+    /// How many more deliveries `key` may start now, and how many it may have in flight.
+    pub fn places(&self, key: &Key) -> (usize, usize) {
+        let in_flight = self.in_flight.lock().expect("in-flight lock poisoned");
+        let (counts, name, limit) = match key {
+            Key::Tenant(tenant) => (&in_flight.tenants, tenant, self.per_tenant),
+            Key::Host(host) => (&in_flight.hosts, host, self.per_host),
+        };
+        let busy = counts.get(name).copied().unwrap_or(0);
+        (limit.saturating_sub(busy), limit)
+    }
+
+    /// Completes once some tenant or host has fallen to half its limit in flight since the last
+    /// call returned: from then on a claim can keep a batch of its runs, not one or two.
+    pub async fn eased(&self) {
+        self.eased.notified().await;
     }
 }
 
@@ -64,18 +156,25 @@ impl Drop for Reservation {
             .lock()
             .expect("in-flight lock poisoned");
         let InFlight { tenants, hosts } = &mut *in_flight;
-        release(tenants, &self.tenant);
-        release(hosts, &self.host);
+        let tenant_left = release(tenants, &self.tenant);
+        let host_left = release(hosts, &self.host);
+        if tenant_left == Some(self.limits.per_tenant / 2)
+            || host_left == Some(self.limits.per_host / 2)
+        {
+            self.limits.eased.notify_one();
+        }
     }
 }
 
-fn release(counts: &mut HashMap<String, usize>, key: &str) {
-    if let Some(count) = counts.get_mut(key) {
-        *count -= 1;
-        if *count == 0 {
-            counts.remove(key);
-        }
+/// Counts one delivery of `key` out; returns how many are left in flight.
+fn release(counts: &mut HashMap<String, usize>, key: &str) -> Option<usize> {
+    let count = counts.get_mut(key)?;
+    *count -= 1;
+    let left = *count;
+    if left == 0 {
+        counts.remove(key);
     }
+    Some(left)
 }
 
 /// The host a target URL connects to, as `host:port`: the unit of the per-host limit.
@@ -99,19 +198,93 @@ mod tests {
         let limits = Limits::new(2, 3);
         let a1 = limits.try_reserve("a", "x:443").unwrap();
         let _a2 = limits.try_reserve("a", "y:443").unwrap();
-        assert!(
-            limits.try_reserve("a", "z:443").is_none(),
+        assert_eq!(
+            limits.try_reserve("a", "z:443").unwrap_err(),
+            Key::Tenant("a".into()),
             "tenant a is at its limit"
         );
         let _b1 = limits.try_reserve("b", "x:443").unwrap();
         let _c1 = limits.try_reserve("c", "x:443").unwrap();
-        assert!(
-            limits.try_reserve("d", "x:443").is_none(),
+        assert_eq!(
+            limits.try_reserve("d", "x:443").unwrap_err(),
+            Key::Host("x:443".into()),
             "host x is at its limit"
         );
+        assert_eq!(limits.places(&Key::Host("x:443".into())), (0, 3));
+        assert_eq!(limits.places(&Key::Tenant("b".into())), (1, 2));
         drop(a1);
-        assert!(limits.try_reserve("a", "z:443").is_some());
-        assert!(limits.try_reserve("d", "x:443").is_some());
+        assert_eq!(limits.places(&Key::Host("x:443".into())), (1, 3));
+        assert!(limits.try_reserve("a", "z:443").is_ok());
+        assert!(limits.try_reserve("d", "x:443").is_ok());
+    }
+
+    #[test]
+    fn limits_ease_when_a_host_falls_to_half_its_limit() {
+        use futures::FutureExt;
+        let limits = Limits::new(100, 4);
+        let mut held: Vec<_> = (0..4)
+            .map(|n| limits.try_reserve(&format!("t{n}"), "x:443").unwrap())
+            .collect();
+        held.pop();
+        assert!(
+            limits.eased().now_or_never().is_none(),
+            "three of four in flight"
+        );
+        held.pop();
+        assert!(limits.eased().now_or_never().is_some(), "two of four: half");
+        held.pop();
+        assert!(
+            limits.eased().now_or_never().is_none(),
+            "signalled once per fall to half"
+        );
+    }
+
+    #[test]
+    fn claims_wait_for_half_the_places_of_a_key_at_its_limit_but_not_for_long() {
+        let limits = Limits::new(100, 4);
+        let t0: DateTime<Utc> = "2030-01-07T10:00:00Z".parse().unwrap();
+        let ms = Duration::milliseconds;
+        let mut at_limit = AtLimit::default();
+        assert_eq!(at_limit.bound(&limits, t0), None, "nothing refused yet");
+
+        let mut held: Vec<_> = (0..4)
+            .map(|n| limits.try_reserve(&format!("t{n}"), "x:443").unwrap())
+            .collect();
+        at_limit.refused(vec![Key::Host("x:443".into())], t0);
+        assert_eq!(at_limit.bound(&limits, t0), Some(0), "x is full");
+        held.truncate(3);
+        assert_eq!(
+            at_limit.bound(&limits, t0 + ms(10)),
+            Some(0),
+            "one of four free is less than half"
+        );
+        held.truncate(2);
+        assert_eq!(at_limit.bound(&limits, t0 + ms(20)), Some(2), "half free");
+        held.truncate(0);
+        assert_eq!(at_limit.bound(&limits, t0 + ms(30)), Some(4));
+
+        // A host that frees nothing for AT_LIMIT_WAIT stops holding claims back.
+        let _held: Vec<_> = (0..4)
+            .map(|n| limits.try_reserve(&format!("t{n}"), "x:443").unwrap())
+            .collect();
+        at_limit.refused(vec![Key::Host("x:443".into())], t0 + ms(100));
+        assert_eq!(at_limit.bound(&limits, t0 + ms(100)), Some(0));
+        assert_eq!(at_limit.bound(&limits, t0 + ms(149)), Some(0));
+        assert_eq!(
+            at_limit.bound(&limits, t0 + ms(150)),
+            None,
+            "slow, not busy"
+        );
+        assert_eq!(
+            at_limit.bound(&limits, t0 + ms(151)),
+            None,
+            "until the next refusal"
+        );
+
+        // A refusal counts for AT_LIMIT_FOR.
+        at_limit.refused(vec![Key::Tenant("t9".into())], t0 + ms(200));
+        assert_eq!(at_limit.bound(&limits, t0 + ms(1_199)), Some(100));
+        assert_eq!(at_limit.bound(&limits, t0 + ms(1_200)), None);
     }
 
     #[test]

@@ -676,12 +676,13 @@ mod receiver_answers {
             .all(|r| r["status"] == "succeeded" && r["attempt_count"] == 1));
     }
 
-    /// A claim takes no more than the politeness limits let the last one keep, growing back
-    /// while nothing is handed back: ten fires due for one host that takes two at a time. The
-    /// first pass leases all ten and hands eight back; half a second later the worker claims two
-    /// or three at a time and delivers seven of the eight in one instant. (Claiming all eight
-    /// would keep two and hand six back again.)
-    async fn claims_shrink_to_what_the_limits_let_them_keep(backend: Backend) {
+    /// After a host refused runs for being at its limit, a claim takes no more runs than the host
+    /// has places free: ten fires due for one host that takes two at a time. The first pass
+    /// leases all ten and hands eight back; half a second later the worker claims them two at a
+    /// time and delivers all eight in one instant, handing none back. (Claims sized only by what
+    /// the last one kept grew to three and handed one back, which then waited another half
+    /// second.)
+    async fn claims_take_what_the_host_at_its_limit_has_room_for(backend: Backend) {
         let Some(app) = spawn_app(backend).await else {
             return;
         };
@@ -702,14 +703,14 @@ mod receiver_answers {
         app.clock.advance(Duration::seconds(60));
         assert_eq!(narrow.run_once().await.unwrap().attempts, 2);
         app.clock.advance(Duration::milliseconds(500));
-        assert_eq!(narrow.run_once().await.unwrap().attempts, 7);
+        assert_eq!(narrow.run_once().await.unwrap().attempts, 8);
         app.clock.advance(Duration::milliseconds(500));
-        assert_eq!(narrow.run_once().await.unwrap().attempts, 1);
+        assert_eq!(narrow.run_once().await.unwrap().attempts, 0);
         assert_eq!(receiver.received().len(), 10);
     }
 
     on_both_databases!(
-        claims_shrink_to_what_the_limits_let_them_keep,
+        claims_take_what_the_host_at_its_limit_has_room_for,
         in_flight_limits_spread_a_burst,
         private_targets_are_refused_when_connecting,
         retry_after_is_honoured,

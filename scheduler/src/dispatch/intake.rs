@@ -148,6 +148,7 @@ impl Worker {
     ) -> anyhow::Result<Claim> {
         let mut kept = Vec::with_capacity(claimed.len());
         let mut handed_back = Vec::new();
+        let mut refusing = Vec::new();
         for mut claimed in claimed {
             let Some(target) = claimed
                 .schedule
@@ -162,11 +163,16 @@ impl Worker {
                 .limits
                 .try_reserve(&claimed.run.tenant_id, &host_key(&target.url))
             {
-                Some(reservation) => {
+                Ok(reservation) => {
                     claimed.reservation = Some(reservation);
                     kept.push(claimed);
                 }
-                None => handed_back.push(claimed.run.id),
+                Err(key) => {
+                    if !refusing.contains(&key) {
+                        refusing.push(key);
+                    }
+                    handed_back.push(claimed.run.id);
+                }
             }
         }
         let take_at_most = &self.inner.take_at_most;
@@ -176,6 +182,11 @@ impl Worker {
             take_at_most.store(grown.min(self.inner.config.claim_batch), Ordering::Relaxed);
         } else {
             take_at_most.store(kept.len().max(1), Ordering::Relaxed);
+            self.inner
+                .at_limit
+                .lock()
+                .expect("at-limit lock poisoned")
+                .refused(refusing, now);
             self.inner
                 .metrics
                 .handed_back

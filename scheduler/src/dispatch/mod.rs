@@ -42,7 +42,7 @@ use crate::materialise::{self, Shards, SHARD_COUNT};
 use crate::metrics::WorkerMetrics;
 use crate::notify::Wakeup;
 use crate::outcome;
-use crate::politeness::{host_key, Limits, Reservation};
+use crate::politeness::{host_key, AtLimit, Limits, Reservation};
 use crate::shards::{Coordinator, ShardConfig};
 use crate::signing::SigningKey;
 use crate::sql;
@@ -151,6 +151,8 @@ struct Inner {
     take_at_most: std::sync::atomic::AtomicUsize,
     /// When this worker last looked for expired leases (see [`Inner::rescue_due`]).
     rescued_at: std::sync::Mutex<Option<DateTime<Utc>>>,
+    /// The tenants and hosts that lately refused runs for being at their limit.
+    at_limit: std::sync::Mutex<AtLimit>,
 }
 
 /// What a loop pass found, deciding how long the loop waits.
@@ -183,7 +185,8 @@ pub struct PassReport {
 /// fell behind by up to a second. This bounds how far deliveries run ahead of the database.
 const UNRECORDED_PER_SLOT: usize = 4;
 
-/// How long the loop pauses after a politeness limit sent runs back.
+/// The longest the loop waits after a politeness limit sent runs back, unless a tenant or host
+/// falls to half its limit sooner ([`Limits::eased`]).
 const LIMITED_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 impl Worker {
@@ -224,6 +227,7 @@ impl Worker {
                 fires_coming: Default::default(),
                 take_at_most: std::sync::atomic::AtomicUsize::new(config.claim_batch),
                 rescued_at: std::sync::Mutex::new(None),
+                at_limit: Default::default(),
                 rotation: Default::default(),
                 limits: Limits::new(
                     config.max_in_flight_per_tenant,
@@ -305,12 +309,14 @@ impl Worker {
                     inner.config.max_idle
                 }
                 // A tenant or host is at its limit. Claiming again as each delivery ends would
-                // mostly hand the same runs back, so pause briefly, deaf to wake-ups.
+                // mostly hand the same runs back, so wait, deaf to wake-ups, until one has half
+                // its places free.
                 Ok(Pass::Limited) => {
                     failures = 0;
                     tokio::select! {
                         _ = cancel.cancelled() => break,
                         _ = tokio::time::sleep(LIMITED_PAUSE) => {}
+                        _ = inner.limits.eased() => {}
                     }
                     continue;
                 }
@@ -392,7 +398,9 @@ impl Worker {
     ) -> anyhow::Result<(Pass, PassReport)> {
         let inner = &self.inner;
         let take_at_most = inner.take_at_most.load(Ordering::Relaxed);
-        let free = inner.free_slots().min(take_at_most);
+        let slots = inner.free_slots().min(take_at_most);
+        let places = inner.claim_bound(now);
+        let free = slots.min(places.unwrap_or(usize::MAX));
         let kept_for_fires = if inner.fires_coming.load(Ordering::Relaxed) {
             free / 2
         } else {
@@ -406,11 +414,15 @@ impl Worker {
         };
         let more_runs = claim_limit > 0 && claim.runs.len() == claim_limit;
         let waiting = claim_limit == 0 || claim.claimed == claim_limit;
-        let mut limited = claim.limited;
+        // Waiting for a tenant or host at its limit to have places free counts as limited.
+        let mut limited = claim.limited || places == Some(0);
         let mut attempts = claim.runs.len();
         self.spawn_deliveries(claim.runs, in_flight)?;
 
-        let available = inner.free_slots().min(take_at_most);
+        let available = inner
+            .free_slots()
+            .min(take_at_most)
+            .min(inner.claim_bound(now).unwrap_or(usize::MAX));
         let offer = if waiting {
             kept_for_fires.min(available)
         } else {
@@ -430,7 +442,7 @@ impl Worker {
 
         let pass = if more_schedules || more_runs || more_made {
             Pass::More
-        } else if free == 0 {
+        } else if slots == 0 {
             Pass::Saturated
         } else if limited {
             Pass::Limited
@@ -477,6 +489,14 @@ impl Worker {
 }
 
 impl Inner {
+    /// How many runs the next claim may take under the politeness limits (see [`AtLimit`]).
+    fn claim_bound(&self, now: DateTime<Utc>) -> Option<usize> {
+        self.at_limit
+            .lock()
+            .expect("at-limit lock poisoned")
+            .bound(&self.limits, now)
+    }
+
     /// How many deliveries could start now: free slots, as far as the unrecorded results allow.
     fn free_slots(&self) -> usize {
         self.slots
