@@ -39,8 +39,9 @@ pub enum Key {
 const AT_LIMIT_FOR: Duration = Duration::seconds(1);
 
 /// The longest a worker holds back its claims for a tenant or host at its limit to have half its
-/// places free. One that frees none in this time is slow, not busy: claims go on as before (what
-/// does not fit is handed back), so its backlog never holds up the other tenants' runs for long.
+/// places free, and so the longest its loop waits after a limit sent runs back. One that frees
+/// none in this time is slow, not busy: claims go on as before (what does not fit is handed
+/// back), so its backlog never holds up the other tenants' runs for long.
 pub const AT_LIMIT_WAIT: Duration = Duration::milliseconds(50);
 
 /// The tenants and hosts that lately refused runs for being at their limit, and what that means

@@ -42,7 +42,7 @@ use crate::materialise::{self, Shards, SHARD_COUNT};
 use crate::metrics::WorkerMetrics;
 use crate::notify::Wakeup;
 use crate::outcome;
-use crate::politeness::{host_key, AtLimit, Limits, Reservation};
+use crate::politeness::{host_key, AtLimit, Limits, Reservation, AT_LIMIT_WAIT};
 use crate::shards::{Coordinator, ShardConfig};
 use crate::signing::SigningKey;
 use crate::sql;
@@ -185,10 +185,6 @@ pub struct PassReport {
 /// fell behind by up to a second. This bounds how far deliveries run ahead of the database.
 const UNRECORDED_PER_SLOT: usize = 4;
 
-/// The longest the loop waits after a politeness limit sent runs back, unless a tenant or host
-/// falls to half its limit sooner ([`Limits::eased`]).
-const LIMITED_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
-
 impl Worker {
     pub fn new(
         db: DatabaseConnection,
@@ -310,12 +306,13 @@ impl Worker {
                 }
                 // A tenant or host is at its limit. Claiming again as each delivery ends would
                 // mostly hand the same runs back, so wait, deaf to wake-ups, until one has half
-                // its places free.
+                // its places free, or for as long as claims are held back for it at most.
                 Ok(Pass::Limited) => {
                     failures = 0;
+                    let pause = AT_LIMIT_WAIT.to_std().unwrap_or_default();
                     tokio::select! {
                         _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(LIMITED_PAUSE) => {}
+                        _ = tokio::time::sleep(pause) => {}
                         _ = inner.limits.eased() => {}
                     }
                     continue;
