@@ -645,14 +645,8 @@ mod receiver_answers {
             return;
         };
         let receiver = Receiver::start();
-        for n in 0..5 {
-            app.create_schedule(json!({
-                "name": format!("burst-{n}"),
-                "schedule": {"kind": "interval", "every_seconds": 60},
-                "target": {"url": receiver.url}
-            }))
+        app.create_minutely_schedules("burst", 5, &receiver.url)
             .await;
-        }
         let polite = app.another_worker(hookbeat_scheduler::WorkerConfig {
             allow_private_targets: true,
             max_in_flight_per_tenant: 2,
@@ -687,14 +681,8 @@ mod receiver_answers {
             return;
         };
         let receiver = Receiver::start();
-        for n in 0..10 {
-            app.create_schedule(json!({
-                "name": format!("narrow-{n}"),
-                "schedule": {"kind": "interval", "every_seconds": 60},
-                "target": {"url": receiver.url}
-            }))
+        app.create_minutely_schedules("narrow", 10, &receiver.url)
             .await;
-        }
         let narrow = app.another_worker(hookbeat_scheduler::WorkerConfig {
             allow_private_targets: true,
             max_in_flight_per_host: 2,
@@ -822,14 +810,8 @@ async fn a_slot_comes_free_when_the_answer_is_in() {
         return;
     };
     let receiver = Receiver::start();
-    for n in 0..2 {
-        app.create_schedule(json!({
-            "name": format!("slot-{n}"),
-            "schedule": {"kind": "interval", "every_seconds": 60},
-            "target": {"url": receiver.url}
-        }))
+    app.create_minutely_schedules("slot", 2, &receiver.url)
         .await;
-    }
     let worker = app.another_worker(hookbeat_scheduler::WorkerConfig {
         concurrency: 1,
         allow_private_targets: true,

@@ -178,6 +178,18 @@ impl TestApp {
         answer.body
     }
 
+    /// Creates `count` schedules, `{prefix}-0`…, that fire at `url` every minute.
+    pub async fn create_minutely_schedules(&self, prefix: &str, count: usize, url: &str) {
+        for n in 0..count {
+            self.create_schedule(serde_json::json!({
+                "name": format!("{prefix}-{n}"),
+                "schedule": {"kind": "interval", "every_seconds": 60},
+                "target": {"url": url}
+            }))
+            .await;
+        }
+    }
+
     /// One worker pass at the clock's current time.
     pub async fn run_worker(&self) -> hookbeat_scheduler::dispatch::PassReport {
         self.worker.run_once().await.expect("worker pass")
