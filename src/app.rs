@@ -46,6 +46,8 @@ pub struct Options {
     pub jwt_secret: Option<Secret>,
     pub jwt_public_key_pem: Option<Vec<u8>>,
     pub jwt_audience: Option<String>,
+    /// How long a request's whole body may take to arrive (408 after).
+    pub body_timeout: std::time::Duration,
     pub worker: WorkerConfig,
 }
 
@@ -79,6 +81,7 @@ impl Options {
             jwt_secret: settings.jwt_secret.clone().map(Secret::new),
             jwt_public_key_pem,
             jwt_audience: settings.jwt_audience.clone(),
+            body_timeout: settings.body_timeout,
             worker,
         })
     }
@@ -130,6 +133,8 @@ pub async fn build(
         allow_private_targets: options.allow_private_targets,
         registry: registry.clone(),
         rate_limiter: Default::default(),
+        auth_failures: Arc::new(hookbeat_api::rate_limit::RateLimiter::for_auth_failures()),
+        body_timeout: options.body_timeout,
         worker: None,
     };
     Ok(Components {

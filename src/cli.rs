@@ -64,8 +64,10 @@ pub struct Settings {
     #[arg(long, env = "HOOKBEAT_JWT_AUDIENCE", global = true)]
     pub jwt_audience: Option<String>,
 
-    /// Allow targets on loopback, private, link-local and other internal addresses.
-    #[arg(long, env = "HOOKBEAT_ALLOW_PRIVATE_TARGETS", global = true)]
+    /// Allow targets on loopback, private, link-local and other internal addresses. The variable
+    /// takes true/false, 1/0, yes/no or on/off.
+    #[arg(long, env = "HOOKBEAT_ALLOW_PRIVATE_TARGETS", global = true,
+          action = clap::ArgAction::SetTrue, value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_private_targets: bool,
 
     /// How long finished runs (and their attempts) are kept, e.g. 30d, 12h.
@@ -81,6 +83,10 @@ pub struct Settings {
     #[arg(long, env = "HOOKBEAT_MAX_IN_FLIGHT_PER_HOST", default_value_t = 64, global = true,
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_in_flight_per_host: u32,
+
+    /// How long a request's whole body may take to arrive, e.g. 30s; a slower client gets 408.
+    #[arg(long, env = "HOOKBEAT_BODY_TIMEOUT", default_value = "30s", value_parser = parse_body_timeout, global = true)]
+    pub body_timeout: std::time::Duration,
 
     /// Log format: `text` for people, `json` for machines.
     #[arg(long, env = "HOOKBEAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -117,8 +123,8 @@ pub enum Command {
     },
     /// Print the next fire times of a schedule spec as {"fire_times": [...]}.
     Preview {
-        /// Fires strictly after this RFC 3339 instant (default: now).
-        #[arg(long)]
+        /// Fires strictly after this RFC 3339 instant (default: now), within 1970 … 9999.
+        #[arg(long, value_parser = hookbeat_scheduler::instant::parse_in_range)]
         after: Option<chrono::DateTime<chrono::Utc>>,
         /// How many fires (1 to 1000).
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
@@ -138,6 +144,17 @@ fn parse_ttl(text: &str) -> Result<chrono::Duration, String> {
     Ok(ttl)
 }
 
+fn parse_body_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let duration =
+        humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 2m)"))?;
+    if duration < std::time::Duration::from_secs(1)
+        || duration > std::time::Duration::from_secs(600)
+    {
+        return Err("must be between 1 second and 10 minutes".to_owned());
+    }
+    Ok(duration)
+}
+
 fn parse_retention(text: &str) -> Result<chrono::Duration, String> {
     let duration =
         humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30d, 12h)"))?;
@@ -154,17 +171,27 @@ impl Settings {
     }
 
     /// Cross-field rules, checked before anything connects. `tokens`: the command verifies or
-    /// issues API tokens (serve, api, token), so it needs a way to.
+    /// issues API tokens (serve, api, token), so it needs a way to; a command that does not
+    /// (worker, migrate) ignores the token settings rather than failing on them.
     pub fn validate(&self, tokens: bool) -> anyhow::Result<()> {
         if !self.is_sqlite() && !self.database_url.starts_with("postgres") {
             anyhow::bail!("--database-url must start with sqlite:// or postgres://");
+        }
+        if !tokens {
+            return Ok(());
         }
         if let Some(secret) = &self.jwt_secret {
             if secret.len() < 32 {
                 anyhow::bail!("--jwt-secret (HOOKBEAT_JWT_SECRET) must be at least 32 characters");
             }
-        } else if tokens && !self.is_sqlite() && self.jwt_public_key.is_none() {
+        } else if !self.is_sqlite() && self.jwt_public_key.is_none() {
             anyhow::bail!("--jwt-secret (HOOKBEAT_JWT_SECRET) is required with PostgreSQL");
+        }
+        if self.jwt_public_key.is_some() && self.jwt_audience.is_none() {
+            anyhow::bail!(
+                "--jwt-audience (HOOKBEAT_JWT_AUDIENCE) is required with --jwt-public-key: tokens \
+                 from a shared identity provider must name hookbeat as their audience"
+            );
         }
         Ok(())
     }

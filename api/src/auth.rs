@@ -15,6 +15,7 @@ use sea_orm::{ActiveModelTrait, DatabaseConnection, DbBackend, EntityTrait, Set}
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::rate_limit::AUTH_FAILURES_PER_SECOND;
 use crate::state::AppState;
 use crate::tenants;
 
@@ -56,9 +57,18 @@ pub struct Claims {
     pub nbf: Option<i64>,
     #[serde(default)]
     pub scope: String,
-    /// Checked when the server is configured with an audience (`--jwt-audience`).
+    /// Checked when the server is configured with an audience (`--jwt-audience`): one name or a
+    /// list of names (RFC 7519 section 4.1.3), one of which must be the configured audience.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Audience>,
+}
+
+/// The `aud` claim: a string or an array of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// A secret that does not print.
@@ -161,7 +171,7 @@ pub fn mint_token(
         iat: Some(now.timestamp()),
         nbf: None,
         scope: scope.to_owned(),
-        aud: audience.map(str::to_owned),
+        aud: audience.map(|aud| Audience::One(aud.to_owned())),
     };
     Ok(jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -231,68 +241,109 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        // Behind a proxy every client shares its address: the limit then applies to them all.
+        let address = req
+            .peer_addr()
+            .map_or_else(|| "unknown".to_owned(), |addr| addr.ip().to_string());
         let header = req
             .headers()
             .get(actix_web::http::header::AUTHORIZATION)
             .map(|v| v.to_str().map(str::to_owned));
         Box::pin(async move {
             let state = state.ok_or_else(|| anyhow::anyhow!("application state is missing"))?;
-            let token = match header {
-                None => {
-                    return Err(ApiError::Unauthorized(
-                        "an Authorization: Bearer token is required".into(),
-                    ))
-                }
-                Some(Err(_)) => {
-                    return Err(ApiError::Unauthorized(
-                        "the Authorization header is not readable".into(),
-                    ))
-                }
-                Some(Ok(value)) => match value
-                    .strip_prefix("Bearer ")
-                    .or_else(|| value.strip_prefix("bearer "))
-                {
-                    Some(token) => token.trim().to_owned(),
-                    None => {
-                        return Err(ApiError::Unauthorized(
-                            "the Authorization header must be `Bearer <token>`".into(),
-                        ))
-                    }
-                },
-            };
-            let claims = state.verifier.verify(&token)?;
-            if claims.sub.is_empty() || claims.sub.len() > tenants::MAX_TENANT_ID_LEN {
-                return Err(ApiError::Unauthorized(
-                    "the token's sub is not a valid tenant id".into(),
-                ));
-            }
-            let scopes = claims
-                .scope
-                .split_whitespace()
-                .filter_map(Scope::parse)
-                .collect();
-            let tenant = TenantId(claims.sub);
-            // Tokens from an external issuer may name a tenant hookbeat has not seen yet.
             let now = state.clock.now();
-            let account = tenants::ensure(&state.db, &tenant, now).await?;
-            if account.disabled {
-                return Err(ApiError::Forbidden(format!("tenant {tenant} is disabled")));
+            let claims = match bearer_token(header).and_then(|token| state.verifier.verify(&token))
+            {
+                Ok(claims) => claims,
+                Err(error) => return Err(count_failure(&state, &address, now, error)),
+            };
+            match authorise(&state, claims, now).await {
+                Err(error @ ApiError::Forbidden(_)) => {
+                    Err(count_failure(&state, &address, now, error))
+                }
+                other => other,
             }
-            state
-                .rate_limiter
-                .check(tenant.as_str(), account.api_rate_per_second, now)
-                .map_err(|retry_after_seconds| ApiError::TooManyRequests {
-                    detail: format!(
-                        "tenant {tenant} is over its rate limit of {} requests per second",
-                        account.api_rate_per_second
-                    ),
-                    retry_after_seconds,
-                })?;
-            Ok(Caller {
-                tenant,
-                account,
-                scopes,
-            })
         })
     }
+}
+
+/// Counts a failed authentication from `address`: the failure itself, or 429 once the address
+/// has used up its allowance ([`crate::rate_limit::RateLimiter::for_auth_failures`]). A token
+/// that fails its check costs no database work, so a flood of them costs none either.
+fn count_failure(state: &AppState, address: &str, now: DateTime<Utc>, error: ApiError) -> ApiError {
+    match state
+        .auth_failures
+        .check(address, AUTH_FAILURES_PER_SECOND, now)
+    {
+        Ok(()) => error,
+        Err(retry_after_seconds) => ApiError::TooManyRequests {
+            detail: format!(
+                "too many failed authentications from this address ({error}); wait before trying again"
+            ),
+            retry_after_seconds,
+        },
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer_token(
+    header: Option<Result<String, actix_web::http::header::ToStrError>>,
+) -> Result<String, ApiError> {
+    match header {
+        None => Err(ApiError::Unauthorized(
+            "an Authorization: Bearer token is required".into(),
+        )),
+        Some(Err(_)) => Err(ApiError::Unauthorized(
+            "the Authorization header is not readable".into(),
+        )),
+        Some(Ok(value)) => match value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+        {
+            Some(token) => Ok(token.trim().to_owned()),
+            None => Err(ApiError::Unauthorized(
+                "the Authorization header must be `Bearer <token>`".into(),
+            )),
+        },
+    }
+}
+
+/// The caller that verified `claims` name: its tenant (made on first sight), not disabled and
+/// within its rate limit.
+async fn authorise(
+    state: &AppState,
+    claims: Claims,
+    now: DateTime<Utc>,
+) -> Result<Caller, ApiError> {
+    if claims.sub.is_empty() || claims.sub.len() > tenants::MAX_TENANT_ID_LEN {
+        return Err(ApiError::Unauthorized(
+            "the token's sub is not a valid tenant id".into(),
+        ));
+    }
+    let scopes = claims
+        .scope
+        .split_whitespace()
+        .filter_map(Scope::parse)
+        .collect();
+    let tenant = TenantId(claims.sub);
+    // Tokens from an external issuer may name a tenant hookbeat has not seen yet.
+    let account = tenants::ensure(&state.db, &tenant, now).await?;
+    if account.disabled {
+        return Err(ApiError::Forbidden(format!("tenant {tenant} is disabled")));
+    }
+    state
+        .rate_limiter
+        .check(tenant.as_str(), account.api_rate_per_second, now)
+        .map_err(|retry_after_seconds| ApiError::TooManyRequests {
+            detail: format!(
+                "tenant {tenant} is over its rate limit of {} requests per second",
+                account.api_rate_per_second
+            ),
+            retry_after_seconds,
+        })?;
+    Ok(Caller {
+        tenant,
+        account,
+        scopes,
+    })
 }

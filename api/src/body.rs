@@ -1,5 +1,6 @@
 //! JSON request bodies with errors that say what is wrong and where: 415 for a body that is not
-//! JSON, 413 past the size limit, 400 for malformed JSON, 422 naming the field for well-formed
+//! JSON, 413 past the size limit, 408 when the whole body takes longer than the body timeout
+//! (`--body-timeout`) to arrive, 400 for malformed JSON, 422 naming the field for well-formed
 //! JSON of the wrong shape (`schedule.every_seconds: invalid type: string "10", expected i64`).
 
 use std::future::Future;
@@ -13,6 +14,8 @@ use crate::error::ApiError;
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// How long a whole body may take to arrive unless configured otherwise.
+pub const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A request body parsed as JSON, not yet given a type (a merge patch needs it untyped).
 pub struct JsonValue(pub serde_json::Value);
@@ -39,6 +42,9 @@ impl FromRequest for JsonValue {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         let mut payload = payload.take();
+        let timeout = req
+            .app_data::<actix_web::web::Data<crate::state::AppState>>()
+            .map_or(DEFAULT_BODY_TIMEOUT, |state| state.body_timeout);
         Box::pin(async move {
             match content_type.as_deref() {
                 Some("application/json") => {}
@@ -49,14 +55,26 @@ impl FromRequest for JsonValue {
                 return Err(too_large());
             }
             let mut body = Vec::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|e| ApiError::BadRequest(format!("reading the body failed: {e}")))?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(too_large());
+            let read = async {
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk.map_err(|e| {
+                        ApiError::BadRequest(format!("reading the body failed: {e}"))
+                    })?;
+                    if body.len() + chunk.len() > MAX_BODY_BYTES {
+                        return Err(too_large());
+                    }
+                    body.extend_from_slice(&chunk);
                 }
-                body.extend_from_slice(&chunk);
-            }
+                Ok(())
+            };
+            // The whole body, not each chunk: a client trickling a byte a second must not hold
+            // a connection (and a handler) for as long as it likes.
+            tokio::time::timeout(timeout, read).await.map_err(|_| {
+                ApiError::RequestTimeout(format!(
+                    "the body did not arrive within {} s",
+                    timeout.as_secs()
+                ))
+            })??;
             serde_json::from_slice(&body)
                 .map(JsonValue)
                 .map_err(malformed)

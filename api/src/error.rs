@@ -23,8 +23,13 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A conflict with the state of one member (a limit it sets), named like a validation error.
+    #[error("{}: {}", .0.field, .0.message)]
+    FieldConflict(FieldError),
     #[error("{0}")]
     PreconditionFailed(String),
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -54,7 +59,8 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
-    /// Present on validation errors (422): one entry per offending field.
+    /// Present on validation errors (422), one entry per offending field, and on a conflict with
+    /// a limit a member sets (409, e.g. `max_runs`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
 }
@@ -85,6 +91,7 @@ impl ApiError {
         };
         let errors = match self {
             ApiError::Validation(errors) => Some(errors.clone()),
+            ApiError::FieldConflict(error) => Some(vec![error.clone()]),
             _ => None,
         };
         Problem::new(status, self.slug(), detail, errors)
@@ -96,8 +103,9 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::MissingScope(_) => "forbidden",
             ApiError::NotFound(_) => "not-found",
-            ApiError::Conflict(_) => "conflict",
+            ApiError::Conflict(_) | ApiError::FieldConflict(_) => "conflict",
             ApiError::PreconditionFailed(_) => "precondition-failed",
+            ApiError::RequestTimeout(_) => "request-timeout",
             ApiError::PayloadTooLarge(_) => "payload-too-large",
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Validation(_) => "validation",
@@ -128,8 +136,9 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::MissingScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::FieldConflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,

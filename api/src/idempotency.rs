@@ -5,6 +5,11 @@
 //! cannot both act (the second gets 409 until the first finished). Only successful responses are
 //! remembered; after a failure the key is free again. The same key with a different request
 //! (method, path or body) is refused (422). Keys are kept 24 hours.
+//!
+//! A reservation is a lease of [`RESERVATION_LEASE`]: a request that crashed (or whose process
+//! died) while holding a key does not block its retries for a day; once the lease has run out, a
+//! retry with the same request takes the key over. Taking over is one conditional `UPDATE` on the
+//! row as it was read, so of two retries racing for a stale key exactly one wins.
 
 use actix_web::body::MessageBody;
 use actix_web::http::{header, StatusCode};
@@ -23,6 +28,9 @@ pub const HEADER: &str = "idempotency-key";
 /// How long a key is remembered.
 pub const KEY_TTL: Duration = Duration::hours(24);
 const MAX_KEY_LEN: usize = 255;
+/// How long a reservation holds its key without an answer: far longer than any request takes
+/// (bodies are read within 30 s, statements are short), short enough for a client's retries.
+pub const RESERVATION_LEASE: Duration = Duration::seconds(60);
 
 /// Runs `handle` at most once per idempotency key (when the request has one).
 pub async fn once<F>(
@@ -58,12 +66,15 @@ where
             .one(&state.db)
             .await?;
         match existing {
-            Some(existing) if existing.created_at < now - KEY_TTL => {
-                // Expired but not pruned yet: forget it and take the key anew.
-                idempotency_key::Entity::delete_by_id((tenant.clone(), key.clone()))
-                    .exec(&state.db)
-                    .await?;
-                if !reserve(state, &tenant, &key, &fingerprint, now).await? {
+            Some(existing)
+                if existing.created_at < now - KEY_TTL
+                    || (existing.status.is_none()
+                        && existing.fingerprint == fingerprint
+                        && existing.created_at < now - RESERVATION_LEASE) =>
+            {
+                // Expired but not pruned yet, or a reservation whose holder never answered:
+                // take the key anew, unless a racing retry took it first.
+                if !take_over(state, &existing, &fingerprint, now).await? {
                     return Err(in_progress());
                 }
             }
@@ -137,6 +148,45 @@ async fn reserve(
     .exec_without_returning(&state.db)
     .await?;
     Ok(inserted == 1)
+}
+
+/// Takes over `existing` (as read) for this request: `false` when the row changed meanwhile.
+async fn take_over(
+    state: &AppState,
+    existing: &idempotency_key::Model,
+    fingerprint: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, ApiError> {
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let taken = idempotency_key::Entity::update_many()
+        .col_expr(
+            idempotency_key::Column::Fingerprint,
+            Expr::value(fingerprint),
+        )
+        .col_expr(
+            idempotency_key::Column::Status,
+            Expr::value(Option::<i32>::None),
+        )
+        .col_expr(
+            idempotency_key::Column::Body,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            idempotency_key::Column::Location,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            idempotency_key::Column::Etag,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(idempotency_key::Column::CreatedAt, Expr::value(now))
+        .filter(idempotency_key::Column::TenantId.eq(existing.tenant_id.as_str()))
+        .filter(idempotency_key::Column::Key.eq(existing.key.as_str()))
+        .filter(idempotency_key::Column::CreatedAt.eq(existing.created_at))
+        .exec(&state.db)
+        .await?;
+    Ok(taken.rows_affected == 1)
 }
 
 async fn remember(

@@ -20,6 +20,10 @@ pub struct AppState {
     pub allow_private_targets: bool,
     pub registry: prometheus::Registry,
     pub rate_limiter: Arc<RateLimiter>,
+    /// Failed authentications per client address (see `auth`).
+    pub auth_failures: Arc<RateLimiter>,
+    /// How long a request's whole body may take to arrive.
+    pub body_timeout: std::time::Duration,
     /// The worker of this process, if it runs one: `/readyz` reports on it.
     pub worker: Option<Worker>,
 }

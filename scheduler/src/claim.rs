@@ -16,15 +16,17 @@ use uuid::Uuid;
 
 use crate::sql;
 
-/// Takes up to `$4` due runs, oldest `due_at` first, skipping rows another worker is claiming
-/// and the runs of disabled tenants (they wait until the tenant is enabled again). Served by
+/// Takes up to `$4` due runs, oldest `due_at` first, skipping rows another worker is claiming,
+/// the runs of disabled tenants (they wait until the tenant is enabled again) and those of the
+/// tenants listed in `{skip}` (at their share of this worker's slots: claiming their runs would
+/// only hand them back, and fill the claim ahead of everyone else's). Served by
 /// `runs_waiting_idx`.
 const CLAIM: &str =
     "UPDATE runs SET status = 'delivering', locked_by = $1, attempts = attempts + 1, \
      due_at = $2, updated_at = $3 \
      WHERE id IN (SELECT id FROM runs \
          WHERE status IN ('pending', 'retrying') AND due_at <= $3 \
-           AND tenant_id NOT IN (SELECT id FROM tenants WHERE disabled) \
+           AND tenant_id NOT IN (SELECT id FROM tenants WHERE disabled){skip} \
          ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
      RETURNING *";
 
@@ -121,6 +123,7 @@ const RECORD_ATTEMPTS: &str = "INSERT INTO attempts (id, run_id, attempt, starte
 /// Columns per row of [`RECORD_ATTEMPTS`]' `VALUES` list.
 const ATTEMPT_COLUMNS: usize = 10;
 
+/// Claims up to `limit` due runs, oldest first.
 pub async fn claim(
     db: &DatabaseConnection,
     worker_id: &str,
@@ -128,15 +131,34 @@ pub async fn claim(
     lease_until: DateTime<Utc>,
     limit: usize,
 ) -> anyhow::Result<Vec<run::Model>> {
+    claim_skipping(db, worker_id, now, lease_until, limit, &[]).await
+}
+
+/// The same, leaving the runs of the tenants in `skip` where they are.
+pub async fn claim_skipping(
+    db: &DatabaseConnection,
+    worker_id: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: usize,
+    skip: &[String],
+) -> anyhow::Result<Vec<run::Model>> {
+    let condition = if skip.is_empty() {
+        String::new()
+    } else {
+        format!(" AND tenant_id NOT IN {}", sql::placeholders(5, skip.len()))
+    };
+    let mut values: Vec<sea_orm::Value> = vec![
+        worker_id.into(),
+        lease_until.into(),
+        now.into(),
+        (limit as i64).into(),
+    ];
+    values.extend(skip.iter().map(|t| sea_orm::Value::from(t.as_str())));
     let statement = sql::statement(
         db.get_database_backend(),
-        CLAIM,
-        vec![
-            worker_id.into(),
-            lease_until.into(),
-            now.into(),
-            (limit as i64).into(),
-        ],
+        &CLAIM.replace("{skip}", &condition),
+        values,
     );
     take(db, statement).await.context("claiming runs")
 }
@@ -199,14 +221,33 @@ pub async fn claim_fair(
     limit: usize,
     rotation: &mut Rotation,
 ) -> anyhow::Result<Vec<run::Model>> {
+    claim_fair_skipping(db, worker_id, now, lease_until, limit, rotation, &[]).await
+}
+
+/// The same, leaving the runs of the tenants in `skip` where they are.
+pub async fn claim_fair_skipping(
+    db: &DatabaseConnection,
+    worker_id: &str,
+    now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
+    limit: usize,
+    rotation: &mut Rotation,
+    skip: &[String],
+) -> anyhow::Result<Vec<run::Model>> {
     let stale = rotation
         .listed_at
         .is_none_or(|listed| now - listed >= TENANT_LIST_TTL || now < listed);
     if stale {
         list_due_tenants(db, now, rotation).await?;
     }
+    let served: Vec<String> = rotation
+        .tenants
+        .iter()
+        .filter(|tenant| !skip.contains(tenant))
+        .cloned()
+        .collect();
     // At most one run per tenant when there are more tenants than slots.
-    let tenants = &rotation.tenants[..rotation.tenants.len().min(limit)];
+    let tenants = &served[..served.len().min(limit)];
     let mut claimed = if tenants.is_empty() {
         Vec::new()
     } else {
@@ -230,7 +271,9 @@ pub async fn claim_fair(
         .context("claiming runs fairly")?
     };
     if claimed.len() < limit {
-        claimed.extend(claim(db, worker_id, now, lease_until, limit - claimed.len()).await?);
+        claimed.extend(
+            claim_skipping(db, worker_id, now, lease_until, limit - claimed.len(), skip).await?,
+        );
     }
     Ok(claimed)
 }

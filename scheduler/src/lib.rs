@@ -10,6 +10,7 @@ pub mod clock;
 pub mod definition;
 pub mod deliver;
 pub mod dispatch;
+pub mod instant;
 pub mod maintenance;
 pub mod materialise;
 pub mod metrics;

@@ -128,8 +128,13 @@ pub struct Report {
 
 /// Due schedules, oldest first, locked against other workers. Served by `schedules_due_idx`, or
 /// by `schedules_shard_due_idx` when restricted to a worker's shards (`{shards}`).
+///
+/// The lower bound keeps out instants hookbeat never stores (outside 1970 … 9999, see
+/// `crate::instant`) but an older version or a hand-written row may have: SQLite keeps
+/// timestamps as text, and `+10000-01-01…` sorts before every real date, so such rows would
+/// otherwise be "due" at every pass and fill the batch ahead of everyone else's.
 const SELECT_DUE: &str = "SELECT * FROM schedules \
-     WHERE enabled AND next_run_at <= $1{shards} \
+     WHERE enabled AND next_run_at <= $1 AND next_run_at >= '1970-01-01'{shards} \
      ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED";
 
 /// Which shards a pass may materialise.
@@ -303,6 +308,14 @@ pub async fn materialise_and_lease(
             continue;
         };
         let mut plan = match stored::timing(schedule) {
+            // Never let a row it cannot plan be selected again: it has no next fire.
+            _ if !crate::instant::in_range(next_run_at) => {
+                tracing::error!(schedule_id = %schedule.id, %next_run_at, "next fire outside 1970 … 9999; it will not fire");
+                Plan {
+                    fires: Vec::new(),
+                    next_run_at: None,
+                }
+            }
             Ok(timing) => plan(
                 &timing,
                 next_run_at,

@@ -1,6 +1,13 @@
 //! Politeness: limits on deliveries in flight per tenant and per target host, so one tenant's
 //! slow receiver cannot take every delivery slot of a worker, and no receiver is flooded.
 //!
+//! A tenant's share shrinks with the others' use: it may hold at most half of the slots the
+//! other tenants leave (and never more than `--max-in-flight-per-tenant`), but always one. With
+//! k tenants busy each settles at about slots / (k + 1), and a tenant arriving while others hold
+//! everything they may still finds slots free: three tenants whose receivers hang hold 128, 64
+//! and 32 of 256 slots, and a fourth still has 32 to use. A hanging receiver costs its own
+//! tenant, not the others.
+//!
 //! The limits are per worker process (W workers allow W × the limit in all). A claimed run over a
 //! limit is not held waiting (its lease would run out): it is handed back, due again shortly,
 //! and the fair claim gives its slot to someone else. The worker then sizes its next claims by
@@ -17,12 +24,25 @@ use tokio::sync::Notify;
 struct InFlight {
     tenants: HashMap<String, usize>,
     hosts: HashMap<String, usize>,
+    /// Deliveries in flight in all.
+    total: usize,
+}
+
+impl InFlight {
+    /// The most deliveries `tenant` may have in flight now (see the module's documentation).
+    fn tenant_cap(&self, tenant: &str, per_tenant: usize, slots: usize) -> usize {
+        let own = self.tenants.get(tenant).copied().unwrap_or(0);
+        let left_by_others = slots.saturating_sub(self.total - own);
+        (left_by_others / 2).min(per_tenant).max(1)
+    }
 }
 
 #[derive(Debug)]
 pub struct Limits {
     per_tenant: usize,
     per_host: usize,
+    /// The worker's delivery slots, which the tenants share.
+    slots: usize,
     in_flight: Mutex<InFlight>,
     /// Signalled when a tenant or host falls to half its limit in flight.
     eased: Notify,
@@ -103,10 +123,17 @@ pub struct Reservation {
 }
 
 impl Limits {
+    /// Fixed limits alone, with no share of a worker's slots to keep.
     pub fn new(per_tenant: usize, per_host: usize) -> Arc<Self> {
+        Self::sharing(per_tenant, per_host, usize::MAX)
+    }
+
+    /// The limits of a worker with `slots` delivery slots, shared fairly among its tenants.
+    pub fn sharing(per_tenant: usize, per_host: usize, slots: usize) -> Arc<Self> {
         Arc::new(Self {
             per_tenant: per_tenant.max(1),
             per_host: per_host.max(1),
+            slots,
             in_flight: Mutex::default(),
             eased: Notify::new(),
         })
@@ -116,7 +143,8 @@ impl Limits {
     /// the one at its limit.
     pub fn try_reserve(self: &Arc<Self>, tenant: &str, host: &str) -> Result<Reservation, Key> {
         let mut in_flight = self.in_flight.lock().expect("in-flight lock poisoned");
-        if in_flight.tenants.get(tenant).copied().unwrap_or(0) >= self.per_tenant {
+        let cap = in_flight.tenant_cap(tenant, self.per_tenant, self.slots);
+        if in_flight.tenants.get(tenant).copied().unwrap_or(0) >= cap {
             return Err(Key::Tenant(tenant.to_owned()));
         }
         if in_flight.hosts.get(host).copied().unwrap_or(0) >= self.per_host {
@@ -124,6 +152,7 @@ impl Limits {
         }
         *in_flight.tenants.entry(tenant.to_owned()).or_default() += 1;
         *in_flight.hosts.entry(host.to_owned()).or_default() += 1;
+        in_flight.total += 1;
         Ok(Reservation {
             limits: self.clone(),
             tenant: tenant.to_owned(),
@@ -131,11 +160,28 @@ impl Limits {
         })
     }
 
+    /// The tenants that may start no delivery now: a claim leaves their runs where they are.
+    pub fn tenants_at_limit(&self) -> Vec<String> {
+        let in_flight = self.in_flight.lock().expect("in-flight lock poisoned");
+        in_flight
+            .tenants
+            .iter()
+            .filter(|(tenant, busy)| {
+                **busy >= in_flight.tenant_cap(tenant, self.per_tenant, self.slots)
+            })
+            .map(|(tenant, _)| tenant.clone())
+            .collect()
+    }
+
     /// How many more deliveries `key` may start now, and how many it may have in flight.
     pub fn places(&self, key: &Key) -> (usize, usize) {
         let in_flight = self.in_flight.lock().expect("in-flight lock poisoned");
         let (counts, name, limit) = match key {
-            Key::Tenant(tenant) => (&in_flight.tenants, tenant, self.per_tenant),
+            Key::Tenant(tenant) => (
+                &in_flight.tenants,
+                tenant,
+                in_flight.tenant_cap(tenant, self.per_tenant, self.slots),
+            ),
             Key::Host(host) => (&in_flight.hosts, host, self.per_host),
         };
         let busy = counts.get(name).copied().unwrap_or(0);
@@ -156,7 +202,12 @@ impl Drop for Reservation {
             .in_flight
             .lock()
             .expect("in-flight lock poisoned");
-        let InFlight { tenants, hosts } = &mut *in_flight;
+        let InFlight {
+            tenants,
+            hosts,
+            total,
+        } = &mut *in_flight;
+        *total -= 1;
         let tenant_left = release(tenants, &self.tenant);
         let host_left = release(hosts, &self.host);
         if tenant_left == Some(self.limits.per_tenant / 2)
@@ -217,6 +268,48 @@ mod tests {
         assert_eq!(limits.places(&Key::Host("x:443".into())), (1, 3));
         assert!(limits.try_reserve("a", "z:443").is_ok());
         assert!(limits.try_reserve("d", "x:443").is_ok());
+    }
+
+    #[test]
+    fn tenants_share_the_slots_so_a_newcomer_always_finds_some() {
+        // Three tenants whose receivers hang, 150 runs each, on a worker of 256 slots.
+        let limits = Limits::sharing(128, 1_000, 256);
+        let mut held = Vec::new();
+        let mut taken = Vec::new();
+        for tenant in ["a", "b", "c"] {
+            let before = held.len();
+            for _ in 0..150 {
+                if let Ok(place) = limits.try_reserve(tenant, &format!("{tenant}:443")) {
+                    held.push(place);
+                }
+            }
+            taken.push(held.len() - before);
+        }
+        assert_eq!(
+            taken,
+            vec![128, 64, 32],
+            "each takes half of what the others leave"
+        );
+        // A fourth tenant still gets places, and so would the fifth after it.
+        let d: Vec<_> = (0..100)
+            .filter_map(|_| limits.try_reserve("d", "d:443").ok())
+            .collect();
+        assert_eq!(d.len(), 16);
+        assert!(limits.try_reserve("e", "e:443").is_ok());
+        assert_eq!(
+            limits.places(&Key::Tenant("a".into())),
+            (0, 72),
+            "a holds more than half of what b, c and d leave it"
+        );
+        // Places come back as deliveries end; an early tenant over its share waits for them.
+        drop(d);
+        held.truncate(128 + 64);
+        assert_eq!(limits.places(&Key::Tenant("c".into())), (32, 32));
+        // Never below one, however full the worker.
+        let full = Limits::sharing(128, 1_000, 2);
+        let _x = full.try_reserve("x", "x:443").unwrap();
+        let _y = full.try_reserve("y", "y:443").unwrap();
+        assert_eq!(full.places(&Key::Tenant("z".into())), (1, 1));
     }
 
     #[test]

@@ -4,10 +4,12 @@
 mod helpers;
 
 mod auth;
+mod capacity;
 mod cli;
 mod delivery;
 mod end_to_end;
 mod errors;
+mod instants;
 mod isolation;
 mod operations;
 mod scale;

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use hookbeat_entity::schedule;
 use hookbeat_scheduler::definition::{Catchup, Overlap, RetryPolicy, Target};
+use hookbeat_scheduler::instant;
 use hookbeat_scheduler::schedule::{ScheduleSpec, Timing};
 use hookbeat_scheduler::validation::FieldErrors;
 use serde::{Deserialize, Serialize};
@@ -43,11 +44,20 @@ pub struct ScheduleInput {
     pub target: Target,
     #[serde(default)]
     pub retry: RetryPolicy,
-    /// No fire before this instant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// No fire before this instant (within 1970 … 9999; a fraction of a second is rounded up to
+    /// the whole second, which means the same for fires on whole seconds).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "instant::deserialize_option"
+    )]
     pub start_at: Option<DateTime<Utc>>,
-    /// No fire after this instant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// No fire after this instant (within 1970 … 9999; a fraction of a second is rounded down).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "instant::deserialize_option"
+    )]
     pub end_at: Option<DateTime<Utc>>,
     /// The schedule stops after this many runs (manual triggers count).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,7 +130,10 @@ impl ScheduleInput {
     /// Reads a schedule document, naming the offending member on failure.
     pub fn from_json(value: serde_json::Value) -> Result<Self, ApiError> {
         check_spec_member(&value)?;
-        typed(value, "")
+        let mut input: Self = typed(value, "")?;
+        input.start_at = input.start_at.map(instant::ceil_second);
+        input.end_at = input.end_at.map(instant::floor_second);
+        Ok(input)
     }
 
     /// Validates every member, returning the schedule's timing on success.
@@ -142,6 +155,7 @@ impl ScheduleInput {
                 format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
             );
         }
+        self.schedule.check_instants("schedule", &mut errors);
         let spec = self.schedule.compile("schedule");
         if let Err(spec_errors) = &spec {
             for e in spec_errors {
@@ -314,7 +328,9 @@ pub struct ScheduleFilter {
 impl PreviewRequest {
     pub fn from_json(value: serde_json::Value) -> Result<Self, ApiError> {
         check_spec_member(&value)?;
-        typed(value, "")
+        let mut request: Self = typed(value, "")?;
+        request.after = request.after.map(instant::floor_second);
+        Ok(request)
     }
 }
 
@@ -323,8 +339,8 @@ impl PreviewRequest {
 #[schema(example = crate::dto::examples::preview_request)]
 pub struct PreviewRequest {
     pub schedule: ScheduleSpec,
-    /// Fires strictly after this instant (default: now).
-    #[serde(default)]
+    /// Fires strictly after this instant (default: now), within 1970 … 9999.
+    #[serde(default, deserialize_with = "instant::deserialize_option")]
     pub after: Option<DateTime<Utc>>,
     /// How many fires, 1 to 1000 (default 10).
     #[serde(default)]
@@ -346,9 +362,11 @@ pub const MAX_PREVIEW_COUNT: i64 = 1000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = crate::dto::examples::backfill_request)]
 pub struct BackfillRequest {
-    /// Start of the window (inclusive).
+    /// Start of the window (inclusive), within 1970 … 9999.
+    #[serde(deserialize_with = "instant::deserialize")]
     pub from: DateTime<Utc>,
     /// End of the window (inclusive); not in the future.
+    #[serde(deserialize_with = "instant::deserialize")]
     pub to: DateTime<Utc>,
 }
 

@@ -5,8 +5,10 @@ use chrono::Utc;
 use hookbeat_entity::{run, schedule};
 use hookbeat_scheduler::notify::announce;
 use hookbeat_scheduler::schedule::preview as preview_fires;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
+use hookbeat_scheduler::validation::FieldError;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, Set,
+};
 use uuid::Uuid;
 
 use super::schedules::{load, ok, save_if_unchanged, PATCH_ATTEMPTS};
@@ -127,17 +129,18 @@ pub async fn trigger(
         &caller,
         &req,
         &serde_json::Value::Null,
-        trigger_once(&state, &schedule),
+        trigger_once(&state, &caller, &schedule),
     )
     .await
 }
 
 async fn trigger_once(
     state: &AppState,
+    caller: &Caller,
     schedule: &schedule::Model,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
-    let mut made = make_runs(state, schedule, &[now], run::trigger::MANUAL).await?;
+    let mut made = make_runs(state, caller, schedule, &[now], run::trigger::MANUAL).await?;
     let run = made
         .pop()
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a triggered run was not made")))?;
@@ -177,13 +180,14 @@ pub async fn backfill(
         &caller,
         &req,
         &body.0,
-        backfill_once(&state, &schedule, body.0.clone()),
+        backfill_once(&state, &caller, &schedule, body.0.clone()),
     )
     .await
 }
 
 async fn backfill_once(
     state: &AppState,
+    caller: &Caller,
     schedule: &schedule::Model,
     body: serde_json::Value,
 ) -> Result<HttpResponse, ApiError> {
@@ -201,8 +205,12 @@ async fn backfill_once(
     let mut timing = hookbeat_scheduler::stored::timing(schedule).map_err(ApiError::Internal)?;
     timing.max_runs = None;
     let mut fires = Vec::new();
-    let mut next = timing.next_fire(request.from - chrono::Duration::microseconds(1), 0);
-    while let Some(fire) = next.filter(|fire| *fire <= request.to) {
+    let from = hookbeat_scheduler::instant::ceil_second(request.from);
+    let to = hookbeat_scheduler::instant::floor_second(request.to);
+    let mut next = from
+        .checked_sub_signed(chrono::Duration::microseconds(1))
+        .and_then(|before| timing.next_fire(before, 0));
+    while let Some(fire) = next.filter(|fire| *fire <= to) {
         if fires.len() == MAX_BACKFILL_RUNS {
             return Err(ApiError::validation(
                 "to",
@@ -214,7 +222,24 @@ async fn backfill_once(
         fires.push(fire);
         next = timing.next_fire(fire, 0);
     }
-    make_runs(state, schedule, &fires, run::trigger::BACKFILL).await?;
+    let minimum = chrono::Duration::seconds(caller.account.min_interval_seconds);
+    if let Some(gap) = fires
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .min()
+        .filter(|gap| *gap < minimum)
+    {
+        return Err(ApiError::validation(
+            "from",
+            format!(
+                "the window's fires come as close as {} s apart; this tenant's minimum interval \
+                 between fires is {} s",
+                gap.num_seconds(),
+                caller.account.min_interval_seconds
+            ),
+        ));
+    }
+    make_runs(state, caller, schedule, &fires, run::trigger::BACKFILL).await?;
     Ok(HttpResponse::Accepted().json(BackfillResult {
         created: fires.len(),
         fire_times: fires,
@@ -222,14 +247,56 @@ async fn backfill_once(
 }
 
 /// Makes runs of `schedule` for `fires` outside its own timing (a trigger, a backfill): due now,
-/// counted in its `total_runs`, in one transaction; then wakes the workers.
+/// counted in its `total_runs` and `last_run_at`, in one transaction that holds the schedule's
+/// row, so concurrent requests cannot together pass its `max_runs` or the tenant's minimum
+/// interval; then wakes the workers.
 async fn make_runs(
     state: &AppState,
+    caller: &Caller,
     schedule: &schedule::Model,
     fires: &[chrono::DateTime<Utc>],
     trigger: &str,
 ) -> Result<Vec<run::Model>, ApiError> {
+    if fires.is_empty() {
+        return Ok(Vec::new());
+    }
     let now = state.clock.now();
+    let txn = hookbeat_scheduler::sql::begin_write(&state.db).await?;
+    // PostgreSQL: the row lock orders concurrent requests; SQLite: the write lock already does.
+    let current = schedule::Entity::find_for_tenant(caller.tenant.as_str())
+        .filter(schedule::Column::Id.eq(schedule.id))
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("schedule"))?;
+    let made = fires.len() as i64;
+    if let Some(max) = current.max_runs {
+        if current.total_runs + made > max {
+            return Err(ApiError::FieldConflict(FieldError {
+                field: "max_runs".into(),
+                message: format!(
+                    "the schedule has made {} of its {max} runs; {made} more would exceed it \
+                     (raise max_runs to make more)",
+                    current.total_runs
+                ),
+            }));
+        }
+    }
+    if trigger == run::trigger::MANUAL {
+        let minimum = chrono::Duration::seconds(caller.account.min_interval_seconds);
+        if let Some(last) = current.last_run_at.filter(|last| now < *last + minimum) {
+            let wait = (last + minimum - now).num_milliseconds().max(1);
+            return Err(ApiError::TooManyRequests {
+                detail: format!(
+                    "the schedule fired at {}; this tenant's minimum interval between fires is \
+                     {} s (min_interval_seconds)",
+                    last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    caller.account.min_interval_seconds
+                ),
+                retry_after_seconds: (wait as u64).div_ceil(1000),
+            });
+        }
+    }
     let runs: Vec<run::Model> = fires
         .iter()
         .map(|fire| run::Model {
@@ -252,24 +319,24 @@ async fn make_runs(
             failure: None,
         })
         .collect();
-    if runs.is_empty() {
-        return Ok(runs);
-    }
-    let txn = hookbeat_scheduler::sql::begin_write(&state.db).await?;
     run::Entity::insert_many(
         runs.iter()
             .map(|r| r.clone().into_active_model().reset_all()),
     )
     .exec_without_returning(&txn)
     .await?;
-    schedule::Entity::update_many()
-        .col_expr(
-            schedule::Column::TotalRuns,
-            Expr::col(schedule::Column::TotalRuns).add(runs.len() as i64),
-        )
-        .filter(schedule::Column::Id.eq(schedule.id))
-        .exec(&txn)
-        .await?;
+    let newest = fires.iter().max().copied();
+    let mut update = current.clone().into_active_model();
+    update.total_runs = Set(current.total_runs + made);
+    update.last_run_at = Set(current.last_run_at.max(newest));
+    if current
+        .max_runs
+        .is_some_and(|max| current.total_runs + made >= max)
+    {
+        // Its last run is made: the schedule has no next fire.
+        update.next_run_at = Set(None);
+    }
+    update.update(&txn).await?;
     txn.commit().await?;
     announce(&state.db, &state.wakeup).await;
     Ok(runs)

@@ -54,12 +54,16 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
         Err(reason) => failures.push(format!("{name}: {reason}")),
     };
 
+    // Callers are unauthenticated: they learn which check failed, the log learns why.
     let database = state
         .db
         .execute_unprepared("SELECT 1")
         .await
         .map(|_| "reachable".to_owned())
-        .map_err(|e| format!("not reachable ({e})"));
+        .map_err(|error| {
+            tracing::warn!(error = %error, "readiness: the database is not reachable");
+            "not reachable".to_owned()
+        });
     let reachable = database.is_ok();
     check("database", database);
     if reachable {
@@ -84,7 +88,10 @@ pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError
 async fn migrations(state: &AppState) -> Result<String, String> {
     let pending = Migrator::get_pending_migrations(&state.db)
         .await
-        .map_err(|e| format!("cannot read the applied migrations ({e})"))?;
+        .map_err(|error| {
+            tracing::warn!(error = %error, "readiness: cannot read the applied migrations");
+            "cannot read the applied migrations".to_owned()
+        })?;
     if pending.is_empty() {
         Ok(format!("all {} applied", Migrator::migrations().len()))
     } else {

@@ -29,16 +29,22 @@ pub fn if_match(req: &HttpRequest) -> Result<Option<Vec<i64>>, ApiError> {
     if value.trim() == "*" {
         return Ok(None);
     }
-    value
-        .split(',')
-        .map(|tag| {
-            let tag = tag.trim().trim_start_matches("W/").trim_matches('"');
-            tag.parse::<i64>().map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "If-Match must hold ETags returned by this API, got {value:?}"
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+    // Every member must be an entity-tag (RFC 9110 section 8.8.3): `"…"` or `W/"…"`. One that
+    // is well formed but not one of ours (not a version number) matches nothing, so a request
+    // naming only such tags fails its precondition (412) rather than being malformed (400).
+    let mut versions = Vec::new();
+    for member in value.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        let opaque = member.strip_prefix("W/").unwrap_or(member);
+        match opaque.strip_prefix('"').and_then(|o| o.strip_suffix('"')) {
+            Some(inner) if !inner.contains('"') => {
+                if let Ok(version) = inner.parse::<i64>() {
+                    versions.push(version);
+                }
+            }
+            _ => return Err(ApiError::BadRequest(format!(
+                "If-Match must be * or a list of quoted entity-tags such as \"3\", got {value:?}"
+            ))),
+        }
+    }
+    Ok(Some(versions))
 }

@@ -97,14 +97,23 @@ async fn create_once(
     let timing = input.validate(state.allow_private_targets)?;
     let now = state.clock.now();
     check_min_interval(caller, &timing, now)?;
+    // The quota is checked and the row inserted in one transaction that holds the tenant's row
+    // (PostgreSQL; SQLite's write lock serialises it anyway), so concurrent creates cannot
+    // together pass it.
+    let txn = hookbeat_scheduler::sql::begin_write(&state.db).await?;
+    let account = hookbeat_entity::tenant::Entity::find_by_id(caller.tenant.as_str())
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ApiError::Forbidden(format!("tenant {} no longer exists", caller.tenant)))?;
     let existing = schedule::Entity::find_for_tenant(caller.tenant.as_str())
-        .count(&state.db)
+        .count(&txn)
         .await?;
-    if existing as i64 >= caller.account.max_schedules {
+    if existing as i64 >= account.max_schedules {
         return Err(ApiError::TooManyRequests {
             detail: format!(
                 "tenant {} has {existing} schedules, its quota is {}; delete some or ask for a higher quota",
-                caller.tenant, caller.account.max_schedules
+                caller.tenant, account.max_schedules
             ),
             retry_after_seconds: QUOTA_RETRY_AFTER_SECONDS,
         });
@@ -138,8 +147,9 @@ async fn create_once(
         chain: Set(chain_of(&input)?),
         on_failure: Set(input.on_failure.as_ref().map(json).transpose()?),
     }
-    .insert(&state.db)
+    .insert(&txn)
     .await?;
+    txn.commit().await?;
     announce(&state.db, &state.wakeup).await;
     Ok(created(Schedule::from_model(model)?))
 }

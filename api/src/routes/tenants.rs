@@ -160,6 +160,7 @@ pub async fn get(
     responses(
         (status = 200, description = "The changed tenant", body = Tenant),
         (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
         AdminAccess, JsonBody,
     ),
     security(("bearer" = ["admin"]))
@@ -184,6 +185,12 @@ pub async fn patch(
     };
     check_quotas(&quotas)?;
     let disabled = change.disabled.unwrap_or(current.disabled);
+    if disabled && !current.disabled && current.id == caller.tenant.as_str() {
+        // The admin's own tenant: disabling it would lock the installation out of its admin API.
+        return Err(ApiError::Conflict(
+            "an admin cannot disable its own tenant; use an admin token of another tenant".into(),
+        ));
+    }
     let mut model = current.into_active_model();
     model.disabled = Set(disabled);
     model.max_schedules = Set(quotas.max_schedules);

@@ -57,20 +57,31 @@ impl Worker {
             }
         }
         // One process on SQLite serves its tenants oldest-first; PostgreSQL shares each batch
-        // out among the tenants with due runs.
+        // out among the tenants with due runs. Either way the runs of tenants at their share of
+        // the slots stay where they are, so that the others' are claimed.
+        let skip = inner.limits.tenants_at_limit();
         let runs = if inner.coordinator.is_some() {
             let mut rotation = inner.rotation.lock().await;
-            claim::claim_fair(
+            claim::claim_fair_skipping(
                 &inner.db,
                 &inner.config.worker_id,
                 now,
                 lease_until,
                 limit,
                 &mut rotation,
+                &skip,
             )
             .await?
         } else {
-            claim::claim(&inner.db, &inner.config.worker_id, now, lease_until, limit).await?
+            claim::claim_skipping(
+                &inner.db,
+                &inner.config.worker_id,
+                now,
+                lease_until,
+                limit,
+                &skip,
+            )
+            .await?
         };
         self.inner.metrics.claim_batch.observe(runs.len() as f64);
         if runs.is_empty() {
@@ -181,12 +192,20 @@ impl Worker {
             let grown = now_at_most.saturating_add((now_at_most / 4).max(1));
             take_at_most.store(grown.min(self.inner.config.claim_batch), Ordering::Relaxed);
         } else {
-            take_at_most.store(kept.len().max(1), Ordering::Relaxed);
-            self.inner
-                .at_limit
-                .lock()
-                .expect("at-limit lock poisoned")
-                .refused(refusing, now);
+            // Tenants at their limit are left out of the next claims (see `claim`); sizing and
+            // holding claims back is for hosts, whose runs a claim cannot tell apart.
+            let hosts: Vec<Key> = refusing
+                .into_iter()
+                .filter(|key| matches!(key, Key::Host(_)))
+                .collect();
+            if !hosts.is_empty() {
+                take_at_most.store(kept.len().max(1), Ordering::Relaxed);
+                self.inner
+                    .at_limit
+                    .lock()
+                    .expect("at-limit lock poisoned")
+                    .refused(hosts, now);
+            }
             self.inner
                 .metrics
                 .handed_back

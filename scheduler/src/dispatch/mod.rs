@@ -42,7 +42,7 @@ use crate::materialise::{self, Shards, SHARD_COUNT};
 use crate::metrics::WorkerMetrics;
 use crate::notify::Wakeup;
 use crate::outcome;
-use crate::politeness::{host_key, AtLimit, Limits, Reservation, AT_LIMIT_WAIT};
+use crate::politeness::{host_key, AtLimit, Key, Limits, Reservation, AT_LIMIT_WAIT};
 use crate::shards::{Coordinator, ShardConfig};
 use crate::signing::SigningKey;
 use crate::sql;
@@ -225,9 +225,10 @@ impl Worker {
                 rescued_at: std::sync::Mutex::new(None),
                 at_limit: Default::default(),
                 rotation: Default::default(),
-                limits: Limits::new(
+                limits: Limits::sharing(
                     config.max_in_flight_per_tenant,
                     config.max_in_flight_per_host,
+                    config.concurrency,
                 ),
                 config,
             }),

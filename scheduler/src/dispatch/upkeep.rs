@@ -3,15 +3,17 @@
 
 use super::*;
 
-/// The earliest schedule fire, a `MIN` over `schedules_due_idx`.
-const NEXT_SCHEDULE: &str =
-    "SELECT MIN(next_run_at) AS due FROM schedules WHERE enabled AND next_run_at IS NOT NULL";
+/// The earliest schedule fire, a `MIN` over `schedules_due_idx`. The lower bound leaves out any
+/// instant outside 1970 … 9999 (see `materialise::SELECT_DUE`).
+const NEXT_SCHEDULE: &str = "SELECT MIN(next_run_at) AS due FROM schedules \
+     WHERE enabled AND next_run_at IS NOT NULL AND next_run_at >= '1970-01-01'";
 
 /// The same within owned shards: one probe of `schedules_shard_due_idx` per shard (PostgreSQL).
 const NEXT_SCHEDULE_IN_SHARDS: &str =
     "SELECT MIN(d.due) AS due FROM unnest(ARRAY[{shards}]) AS s(shard) \
      CROSS JOIN LATERAL (SELECT next_run_at AS due FROM schedules \
          WHERE shard = s.shard AND enabled AND next_run_at IS NOT NULL \
+           AND next_run_at >= '1970-01-01' \
          ORDER BY next_run_at LIMIT 1) d";
 
 /// The earliest instant a run needs this worker: a waiting run falling due (a `MIN` over
@@ -160,7 +162,7 @@ impl Worker {
     }
 
     /// The earliest instant at which one of this worker's schedules or any run becomes due.
-    pub(super) async fn next_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+    pub async fn next_due(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
         #[derive(FromQueryResult)]
         struct Due {
             due: Option<DateTime<Utc>>,

@@ -9,8 +9,9 @@ pub struct Interval {
     anchor_micros: i64,
 }
 
-/// Ten years: long enough for any real interval, short enough that arithmetic cannot overflow.
-const MAX_EVERY_SECONDS: i64 = 10 * 366 * 24 * 3600;
+/// The span of the instants hookbeat accepts (1970 … 9999): a longer period could never put
+/// two fires in that range. Small enough that no arithmetic below can overflow.
+const MAX_EVERY_SECONDS: i64 = crate::instant::MAX_TIMESTAMP;
 
 impl Interval {
     pub fn new(every_seconds: i64, anchor: Option<DateTime<Utc>>) -> Result<Interval, String> {
@@ -19,7 +20,7 @@ impl Interval {
         }
         if every_seconds > MAX_EVERY_SECONDS {
             return Err(format!(
-                "must be at most {MAX_EVERY_SECONDS} (ten years), got {every_seconds}"
+                "must be at most {MAX_EVERY_SECONDS} (the span of 1970 to 9999), got {every_seconds}"
             ));
         }
         Ok(Interval {
@@ -32,11 +33,14 @@ impl Interval {
         Duration::microseconds(self.every_micros)
     }
 
+    /// The first fire strictly after `after`; `None` only where the arithmetic leaves the
+    /// representable range (a caller's instant far outside 1970 … 9999).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let since_anchor = after.timestamp_micros() - self.anchor_micros;
+        let since_anchor = after.timestamp_micros().checked_sub(self.anchor_micros)?;
         // Euclidean division rounds towards -inf, so this is right before the anchor too.
-        let k = since_anchor.div_euclid(self.every_micros) + 1;
-        DateTime::from_timestamp_micros(self.anchor_micros + k * self.every_micros)
+        let k = since_anchor.div_euclid(self.every_micros).checked_add(1)?;
+        let offset = k.checked_mul(self.every_micros)?;
+        DateTime::from_timestamp_micros(self.anchor_micros.checked_add(offset)?)
     }
 }
 
@@ -80,5 +84,28 @@ mod tests {
         assert!(Interval::new(0, None).is_err());
         assert!(Interval::new(-5, None).is_err());
         assert!(Interval::new(MAX_EVERY_SECONDS + 1, None).is_err());
+        assert!(Interval::new(i64::MAX, None).is_err());
+    }
+
+    #[test]
+    fn periods_beyond_ten_years_work_to_the_edge_of_the_range() {
+        let century = 100 * 365 * 86_400;
+        let i = Interval::new(century, Some(t("2000-01-01T00:00:00Z"))).unwrap();
+        assert_eq!(
+            i.next_after(t("2026-01-01T00:00:00Z")),
+            Some(t("2000-01-01T00:00:00Z") + Duration::seconds(century))
+        );
+        let longest = Interval::new(MAX_EVERY_SECONDS, None).unwrap();
+        assert_eq!(
+            longest.next_after(t("1970-01-01T00:00:00Z")),
+            Some(crate::instant::max())
+        );
+        // Extreme instants give no fire rather than overflowing.
+        let far = DateTime::<Utc>::MIN_UTC;
+        assert!(Interval::new(1, Some(crate::instant::max()))
+            .unwrap()
+            .next_after(far)
+            .is_some_and(|fire| fire <= t("1970-01-01T00:00:00Z")));
+        assert!(longest.next_after(DateTime::<Utc>::MAX_UTC).is_none());
     }
 }

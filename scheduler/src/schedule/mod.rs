@@ -71,15 +71,22 @@ pub struct IntervalSpec {
     /// Seconds between fires (at least 1).
     #[schema(minimum = 1, example = 10)]
     pub every_seconds: i64,
-    /// Sets the phase of the fires; the Unix epoch when left out.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Sets the phase of the fires; the Unix epoch when left out. A whole second within
+    /// 1970-01-01T00:00:00Z … 9999-12-31T23:59:59Z.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::instant::deserialize_option"
+    )]
     pub anchor: Option<DateTime<Utc>>,
 }
 
 /// `once`: fires once, at `at`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OnceSpec {
-    /// The instant to fire at (RFC 3339).
+    /// The instant to fire at (RFC 3339): a whole second within
+    /// 1970-01-01T00:00:00Z … 9999-12-31T23:59:59Z.
+    #[serde(deserialize_with = "crate::instant::deserialize")]
     pub at: DateTime<Utc>,
 }
 
@@ -181,6 +188,23 @@ impl ScheduleSpec {
         }
         errors.finish(CompiledSpec::Once(DateTime::UNIX_EPOCH))
     }
+
+    /// The rules a client's instants in the spec must meet beyond being readable: fires happen
+    /// on whole seconds, so `at` and `anchor` with a fraction are refused, never truncated.
+    /// (Stored rows are not re-checked: they were accepted under the rules of their day.)
+    pub fn check_instants(&self, prefix: &str, errors: &mut FieldErrors) {
+        let (member, at) = match self {
+            ScheduleSpec::Once(spec) => ("at", Some(spec.at)),
+            ScheduleSpec::Interval(spec) => ("anchor", spec.anchor),
+            ScheduleSpec::Crontab(_) | ScheduleSpec::Solar(_) => return,
+        };
+        if let Some(at) = at {
+            crate::instant::check_range(&format!("{prefix}.{member}"), at, errors);
+            if let Err(message) = crate::instant::whole_seconds(at) {
+                errors.add(format!("{prefix}.{member}"), message);
+            }
+        }
+    }
 }
 
 impl CompiledSpec {
@@ -196,7 +220,7 @@ impl CompiledSpec {
 
     /// The first fire at or after `at`.
     pub fn first_at_or_after(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        self.next_after(at - Duration::microseconds(1))
+        self.next_after(at.checked_sub_signed(Duration::microseconds(1))?)
     }
 }
 
@@ -211,6 +235,7 @@ pub struct Timing {
 
 impl Timing {
     /// The next fire strictly after `after`, given that `runs_so_far` runs were already made.
+    /// A fire past 9999-12-31T23:59:59Z does not happen (see [`crate::instant`]).
     pub fn next_fire(&self, after: DateTime<Utc>, runs_so_far: i64) -> Option<DateTime<Utc>> {
         if self.max_runs.is_some_and(|max| runs_so_far >= max) {
             return None;
@@ -221,7 +246,7 @@ impl Timing {
         };
         match self.end_at {
             Some(end) if next > end => None,
-            _ => Some(next),
+            _ => crate::instant::within_range(next),
         }
     }
 
@@ -259,8 +284,18 @@ pub fn preview(
     after: DateTime<Utc>,
     count: usize,
 ) -> Result<Vec<DateTime<Utc>>, Vec<FieldError>> {
+    let mut errors = FieldErrors::new();
+    spec.check_instants("schedule", &mut errors);
+    let compiled = match spec.compile("schedule") {
+        Ok(compiled) => errors.finish(compiled)?,
+        Err(spec_errors) => {
+            let mut all = errors.into_vec();
+            all.extend(spec_errors);
+            return Err(all);
+        }
+    };
     let timing = Timing {
-        spec: spec.compile("schedule")?,
+        spec: compiled,
         start_at: None,
         end_at: None,
         max_runs: None,

@@ -59,6 +59,7 @@ pub async fn spawn_app_with(
         jwt_secret: Some(Secret::new(JWT_SECRET.to_owned())),
         jwt_public_key_pem: None,
         jwt_audience: None,
+        body_timeout: std::time::Duration::from_secs(30),
         worker: WorkerConfig {
             allow_private_targets: true,
             ..WorkerConfig::default()
@@ -122,6 +123,40 @@ impl Answer {
 }
 
 impl TestApp {
+    /// The database's URL, for more processes' worth of pools on it.
+    pub fn database_url(&self) -> &str {
+        &self._db.url
+    }
+
+    /// Another API server on the same database, with a pool of its own, as a second `hookbeat
+    /// api` process would be; returns its address.
+    pub async fn another_api(&self) -> String {
+        let db = hookbeat::database::connect(self.database_url(), Pool::Api)
+            .await
+            .expect("connecting another API");
+        let components = build(
+            db,
+            None,
+            Arc::new(self.clock.clone()),
+            Options {
+                allow_private_targets: true,
+                jwt_secret: Some(Secret::new(JWT_SECRET.to_owned())),
+                jwt_public_key_pem: None,
+                jwt_audience: None,
+                body_timeout: std::time::Duration::from_secs(30),
+                worker: WorkerConfig::default(),
+            },
+        )
+        .await
+        .expect("building another API");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding");
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let server =
+            hookbeat_api::run(listener, components.state, Some(1)).expect("starting the API");
+        tokio::spawn(server);
+        address
+    }
+
     pub async fn call_as(
         &self,
         token: &str,

@@ -44,6 +44,12 @@ impl Reply {
         }
     }
 
+    /// The same reply, sent only after `delay` (a receiver that hangs).
+    pub fn delayed(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
     pub fn body(mut self, body: &str) -> Self {
         self.body = body.to_owned();
         self
