@@ -10,6 +10,7 @@ mod end_to_end;
 mod errors;
 mod isolation;
 mod operations;
+mod outbound;
 mod scale;
 mod schedules;
 mod shards;
