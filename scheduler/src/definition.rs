@@ -15,17 +15,40 @@ pub const DEFAULT_TIMEOUT_MS: i64 = 15_000;
 const MAX_HEADERS: usize = 64;
 const MAX_HEADER_BYTES: usize = 8 * 1024;
 
-/// Headers that hookbeat sets itself (signatures, framing), which a target may not override.
-const RESERVED_HEADERS: &[&str] = &[
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "user-agent",
+/// Header names (lower case) and name prefixes that hookbeat sets itself: signatures, delivery
+/// metadata, its user agent.
+const OWN_HEADERS: &[&str] = &["user-agent"];
+const OWN_PREFIXES: &[&str] = &["webhook-", "hookbeat-"];
+/// Hop-by-hop and framing headers, which belong to the HTTP client and the connection: a target
+/// setting them could smuggle a second request or talk to a proxy.
+const CONNECTION_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+    "expect",
     "host",
     "content-length",
-    "transfer-encoding",
-    "connection",
 ];
+const CONNECTION_PREFIXES: &[&str] = &["proxy-"];
+
+/// Why a target may not set the header `name` (any case), or `None` when it may.
+pub fn reserved_header(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    let listed = |names: &[&str], prefixes: &[&str]| {
+        names.contains(&lower.as_str()) || prefixes.iter().any(|p| lower.starts_with(p))
+    };
+    if listed(OWN_HEADERS, OWN_PREFIXES) {
+        Some("is set by hookbeat and cannot be overridden")
+    } else if listed(CONNECTION_HEADERS, CONNECTION_PREFIXES) {
+        Some("is a hop-by-hop or framing header, which only the HTTP client sets")
+    } else {
+        None
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
 #[serde(rename_all = "UPPERCASE")]
@@ -97,18 +120,32 @@ impl Target {
                 format!("at most {MAX_HEADERS} headers are allowed"),
             );
         }
+        // Names are case-insensitive: spellings of one name are grouped under the first.
+        let mut spellings: BTreeMap<String, Vec<&str>> = BTreeMap::new();
         for (name, value) in &self.headers {
             let field = format!("{prefix}.headers.{name}");
-            let lower = name.to_ascii_lowercase();
+            spellings
+                .entry(name.to_ascii_lowercase())
+                .or_default()
+                .push(name);
             if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 errors.add(field, "is not a valid header name");
-            } else if RESERVED_HEADERS.contains(&lower.as_str()) || lower.starts_with("hookbeat-") {
-                errors.add(field, "is set by hookbeat and cannot be overridden");
+            } else if let Some(reason) = reserved_header(name) {
+                errors.add(field, reason);
             } else if value.len() > MAX_HEADER_BYTES
                 || reqwest::header::HeaderValue::from_str(value).is_err()
             {
                 errors.add(field, "is not a valid header value");
             }
+        }
+        for names in spellings.values().filter(|names| names.len() > 1) {
+            errors.add(
+                format!("{prefix}.headers.{}", names[0]),
+                format!(
+                    "is given more than once ({}); header names are case-insensitive",
+                    names.join(", ")
+                ),
+            );
         }
         if !(1..=MAX_TIMEOUT_MS).contains(&self.timeout_ms) {
             errors.add(
@@ -306,6 +343,61 @@ mod tests {
         assert!(errors
             .iter()
             .any(|e| e.contains("bad header: is not a valid header name")));
+    }
+
+    /// The whole `webhook-` and `hookbeat-` namespaces, and the hop-by-hop and framing headers
+    /// the HTTP client owns, in any case.
+    #[test]
+    fn refuses_reserved_prefixes_and_hop_by_hop_headers() {
+        for name in [
+            "Webhook-Foo",
+            "webhook-id",
+            "HOOKBEAT-x",
+            "Hookbeat-Attempt",
+            "User-Agent",
+            "Connection",
+            "Keep-Alive",
+            "TE",
+            "Trailer",
+            "Transfer-Encoding",
+            "Upgrade",
+            "Proxy-Authorization",
+            "proxy-connection",
+            "Expect",
+            "Host",
+            "Content-Length",
+        ] {
+            let mut t = target("https://example.com/");
+            t.headers.insert(name.into(), "x".into());
+            let errors = errors_of(&t, false);
+            assert_eq!(errors.len(), 1, "{name}: {errors:?}");
+            assert!(
+                errors[0].starts_with(&format!("target.headers.{name}: ")),
+                "{name}: {errors:?}"
+            );
+        }
+        for name in ["Content-Type", "Authorization", "X-Webhook-Foo", "Accept"] {
+            let mut t = target("https://example.com/");
+            t.headers.insert(name.into(), "x".into());
+            assert!(errors_of(&t, false).is_empty(), "{name} is allowed");
+        }
+    }
+
+    /// Header names are case-insensitive: two spellings of one name would be one header, so
+    /// which value is sent would be an accident.
+    #[test]
+    fn refuses_header_names_differing_only_in_case() {
+        let mut t = target("https://example.com/");
+        t.headers.insert("X-A".into(), "1".into());
+        t.headers.insert("x-a".into(), "2".into());
+        t.headers.insert("x-b".into(), "3".into());
+        let errors = errors_of(&t, false);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].starts_with("target.headers.X-A: "), "{errors:?}");
+        assert!(
+            errors[0].contains("x-a"),
+            "names the other spelling: {errors:?}"
+        );
     }
 
     #[test]

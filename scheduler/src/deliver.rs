@@ -8,7 +8,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AF
 
 use uuid::Uuid;
 
-use crate::definition::Target;
+use crate::definition::{reserved_header, Target};
 use crate::retry::parse_retry_after;
 use crate::signing::{signature_header, SigningKey};
 use crate::ssrf;
@@ -43,8 +43,11 @@ pub struct AttemptResult {
     pub retry_after: Option<chrono::Duration>,
 }
 
-/// Sends deliveries over one shared, keep-alive HTTP client that never follows redirects and
-/// resolves names through the SSRF guard.
+/// Sends deliveries over one shared, keep-alive HTTP client that never follows redirects,
+/// resolves names through the SSRF guard and connects to the target itself: proxy variables
+/// (`HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`) are ignored, because a proxy resolves the target's
+/// name on its own, past the guard. A delivery proxy, if one is ever offered, must apply the same
+/// guard to the addresses it connects to.
 #[derive(Clone)]
 pub struct Deliverer {
     client: reqwest::Client,
@@ -56,6 +59,7 @@ impl Deliverer {
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
             .dns_resolver(ssrf::GuardedResolver::new(allow_private))
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .pool_max_idle_per_host(64)
@@ -98,6 +102,10 @@ impl Deliverer {
         let timestamp = now.timestamp();
         let mut headers = HeaderMap::new();
         for (name, value) in &target.headers {
+            // Targets saved before a header was reserved may still name it.
+            if reserved_header(name).is_some() {
+                continue;
+            }
             if let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_str(value),

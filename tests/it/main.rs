@@ -12,6 +12,7 @@ mod errors;
 mod instants;
 mod isolation;
 mod operations;
+mod outbound;
 mod scale;
 mod schedules;
 mod shards;

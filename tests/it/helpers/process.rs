@@ -9,6 +9,18 @@ use serde_json::Value;
 
 pub const SECRET: &str = "end-to-end-secret-at-least-32-characters";
 
+/// The environment variables through which HTTP clients (reqwest among them) pick up a proxy.
+pub const PROXY_VARIABLES: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
 /// A hookbeat process, killed when dropped.
 pub struct Process {
     child: Child,
@@ -24,21 +36,38 @@ impl Process {
 
     /// Spawns with `RUST_LOG` set to `filter`.
     pub fn spawn_logging(database_url: &str, args: &[&str], filter: &str) -> Process {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hookbeat"))
-            .args([
-                "--database-url",
-                database_url,
-                "--log-format",
-                "json",
-                "--allow-private-targets",
-            ])
+        let mut command = Self::command(database_url, filter);
+        command.arg("--allow-private-targets").args(args);
+        Self::start(command)
+    }
+
+    /// Spawns without `--allow-private-targets`, as production runs, with `env` added to the
+    /// process's environment (the test process's own proxy variables removed first).
+    pub fn spawn_guarded(database_url: &str, args: &[&str], env: &[(&str, &str)]) -> Process {
+        let mut command = Self::command(database_url, "info");
+        command
             .args(args)
+            .env_remove("HOOKBEAT_ALLOW_PRIVATE_TARGETS");
+        for variable in PROXY_VARIABLES {
+            command.env_remove(variable);
+        }
+        command.envs(env.iter().copied());
+        Self::start(command)
+    }
+
+    fn command(database_url: &str, filter: &str) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hookbeat"));
+        command
+            .args(["--database-url", database_url, "--log-format", "json"])
             .env("HOOKBEAT_JWT_SECRET", SECRET)
             .env("RUST_LOG", filter)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting hookbeat");
+            .stderr(Stdio::piped());
+        command
+    }
+
+    fn start(mut command: Command) -> Process {
+        let mut child = command.spawn().expect("starting hookbeat");
         let (lines, stderr) = mpsc::channel();
         let pipe = child.stderr.take().unwrap();
         std::thread::spawn(move || {
