@@ -12,6 +12,7 @@ mod isolation;
 mod operations;
 mod scale;
 mod schedules;
+mod secrets;
 mod shards;
 mod spec;
 mod steps;

@@ -114,10 +114,18 @@ impl Worker {
             .await
             .context("loading signing secrets")?
         {
-            match SigningKey::from_secret(&secret.secret) {
-                Ok(key) => keys.entry(secret.tenant_id).or_default().push(key),
-                Err(error) => {
+            let row = Row::SigningSecret {
+                tenant: &secret.tenant_id,
+                id: secret.id,
+            };
+            let opened = inner.config.sealer.open(row, &secret.secret);
+            match opened.map(|plaintext| SigningKey::from_secret(&plaintext)) {
+                Ok(Ok(key)) => keys.entry(secret.tenant_id).or_default().push(key),
+                Ok(Err(error)) => {
                     tracing::error!(tenant_id = %secret.tenant_id, %error, "unreadable signing secret")
+                }
+                Err(error) => {
+                    tracing::error!(tenant_id = %secret.tenant_id, %error, "signing secret does not decrypt")
                 }
             }
         }
