@@ -11,6 +11,8 @@ use hookbeat_api::AppState;
 use hookbeat_migration::{Migrator, MigratorTrait};
 use hookbeat_scheduler::metrics::WorkerMetrics;
 use hookbeat_scheduler::notify::Wakeup;
+use hookbeat_scheduler::sealing::{Sealer, FLAG as SECRETS_KEY_FLAG};
+use hookbeat_scheduler::secrets_at_rest::{self, AtRest};
 use hookbeat_scheduler::{Clock, SystemClock, Worker, WorkerConfig};
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +50,8 @@ pub struct Options {
     pub jwt_audience: Option<String>,
     /// How long a request's whole body may take to arrive (408 after).
     pub body_timeout: std::time::Duration,
+    /// Seals the secrets the API and the worker store (the worker's own `sealer` is set from it).
+    pub sealer: Sealer,
     pub worker: WorkerConfig,
 }
 
@@ -82,6 +86,7 @@ impl Options {
             jwt_public_key_pem,
             jwt_audience: settings.jwt_audience.clone(),
             body_timeout: settings.body_timeout,
+            sealer: Sealer::new(settings.secrets_key.clone()),
             worker,
         })
     }
@@ -92,8 +97,16 @@ pub async fn build(
     db: DatabaseConnection,
     worker_db: Option<DatabaseConnection>,
     clock: Arc<dyn Clock>,
-    options: Options,
+    mut options: Options,
 ) -> anyhow::Result<Components> {
+    // Before anything reads a secret: a database whose secrets do not open stops the start here.
+    if secrets_at_rest::prepare(&db, &options.sealer).await? == AtRest::Plaintext {
+        tracing::warn!(
+            "signing secrets and the embedded JWT secret are stored in plaintext; set \
+             {SECRETS_KEY_FLAG} to encrypt them at rest"
+        );
+    }
+    options.worker.sealer = options.sealer.clone();
     let registry = prometheus::Registry::new();
     registry
         .register(Box::new(
@@ -106,7 +119,7 @@ pub async fn build(
     let verifier = match &options.jwt_public_key_pem {
         Some(pem) => TokenVerifier::public_key(pem, audience)?,
         None => TokenVerifier::hs256(
-            &resolve_secret(&db, options.jwt_secret.clone()).await?,
+            &resolve_secret(&db, options.jwt_secret.clone(), &options.sealer).await?,
             audience,
         ),
     };
@@ -131,6 +144,7 @@ pub async fn build(
         verifier: Arc::new(verifier),
         wakeup: wakeup.clone(),
         allow_private_targets: options.allow_private_targets,
+        sealer: options.sealer.clone(),
         registry: registry.clone(),
         rate_limiter: Default::default(),
         auth_failures: Arc::new(hookbeat_api::rate_limit::RateLimiter::for_auth_failures()),
@@ -152,6 +166,7 @@ pub async fn build(
 /// Runs `roles` until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Result<()> {
     let url = &settings.database_url;
+    database::warn_if_readable_by_others(url);
     let db = database::connect(
         url,
         if roles.api {

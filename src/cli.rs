@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use hookbeat_scheduler::sealing::SecretsKeys;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -91,6 +92,12 @@ pub struct Settings {
     /// Log format: `text` for people, `json` for machines.
     #[arg(long, env = "HOOKBEAT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+
+    /// Encrypts signing secrets and the embedded JWT secret at rest: base64 32-byte keys,
+    /// comma-separated; the first encrypts, every one decrypts (rotate by putting a new key first).
+    #[arg(long, env = "HOOKBEAT_SECRETS_KEY", global = true, hide_env_values = true,
+          value_parser = SecretsKeysParser)]
+    pub secrets_key: Option<SecretsKeys>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -194,5 +201,31 @@ impl Settings {
             );
         }
         Ok(())
+    }
+}
+
+/// Parses `--secrets-key` without quoting the value, as clap's own errors would: it is a key.
+#[derive(Clone)]
+struct SecretsKeysParser;
+
+impl clap::builder::TypedValueParser for SecretsKeysParser {
+    type Value = SecretsKeys;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<SecretsKeys, clap::Error> {
+        let refuse = |message: String| {
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, message + "\n").with_cmd(cmd)
+        };
+        let text = value.to_str().ok_or_else(|| {
+            refuse(format!(
+                "{} is not UTF-8",
+                hookbeat_scheduler::sealing::FLAG
+            ))
+        })?;
+        SecretsKeys::parse(text).map_err(|error| refuse(error.to_string()))
     }
 }

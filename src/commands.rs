@@ -7,6 +7,8 @@ use hookbeat_api::auth::{mint_token, resolve_secret, Scope, Secret};
 use hookbeat_entity::TenantId;
 use hookbeat_migration::{Migrator, MigratorTrait};
 use hookbeat_scheduler::schedule::{preview as preview_fires, ScheduleSpec};
+use hookbeat_scheduler::sealing::Sealer;
+use hookbeat_scheduler::secrets_at_rest;
 use std::io::Write;
 
 use crate::cli::Settings;
@@ -48,9 +50,11 @@ pub async fn token(
     } else if !Migrator::get_pending_migrations(&db).await?.is_empty() {
         anyhow::bail!("the database has pending migrations; run `hookbeat migrate` first");
     }
-    let secret = resolve_secret(&db, settings.jwt_secret.clone().map(Secret::new)).await?;
+    let sealer = Sealer::new(settings.secrets_key.clone());
+    secrets_at_rest::prepare(&db, &sealer).await?;
+    let secret = resolve_secret(&db, settings.jwt_secret.clone().map(Secret::new), &sealer).await?;
     let now = Utc::now();
-    hookbeat_api::tenants::ensure(&db, &TenantId(tenant.to_owned()), now)
+    hookbeat_api::tenants::ensure(&db, &sealer, &TenantId(tenant.to_owned()), now)
         .await
         .context("creating the tenant")?;
     let token = mint_token(

@@ -4,8 +4,10 @@
 //! PostgreSQL connections do not wait for their commits to be flushed to disk
 //! (`synchronous_commit = off`, set as the connection starts; see [`Pool::Worker`]); the API's do.
 //! SQLite runs in WAL mode with a busy timeout, so the two pools in the one process take turns
-//! writing instead of failing.
+//! writing instead of failing. Its file holds the JWT secret and the signing secrets, so it is
+//! created readable by its owner only (see [`create_owner_only`]).
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -31,6 +33,9 @@ pub enum Pool {
 
 pub async fn connect(url: &str, pool: Pool) -> anyhow::Result<DatabaseConnection> {
     let sqlite = url.starts_with("sqlite:");
+    if let Some(file) = sqlite_file(url).filter(|file| file.create) {
+        create_owner_only(&file.path)?;
+    }
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(if sqlite { 8 } else { 20 })
@@ -53,6 +58,90 @@ pub async fn connect(url: &str, pool: Pool) -> anyhow::Result<DatabaseConnection
         .with_context(|| format!("connecting to the database at {}", redact(url)))
 }
 
+/// The file of an SQLite URL, and whether the URL lets it be created (`mode=rwc`); `None` for a
+/// database in memory or a URL that is not SQLite.
+struct SqliteFile {
+    path: PathBuf,
+    create: bool,
+}
+
+fn sqlite_file(url: &str) -> Option<SqliteFile> {
+    use std::str::FromStr;
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let params = url.split_once('?').map_or("", |(_, params)| params);
+    let mode = url::form_urlencoded::parse(params.as_bytes())
+        .find(|(key, _)| key == "mode")
+        .map(|(_, value)| value.into_owned());
+    // The path exactly as SQLite will be given it.
+    let options = sea_orm::sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    let in_memory = mode.as_deref() == Some("memory")
+        || path
+            .to_str()
+            .is_some_and(|p| p.starts_with("file:sqlx-in-memory-"));
+    (!in_memory).then(|| SqliteFile {
+        path: path.to_owned(),
+        create: mode.as_deref() == Some("rwc"),
+    })
+}
+
+/// Creates a missing SQLite file empty and with mode 0600 before SQLite opens it (SQLite makes
+/// an empty file a new database). The mode is given at creation, so no umask can widen it and
+/// no moment passes with the file readable by others. The `-wal` and `-shm` files need nothing:
+/// SQLite creates them with the permissions of the database file, whatever the umask. An
+/// existing file is left as it is (see [`warn_if_readable_by_others`]).
+#[cfg(unix)]
+fn create_owner_only(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => {
+            Err(error).with_context(|| format!("creating the database file {}", path.display()))
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn create_owner_only(_: &Path) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// Warns about each of the SQLite files (the database, `-wal`, `-shm`) that group or others may
+/// read or write: they hold the JWT secret (whoever reads it can mint admin tokens, whoever
+/// writes it can set it) and the signing secrets. Called once at start-up, before [`connect`]
+/// creates anything.
+pub fn warn_if_readable_by_others(url: &str) {
+    #[cfg(unix)]
+    if let Some(file) = sqlite_file(url) {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = file.path.clone().into_os_string();
+            path.push(suffix);
+            let path = PathBuf::from(path);
+            let Ok(metadata) = std::fs::metadata(&path) else {
+                continue;
+            };
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o066 != 0 {
+                tracing::warn!(
+                    file = %path.display(),
+                    mode = %format!("{mode:04o}"),
+                    "the database file can be read or changed by other users, and it holds the \
+                     JWT secret and the signing secrets; make it its owner's only (chmod 600)"
+                );
+            }
+        }
+    }
+}
+
 pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
     Migrator::up(db, None).await.context("applying migrations")
 }
@@ -65,5 +154,27 @@ pub fn redact(url: &str) -> String {
             parsed.to_string()
         }
         _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_file_of_an_sqlite_url() {
+        let file = sqlite_file("sqlite://data/hookbeat.db?mode=rwc").unwrap();
+        assert_eq!(file.path, Path::new("data/hookbeat.db"));
+        assert!(file.create);
+        let file = sqlite_file("sqlite:///var/lib/hook%20beat.db").unwrap();
+        assert_eq!(file.path, Path::new("/var/lib/hook beat.db"));
+        assert!(!file.create, "mode=rw does not create");
+        for url in [
+            "sqlite::memory:",
+            "sqlite://x.db?mode=memory",
+            "postgres://u@h/db",
+        ] {
+            assert!(sqlite_file(url).is_none(), "{url}");
+        }
     }
 }

@@ -10,6 +10,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use hookbeat_entity::{setting, TenantId};
+use hookbeat_scheduler::sealing::{Row, Sealer};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use sea_orm::{ActiveModelTrait, DatabaseConnection, DbBackend, EntityTrait, Set};
 use serde::{Deserialize, Serialize};
@@ -185,6 +186,7 @@ pub fn mint_token(
 pub async fn resolve_secret(
     db: &DatabaseConnection,
     configured: Option<Secret>,
+    sealer: &Sealer,
 ) -> anyhow::Result<Secret> {
     if let Some(secret) = configured {
         if secret.expose().len() < 32 {
@@ -195,18 +197,24 @@ pub async fn resolve_secret(
     if db.get_database_backend() != DbBackend::Sqlite {
         anyhow::bail!("--jwt-secret (HOOKBEAT_JWT_SECRET) is required with PostgreSQL");
     }
-    if let Some(row) = setting::Entity::find_by_id(setting::JWT_SECRET_KEY)
+    let row = Row::Setting {
+        key: setting::JWT_SECRET_KEY,
+    };
+    if let Some(stored) = setting::Entity::find_by_id(setting::JWT_SECRET_KEY)
         .one(db)
         .await?
     {
-        return Ok(Secret::new(row.value));
+        let opened = sealer.open(row, &stored.value);
+        return Ok(Secret::new(opened.map_err(|error| {
+            anyhow::anyhow!("the JWT secret kept in the database is unreadable: {error}")
+        })?));
     }
     let mut bytes = [0u8; 32];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
     let generated = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     setting::ActiveModel {
         key: Set(setting::JWT_SECRET_KEY.to_owned()),
-        value: Set(generated.clone()),
+        value: Set(sealer.seal(row, &generated)),
     }
     .insert(db)
     .await?;
@@ -327,7 +335,7 @@ async fn authorise(
         .collect();
     let tenant = TenantId(claims.sub);
     // Tokens from an external issuer may name a tenant hookbeat has not seen yet.
-    let account = tenants::ensure(&state.db, &tenant, now).await?;
+    let account = tenants::ensure(&state.db, &state.sealer, &tenant, now).await?;
     if account.disabled {
         return Err(ApiError::Forbidden(format!("tenant {tenant} is disabled")));
     }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use hookbeat_scheduler::notify::Wakeup;
+use hookbeat_scheduler::sealing::Sealer;
 use hookbeat_scheduler::{Clock, Worker};
 use sea_orm::DatabaseConnection;
 
@@ -18,6 +19,8 @@ pub struct AppState {
     /// Wakes an in-process worker when a schedule becomes due earlier than it planned.
     pub wakeup: Wakeup,
     pub allow_private_targets: bool,
+    /// Seals the secrets the API stores, opens those it reads.
+    pub sealer: Sealer,
     pub registry: prometheus::Registry,
     pub rate_limiter: Arc<RateLimiter>,
     /// Failed authentications per client address (see `auth`).

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use hookbeat_entity::{signing_secret, tenant, TenantId};
+use hookbeat_scheduler::sealing::{Row, Sealer};
 use hookbeat_scheduler::signing::generate_secret;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{DatabaseConnection, DbErr, EntityTrait, Set, TransactionTrait};
@@ -36,13 +37,14 @@ impl Default for Quotas {
 /// The tenant, created with default quotas and its first signing secret if it does not exist.
 pub async fn ensure(
     db: &DatabaseConnection,
+    sealer: &Sealer,
     id: &TenantId,
     now: DateTime<Utc>,
 ) -> Result<tenant::Model, DbErr> {
     if let Some(existing) = tenant::Entity::find_by_id(id.as_str()).one(db).await? {
         return Ok(existing);
     }
-    create(db, id, Quotas::default(), now).await?;
+    create(db, sealer, id, Quotas::default(), now).await?;
     tenant::Entity::find_by_id(id.as_str())
         .one(db)
         .await?
@@ -53,6 +55,7 @@ pub async fn ensure(
 /// only the caller whose insert took effect creates the secret.
 pub async fn create(
     db: &DatabaseConnection,
+    sealer: &Sealer,
     id: &TenantId,
     quotas: Quotas,
     now: DateTime<Utc>,
@@ -75,10 +78,15 @@ pub async fn create(
     .exec_without_returning(&txn)
     .await?;
     if inserted == 1 {
+        let secret_id = Uuid::now_v7();
+        let row = Row::SigningSecret {
+            tenant: id.as_str(),
+            id: secret_id,
+        };
         signing_secret::Entity::insert(signing_secret::ActiveModel {
-            id: Set(Uuid::now_v7()),
+            id: Set(secret_id),
             tenant_id: Set(id.0.clone()),
-            secret: Set(generate_secret()),
+            secret: Set(sealer.seal(row, &generate_secret())),
             created_at: Set(now),
             expires_at: Set(None),
         })

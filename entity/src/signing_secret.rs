@@ -21,7 +21,8 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Entity {
-    /// The tenant's secrets that still sign at `now`, newest first.
+    /// The tenant's secrets that still sign at `now`, newest first (ids are UUIDv7: secrets
+    /// made in one instant sort by id).
     pub fn find_valid_for_tenant(tenant: &str, now: DateTimeUtc) -> Select<Entity> {
         Self::find()
             .filter(Column::TenantId.eq(tenant))
@@ -31,5 +32,6 @@ impl Entity {
                     .add(Column::ExpiresAt.gt(now)),
             )
             .order_by_desc(Column::CreatedAt)
+            .order_by_desc(Column::Id)
     }
 }

@@ -30,16 +30,20 @@ const CLAIM: &str =
          ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
      RETURNING *";
 
-/// Takes back up to `$2` runs whose lease expired (`delivering` with `due_at`, the expiry, in
-/// the past): their worker crashed or hung before recording the attempt's result. The attempt
-/// counts, as the request may have reached the receiver; the run is due again where it stood,
-/// with the same id and so the same `webhook-id`. Served by `runs_leased_idx`.
+/// Runs whose lease expired (`delivering` with `due_at`, the expiry, in the past), at most `$2`,
+/// locked for the rescue: their worker crashed or hung before recording the attempt's result.
+/// `updated_at` is when the lease was taken, so when the lost attempt started. Served by
+/// `runs_leased_idx`.
+const SELECT_LOST: &str = "SELECT id, attempts, step, locked_by, updated_at FROM runs \
+     WHERE status = 'delivering' AND due_at <= $1 \
+     ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+
+/// Takes the runs in `{ids}` back: the attempt counts, as the request may have reached the
+/// receiver; the run is due again where it stood, with the same id and so the same `webhook-id`.
 const RESCUE: &str = "UPDATE runs SET status = 'retrying', locked_by = NULL, updated_at = $1, \
      last_error = 'attempt ' || attempts || ' was lost: the lease of worker ' || locked_by || \
          ' expired before it recorded a result' \
-     WHERE id IN (SELECT id FROM runs WHERE status = 'delivering' AND due_at <= $1 \
-         ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-     RETURNING id";
+     WHERE status = 'delivering' AND id IN ";
 
 /// Tenants with claimable runs, in tenant order after `$2`, at most `$3`: a loose index scan over
 /// `runs_tenant_waiting_idx`, one probe per tenant, however many runs each has.
@@ -66,6 +70,23 @@ const CLAIM_PER_TENANT: &str = "UPDATE runs SET status = 'delivering', locked_by
              WHERE tenant_id = t.tenant_id AND status IN ('pending', 'retrying') \
                AND due_at <= $3 \
              ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED) c) \
+     RETURNING *";
+
+/// [`DUE_TENANTS`] for SQLite, which has no parenthesised members in a compound query: the due
+/// runs' tenants in order, from `runs_tenant_waiting_idx`. One process owns an SQLite file, so a
+/// plain scan of the waiting runs' index is what the loose scan saves PostgreSQL's many workers.
+const DUE_TENANTS_SQLITE: &str = "SELECT DISTINCT tenant_id FROM runs \
+     WHERE status IN ('pending', 'retrying') AND due_at <= $1 AND tenant_id > $2 \
+       AND tenant_id NOT IN (SELECT id FROM tenants WHERE disabled) \
+     ORDER BY tenant_id LIMIT $3";
+
+/// [`CLAIM_PER_TENANT`] for one tenant (`$5`), for SQLite, which has no `LATERAL`: a statement
+/// per tenant costs an in-process call, not a round trip.
+const CLAIM_ONE_TENANT: &str = "UPDATE runs SET status = 'delivering', locked_by = $1, \
+     attempts = attempts + 1, due_at = $2, updated_at = $3 \
+     WHERE id IN (SELECT id FROM runs \
+         WHERE tenant_id = $5 AND status IN ('pending', 'retrying') AND due_at <= $3 \
+         ORDER BY due_at LIMIT $4) \
      RETURNING *";
 
 /// How many tenants one fair claim serves at most; the rest get their turn as the rotation
@@ -171,21 +192,73 @@ async fn take(
     run::Entity::find().from_raw_sql(statement).all(db).await
 }
 
-/// Takes back runs whose lease expired (see [`RESCUE`]), at most `limit`; returns how many.
+/// Takes back runs whose lease expired (see [`RESCUE`]), at most `limit`, and records each lost
+/// attempt in the history, so a run's attempts say what became of every one; returns how many.
+/// One short transaction: the rows stay locked from the look to the write.
 pub async fn rescue_expired(
     db: &DatabaseConnection,
     now: DateTime<Utc>,
     limit: usize,
 ) -> anyhow::Result<usize> {
-    let rescued = IdRow::find_by_statement(sql::statement(
-        db.get_database_backend(),
-        RESCUE,
+    let backend = db.get_database_backend();
+    let txn = sql::begin_write(db).await.context("beginning a rescue")?;
+    let lost = LostRow::find_by_statement(sql::statement(
+        backend,
+        SELECT_LOST,
         vec![now.into(), (limit as i64).into()],
     ))
-    .all(db)
+    .all(&txn)
     .await
-    .context("taking back runs with expired leases")?;
-    Ok(rescued.len())
+    .context("looking for runs with expired leases")?;
+    if lost.is_empty() {
+        txn.commit().await.context("ending a rescue")?;
+        return Ok(0);
+    }
+    let mut values: Vec<sea_orm::Value> = vec![now.into()];
+    values.extend(lost.iter().map(|row| sea_orm::Value::from(row.id)));
+    let statement = format!("{RESCUE}{}", sql::placeholders(2, lost.len()));
+    txn.execute(sql::statement(backend, &statement, values))
+        .await
+        .context("taking back runs with expired leases")?;
+    let records: Vec<(Uuid, i32, i32, AttemptRecord)> = lost
+        .iter()
+        .map(|row| {
+            let worker = row.locked_by.as_deref().unwrap_or("unknown");
+            let record = AttemptRecord {
+                started_at: row.updated_at,
+                duration_ms: (now - row.updated_at).num_milliseconds().max(0),
+                outcome: "retry",
+                status_code: None,
+                error: Some(format!(
+                    "attempt {} was lost: the lease of worker {worker} expired before it \
+                     recorded a result",
+                    row.attempts
+                )),
+                response_excerpt: None,
+            };
+            (row.id, row.attempts, row.step, record)
+        })
+        .collect();
+    txn.execute(record_attempts(
+        backend,
+        records
+            .iter()
+            .map(|(id, attempt, step, record)| (*id, *attempt, *step, record)),
+    ))
+    .await
+    .context("recording lost attempts")?;
+    txn.commit().await.context("committing a rescue")?;
+    Ok(lost.len())
+}
+
+/// A run whose lease expired, as [`SELECT_LOST`] reads it.
+#[derive(FromQueryResult)]
+struct LostRow {
+    id: Uuid,
+    attempts: i32,
+    step: i32,
+    locked_by: Option<String>,
+    updated_at: DateTime<Utc>,
 }
 
 #[derive(FromQueryResult)]
@@ -207,7 +280,7 @@ pub struct Rotation {
     listed_at: Option<DateTime<Utc>>,
 }
 
-/// Fairness across tenants (PostgreSQL): the batch is shared out among the tenants that have due
+/// Fairness across tenants: the batch is shared out among the tenants that have due
 /// runs, an equal part each, so a tenant with 100,000 due runs delays another tenant's run by one
 /// batch at most. Tenants are taken in rotation (the list moves on at each listing), so that with
 /// more due tenants than [`MAX_TENANTS_PER_CLAIM`] every one is served in turn. Slots the fair
@@ -248,8 +321,27 @@ pub async fn claim_fair_skipping(
         .collect();
     // At most one run per tenant when there are more tenants than slots.
     let tenants = &served[..served.len().min(limit)];
+    let backend = db.get_database_backend();
     let mut claimed = if tenants.is_empty() {
         Vec::new()
+    } else if backend == sea_orm::DbBackend::Sqlite {
+        let share = (limit / tenants.len()).max(1);
+        let mut claimed = Vec::new();
+        for tenant in tenants {
+            let values: Vec<sea_orm::Value> = vec![
+                worker_id.into(),
+                lease_until.into(),
+                now.into(),
+                (share as i64).into(),
+                tenant.as_str().into(),
+            ];
+            claimed.extend(
+                take(db, sql::statement(backend, CLAIM_ONE_TENANT, values))
+                    .await
+                    .context("claiming a tenant's runs")?,
+            );
+        }
+        claimed
     } else {
         let share = (limit / tenants.len()).max(1);
         let placeholders: Vec<String> = (0..tenants.len())
@@ -305,9 +397,14 @@ async fn due_tenants(
     after: &str,
     limit: usize,
 ) -> anyhow::Result<Vec<String>> {
+    let backend = db.get_database_backend();
+    let statement = match backend {
+        sea_orm::DbBackend::Sqlite => DUE_TENANTS_SQLITE,
+        _ => DUE_TENANTS,
+    };
     Ok(TenantRow::find_by_statement(sql::statement(
-        db.get_database_backend(),
-        DUE_TENANTS,
+        backend,
+        statement,
         vec![now.into(), after.into(), (limit as i64).into()],
     ))
     .all(db)
@@ -444,9 +541,14 @@ pub async fn finish_attempts(
             .into_iter()
             .map(|row| row.id)
             .collect();
-    txn.execute(record_attempts(backend, finished))
-        .await
-        .context("recording attempts")?;
+    txn.execute(record_attempts(
+        backend,
+        finished
+            .iter()
+            .map(|f| (f.run_id, f.attempt, f.step, &f.record)),
+    ))
+    .await
+    .context("recording attempts")?;
     txn.commit().await.context("committing write-back")?;
     Ok(finished
         .iter()
@@ -454,23 +556,26 @@ pub async fn finish_attempts(
         .collect())
 }
 
-/// [`RECORD_ATTEMPTS`] for these results.
-fn record_attempts(backend: sea_orm::DbBackend, finished: &[Finished]) -> sea_orm::Statement {
-    let rows = sql::placeholder_rows(1, finished.len(), ATTEMPT_COLUMNS);
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(finished.len() * ATTEMPT_COLUMNS);
-    for f in finished {
-        let r = &f.record;
+/// [`RECORD_ATTEMPTS`] for these attempts: (run, attempt number, step, what happened). A group
+/// is at most a claim batch, well under both backends' parameter limits.
+fn record_attempts<'a>(
+    backend: sea_orm::DbBackend,
+    attempts: impl ExactSizeIterator<Item = (Uuid, i32, i32, &'a AttemptRecord)>,
+) -> sea_orm::Statement {
+    let rows = sql::placeholder_rows(1, attempts.len(), ATTEMPT_COLUMNS);
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(attempts.len() * ATTEMPT_COLUMNS);
+    for (run_id, attempt, step, r) in attempts {
         values.extend([
             Uuid::now_v7().into(),
-            f.run_id.into(),
-            f.attempt.into(),
+            run_id.into(),
+            attempt.into(),
             r.started_at.into(),
             r.duration_ms.into(),
             r.outcome.into(),
             r.status_code.into(),
             r.error.clone().into(),
             r.response_excerpt.clone().into(),
-            f.step.into(),
+            step.into(),
         ]);
     }
     sql::statement(backend, &RECORD_ATTEMPTS.replace("{rows}", &rows), values)

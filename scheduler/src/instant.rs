@@ -40,7 +40,7 @@ pub fn within_range(at: DateTime<Utc>) -> Option<DateTime<Utc>> {
 /// in either case. Lenient forms (`2026-1-1`, a space for `T`, a missing offset, a signed
 /// six-digit year) are refused, so what a client sent is what it meant.
 pub fn parse_strict(text: &str) -> Result<DateTime<Utc>, String> {
-    const SHAPE: &str = "must be an RFC 3339 date-time such as 2030-01-01T09:00:00Z";
+    const SHAPE: &str = "must be an RFC 3339 date-time such as 2030-01-01T09:00:00Z; the input";
     let bytes = text.as_bytes();
     let digits = |range: std::ops::Range<usize>| {
         bytes
@@ -60,7 +60,7 @@ pub fn parse_strict(text: &str) -> Result<DateTime<Utc>, String> {
         && at(16, b":")
         && digits(17..19);
     if !head_ok {
-        return Err(format!("{SHAPE}, got {text:?}"));
+        return Err(format!("{SHAPE} {text:?} is not one"));
     }
     let mut i = 19;
     if at(i, b".") {
@@ -70,7 +70,7 @@ pub fn parse_strict(text: &str) -> Result<DateTime<Utc>, String> {
             i += 1;
         }
         if i == start {
-            return Err(format!("{SHAPE}, got {text:?}"));
+            return Err(format!("{SHAPE} {text:?} is not one"));
         }
     }
     let offset_ok = match bytes.get(i) {
@@ -82,7 +82,7 @@ pub fn parse_strict(text: &str) -> Result<DateTime<Utc>, String> {
     };
     if !offset_ok {
         return Err(format!(
-            "{SHAPE} (with Z or an offset such as +01:00), got {text:?}"
+            "{SHAPE} {text:?} is not one (it needs Z or an offset such as +01:00)"
         ));
     }
     DateTime::parse_from_rfc3339(text)

@@ -19,6 +19,8 @@ pub mod outcome;
 pub mod politeness;
 pub mod retry;
 pub mod schedule;
+pub mod sealing;
+pub mod secrets_at_rest;
 pub mod shards;
 pub mod signing;
 pub mod sql;

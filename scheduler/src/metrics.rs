@@ -39,6 +39,9 @@ pub struct WorkerMetrics {
     pub shards_unowned: IntGauge,
     /// Runs taken back from a worker whose lease expired before it recorded a result.
     pub leases_expired: IntCounter,
+    /// Write-backs of a group of results that failed (and were tried again while the runs'
+    /// leases held).
+    pub write_back_failures: IntCounter,
     /// Why the worker loop woke: `timer` (the next due instant or the idle limit), `early` (a
     /// wake-up: an API change, a NOTIFY, a delivery slot coming free), `notify` (NOTIFYs received
     /// from PostgreSQL, counted as they arrive).
@@ -90,6 +93,10 @@ impl WorkerMetrics {
                 "hookbeat_handed_back_total",
                 "Claimed runs handed back because their tenant or host was at its in-flight limit.",
             )?,
+            write_back_failures: IntCounter::new(
+                "hookbeat_write_back_failures_total",
+                "Failed write-backs of a group of delivery results; each is tried again while the runs' leases hold.",
+            )?,
             workers_live: IntGauge::new(
                 "hookbeat_workers_live",
                 "Live workers seen at this worker's last heartbeat.",
@@ -122,6 +129,7 @@ impl WorkerMetrics {
         registry.register(Box::new(metrics.workers_live.clone()))?;
         registry.register(Box::new(metrics.shards_unowned.clone()))?;
         registry.register(Box::new(metrics.leases_expired.clone()))?;
+        registry.register(Box::new(metrics.write_back_failures.clone()))?;
         registry.register(Box::new(metrics.wakeups.clone()))?;
         // Pre-create every label value so dashboards see zeros instead of missing series.
         for outcome in ["success", "retry", "failed"] {

@@ -2,7 +2,9 @@
 //! slow receiver cannot take every delivery slot of a worker, and no receiver is flooded.
 //!
 //! A tenant's share shrinks with the others' use: it may hold at most half of the slots the
-//! other tenants leave (and never more than `--max-in-flight-per-tenant`), but always one. With
+//! other tenants leave (and never more than `--max-in-flight-per-tenant`), but always one. (A
+//! per-tenant limit at or above the worker's slots turns the share off: one tenant may then
+//! take them all, as a single-tenant installation wants.) With
 //! k tenants busy each settles at about slots / (k + 1), and a tenant arriving while others hold
 //! everything they may still finds slots free: three tenants whose receivers hang hold 128, 64
 //! and 32 of 256 slots, and a fourth still has 32 to use. A hanging receiver costs its own
@@ -31,6 +33,10 @@ struct InFlight {
 impl InFlight {
     /// The most deliveries `tenant` may have in flight now (see the module's documentation).
     fn tenant_cap(&self, tenant: &str, per_tenant: usize, slots: usize) -> usize {
+        if per_tenant >= slots {
+            // One tenant may take every slot: the operator turned the share off.
+            return per_tenant;
+        }
         let own = self.tenants.get(tenant).copied().unwrap_or(0);
         let left_by_others = slots.saturating_sub(self.total - own);
         (left_by_others / 2).min(per_tenant).max(1)
@@ -97,6 +103,10 @@ impl AtLimit {
         let mut full = false;
         for key in &self.keys {
             let (free, limit) = limits.places(key);
+            if free == 0 && matches!(key, Key::Tenant(_)) {
+                // Claims leave a full tenant's runs where they are: it bounds nothing.
+                continue;
+            }
             full |= free < (limit / 2).max(1);
             bound = bound.min(free);
         }
@@ -306,10 +316,16 @@ mod tests {
         held.truncate(128 + 64);
         assert_eq!(limits.places(&Key::Tenant("c".into())), (32, 32));
         // Never below one, however full the worker.
-        let full = Limits::sharing(128, 1_000, 2);
+        let full = Limits::sharing(2, 1_000, 3);
         let _x = full.try_reserve("x", "x:443").unwrap();
         let _y = full.try_reserve("y", "y:443").unwrap();
         assert_eq!(full.places(&Key::Tenant("z".into())), (1, 1));
+        // A per-tenant limit at or above the slots turns the share off.
+        let alone = Limits::sharing(256, 1_000, 256);
+        let all: Vec<_> = (0..256)
+            .filter_map(|_| alone.try_reserve("only", "x:443").ok())
+            .collect();
+        assert_eq!(all.len(), 256);
     }
 
     #[test]

@@ -248,8 +248,7 @@ async fn backfill_once(
 
 /// Makes runs of `schedule` for `fires` outside its own timing (a trigger, a backfill): due now,
 /// counted in its `total_runs` and `last_run_at`, in one transaction that holds the schedule's
-/// row, so concurrent requests cannot together pass its `max_runs` or the tenant's minimum
-/// interval; then wakes the workers.
+/// row, so concurrent requests cannot together pass its `max_runs`; then wakes the workers.
 async fn make_runs(
     state: &AppState,
     caller: &Caller,
@@ -280,21 +279,6 @@ async fn make_runs(
                     current.total_runs
                 ),
             }));
-        }
-    }
-    if trigger == run::trigger::MANUAL {
-        let minimum = chrono::Duration::seconds(caller.account.min_interval_seconds);
-        if let Some(last) = current.last_run_at.filter(|last| now < *last + minimum) {
-            let wait = (last + minimum - now).num_milliseconds().max(1);
-            return Err(ApiError::TooManyRequests {
-                detail: format!(
-                    "the schedule fired at {}; this tenant's minimum interval between fires is \
-                     {} s (min_interval_seconds)",
-                    last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    caller.account.min_interval_seconds
-                ),
-                retry_after_seconds: (wait as u64).div_ceil(1000),
-            });
         }
     }
     let runs: Vec<run::Model> = fires

@@ -41,9 +41,11 @@ pub fn if_match(req: &HttpRequest) -> Result<Option<Vec<i64>>, ApiError> {
                     versions.push(version);
                 }
             }
-            _ => return Err(ApiError::BadRequest(format!(
+            _ => {
+                return Err(ApiError::BadRequest(format!(
                 "If-Match must be * or a list of quoted entity-tags such as \"3\", got {value:?}"
-            ))),
+            )))
+            }
         }
     }
     Ok(Some(versions))

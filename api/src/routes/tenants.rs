@@ -75,6 +75,7 @@ async fn create_once(state: &AppState, body: serde_json::Value) -> Result<HttpRe
     check_quotas(&quotas)?;
     if !tenants::create(
         &state.db,
+        &state.sealer,
         &TenantId(new.id.clone()),
         quotas,
         state.clock.now(),

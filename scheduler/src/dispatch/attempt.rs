@@ -106,7 +106,19 @@ impl Inner {
         if result.status == Some(410) {
             self.pause_gone(run, finished_at).await;
         }
-        match self.write_back.record(run, record, update).await {
+        // The lease: the claim's, or as `hold_lease_for` extended it for a long timeout.
+        let timeout = steps
+            .and_then(|steps| steps.target_of(run))
+            .map_or(0, |target| target.timeout_ms);
+        let lease_until = run
+            .due_at
+            .unwrap_or(finished_at)
+            .max(started_at + Duration::milliseconds(timeout) + LEASE_SLACK);
+        match self
+            .write_back
+            .record(run, record, update, lease_until)
+            .await
+        {
             // Successes are the bulk of the traffic: debug. Failures are what operators read.
             Ok(true) if outcome == "success" => {
                 tracing::debug!(status = ?result.status, "delivered")

@@ -56,11 +56,10 @@ impl Worker {
                 tracing::info!(runs = rescued, "took back runs whose lease expired");
             }
         }
-        // One process on SQLite serves its tenants oldest-first; PostgreSQL shares each batch
-        // out among the tenants with due runs. Either way the runs of tenants at their share of
-        // the slots stay where they are, so that the others' are claimed.
+        // Each batch is shared out among the tenants with due runs; the runs of tenants at
+        // their share of the slots stay where they are, so that the others' are claimed.
         let skip = inner.limits.tenants_at_limit();
-        let runs = if inner.coordinator.is_some() {
+        let runs = {
             let mut rotation = inner.rotation.lock().await;
             claim::claim_fair_skipping(
                 &inner.db,
@@ -69,16 +68,6 @@ impl Worker {
                 lease_until,
                 limit,
                 &mut rotation,
-                &skip,
-            )
-            .await?
-        } else {
-            claim::claim_skipping(
-                &inner.db,
-                &inner.config.worker_id,
-                now,
-                lease_until,
-                limit,
                 &skip,
             )
             .await?
@@ -125,10 +114,18 @@ impl Worker {
             .await
             .context("loading signing secrets")?
         {
-            match SigningKey::from_secret(&secret.secret) {
-                Ok(key) => keys.entry(secret.tenant_id).or_default().push(key),
-                Err(error) => {
+            let row = Row::SigningSecret {
+                tenant: &secret.tenant_id,
+                id: secret.id,
+            };
+            let opened = inner.config.sealer.open(row, &secret.secret);
+            match opened.map(|plaintext| SigningKey::from_secret(&plaintext)) {
+                Ok(Ok(key)) => keys.entry(secret.tenant_id).or_default().push(key),
+                Ok(Err(error)) => {
                     tracing::error!(tenant_id = %secret.tenant_id, %error, "unreadable signing secret")
+                }
+                Err(error) => {
+                    tracing::error!(tenant_id = %secret.tenant_id, %error, "signing secret does not decrypt")
                 }
             }
         }
@@ -192,20 +189,12 @@ impl Worker {
             let grown = now_at_most.saturating_add((now_at_most / 4).max(1));
             take_at_most.store(grown.min(self.inner.config.claim_batch), Ordering::Relaxed);
         } else {
-            // Tenants at their limit are left out of the next claims (see `claim`); sizing and
-            // holding claims back is for hosts, whose runs a claim cannot tell apart.
-            let hosts: Vec<Key> = refusing
-                .into_iter()
-                .filter(|key| matches!(key, Key::Host(_)))
-                .collect();
-            if !hosts.is_empty() {
-                take_at_most.store(kept.len().max(1), Ordering::Relaxed);
-                self.inner
-                    .at_limit
-                    .lock()
-                    .expect("at-limit lock poisoned")
-                    .refused(hosts, now);
-            }
+            take_at_most.store(kept.len().max(1), Ordering::Relaxed);
+            self.inner
+                .at_limit
+                .lock()
+                .expect("at-limit lock poisoned")
+                .refused(refusing, now);
             self.inner
                 .metrics
                 .handed_back

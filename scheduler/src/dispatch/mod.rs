@@ -42,7 +42,8 @@ use crate::materialise::{self, Shards, SHARD_COUNT};
 use crate::metrics::WorkerMetrics;
 use crate::notify::Wakeup;
 use crate::outcome;
-use crate::politeness::{host_key, AtLimit, Key, Limits, Reservation, AT_LIMIT_WAIT};
+use crate::politeness::{host_key, AtLimit, Limits, Reservation, AT_LIMIT_WAIT};
+use crate::sealing::{Row, Sealer};
 use crate::shards::{Coordinator, ShardConfig};
 use crate::signing::SigningKey;
 use crate::sql;
@@ -70,6 +71,8 @@ pub struct WorkerConfig {
     /// How long in-flight deliveries may finish after shutdown begins.
     pub shutdown_grace: std::time::Duration,
     pub allow_private_targets: bool,
+    /// Opens the signing secrets the worker loads (`app::build` gives it the API's keys).
+    pub sealer: Sealer,
     /// Shard heartbeats and leases (PostgreSQL).
     pub shards: ShardConfig,
     /// How long finished runs are kept.
@@ -91,6 +94,7 @@ impl Default for WorkerConfig {
             max_idle: Duration::seconds(1),
             shutdown_grace: std::time::Duration::from_secs(30),
             allow_private_targets: false,
+            sealer: Sealer::plaintext(),
             shards: ShardConfig::default(),
             retention: Duration::days(30),
             max_in_flight_per_tenant: 128,
@@ -209,7 +213,12 @@ impl Worker {
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                write_back: WriteBack::start(db.clone(), config.worker_id.clone(), clock.clone()),
+                write_back: WriteBack::start(
+                    db.clone(),
+                    config.worker_id.clone(),
+                    clock.clone(),
+                    metrics.write_back_failures.clone(),
+                ),
                 db,
                 clock,
                 deliverer,

@@ -5,9 +5,14 @@
 //! gather for [`GATHER`] after the first of a group arrives: without that pause, results of a
 //! busy worker were recorded one or two at a time, each group paying a transaction's four round
 //! trips, which cost PostgreSQL more than the rows themselves.
+//!
+//! A group whose write-back fails (the database restarting, say) is tried again, with backoff,
+//! for as long as the earliest of its runs' leases holds: giving up at once would leave every
+//! run of the group to its lease, and each would be delivered a second time.
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use hookbeat_entity::run;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot};
@@ -22,11 +27,20 @@ const MAX_GROUP: usize = 512;
 /// status: a delivery's slot is free as soon as the receiver answers.
 const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// The first pause before a failed write-back is tried again, and the longest.
+const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+/// Retries stop this long before the earliest lease of the group ends, so that a result never
+/// lands after another worker took the run over (the fence would refuse it anyway).
+const LEASE_MARGIN: chrono::Duration = chrono::Duration::seconds(5);
+
 /// What became of one result: whether the lease was still held, or why nothing was recorded.
 pub(super) type Recorded = Result<bool, Arc<anyhow::Error>>;
 
 struct Queued {
     finished: Finished,
+    /// Until when this worker holds the run: how long a failed write-back may be tried again.
+    lease_until: DateTime<Utc>,
     recorded: oneshot::Sender<Recorded>,
 }
 
@@ -37,21 +51,29 @@ pub(super) struct WriteBack {
 
 impl WriteBack {
     /// Starts the recording task; it ends when the last `WriteBack` is dropped.
-    pub(super) fn start(db: DatabaseConnection, worker_id: String, clock: Arc<dyn Clock>) -> Self {
+    pub(super) fn start(
+        db: DatabaseConnection,
+        worker_id: String,
+        clock: Arc<dyn Clock>,
+        failures: prometheus::IntCounter,
+    ) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(record_groups(db, worker_id, clock, receiver));
+        tokio::spawn(record_groups(db, worker_id, clock, failures, receiver));
         Self { queue }
     }
 
-    /// Queues one attempt's result and waits until it is recorded.
+    /// Queues one attempt's result, for a run held until `lease_until`, and waits until it is
+    /// recorded.
     pub(super) async fn record(
         &self,
         run: &run::Model,
         record: AttemptRecord,
         update: RunUpdate,
+        lease_until: DateTime<Utc>,
     ) -> Recorded {
         let (recorded, answer) = oneshot::channel();
         let queued = Queued {
+            lease_until,
             finished: Finished {
                 run_id: run.id,
                 attempt: run.attempts,
@@ -74,6 +96,7 @@ async fn record_groups(
     db: DatabaseConnection,
     worker_id: String,
     clock: Arc<dyn Clock>,
+    failures: prometheus::IntCounter,
     mut receiver: mpsc::UnboundedReceiver<Queued>,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
@@ -87,11 +110,16 @@ async fn record_groups(
                 }
             }
         }
+        let Some(lease_until) = group.iter().map(|queued| queued.lease_until).min() else {
+            continue;
+        };
         let (finished, answers): (Vec<Finished>, Vec<oneshot::Sender<Recorded>>) = group
             .drain(..)
             .map(|queued| (queued.finished, queued.recorded))
             .unzip();
-        match claim::finish_attempts(&db, &worker_id, &finished, clock.now()).await {
+        let result =
+            write_while_leased(&db, &worker_id, &*clock, &failures, &finished, lease_until).await;
+        match result {
             Ok(held) => {
                 for (answer, held) in answers.into_iter().zip(held) {
                     // The delivery that waits for this may have been cancelled at shutdown.
@@ -105,5 +133,49 @@ async fn record_groups(
                 }
             }
         }
+    }
+}
+
+/// Writes a group back, trying again after a failure until [`LEASE_MARGIN`] before
+/// `lease_until` (by the worker's clock, and at most that long in real time as well, so a clock
+/// that stands still cannot keep a group for ever).
+async fn write_while_leased(
+    db: &DatabaseConnection,
+    worker_id: &str,
+    clock: &dyn Clock,
+    failures: &prometheus::IntCounter,
+    finished: &[Finished],
+    lease_until: DateTime<Utc>,
+) -> anyhow::Result<Vec<bool>> {
+    let give_up_at = lease_until - LEASE_MARGIN;
+    let real_deadline = tokio::time::Instant::now()
+        + (give_up_at - clock.now())
+            .to_std()
+            .unwrap_or(std::time::Duration::ZERO);
+    let mut pause = RETRY_FIRST;
+    loop {
+        let error = match claim::finish_attempts(db, worker_id, finished, clock.now()).await {
+            Ok(held) => return Ok(held),
+            Err(error) => error,
+        };
+        failures.inc();
+        let next_try = tokio::time::Instant::now() + pause;
+        let pause_chrono = chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::MAX);
+        if next_try >= real_deadline || clock.now() + pause_chrono >= give_up_at {
+            tracing::error!(
+                error = %format!("{error:#}"),
+                runs = finished.len(),
+                "write-back failed until the leases ran out; the runs will be delivered again"
+            );
+            return Err(error);
+        }
+        tracing::warn!(
+            error = %format!("{error:#}"),
+            runs = finished.len(),
+            retry_in_ms = pause.as_millis() as u64,
+            "write-back failed; trying again while the leases hold"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_MAX);
     }
 }

@@ -27,7 +27,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     /// The worker's pool.
     pub worker_db: DatabaseConnection,
-    _db: TestDb,
+    /// Shared by the starts of the app over it (see [`TestApp::restart_with`]).
+    test_db: Arc<TestDb>,
 }
 
 /// Where the manual clock starts: a fixed, ordinary instant.
@@ -45,21 +46,33 @@ pub async fn spawn_app_with(
     backend: Backend,
     configure: impl FnOnce(&mut Options),
 ) -> Option<TestApp> {
-    let test_db = TestDb::new(backend).await?;
-    // Two pools, as `serve` has: the API's, and the worker's own.
-    let db = hookbeat::database::connect(&test_db.url, Pool::Api)
-        .await
-        .expect("connecting");
-    let worker_db = hookbeat::database::connect(&test_db.url, Pool::Worker)
-        .await
-        .expect("connecting the worker");
+    let test_db = Arc::new(TestDb::new(backend).await?);
+    let tenant = format!("tenant-{}", uuid::Uuid::now_v7().simple());
     let clock = ManualClock::new(start_time());
+    Some(
+        start(test_db, tenant, clock, configure)
+            .await
+            .expect("building the app"),
+    )
+}
+
+/// Starts the app over `test_db`, for `tenant`, as `serve` does: migrations are applied already.
+async fn start(
+    test_db: Arc<TestDb>,
+    tenant: String,
+    clock: ManualClock,
+    configure: impl FnOnce(&mut Options),
+) -> anyhow::Result<TestApp> {
+    // Two pools, as `serve` has: the API's, and the worker's own.
+    let db = hookbeat::database::connect(&test_db.url, Pool::Api).await?;
+    let worker_db = hookbeat::database::connect(&test_db.url, Pool::Worker).await?;
     let mut options = Options {
         allow_private_targets: true,
         jwt_secret: Some(Secret::new(JWT_SECRET.to_owned())),
         jwt_public_key_pem: None,
         jwt_audience: None,
         body_timeout: std::time::Duration::from_secs(30),
+        sealer: Default::default(),
         worker: WorkerConfig {
             allow_private_targets: true,
             ..WorkerConfig::default()
@@ -72,16 +85,13 @@ pub async fn spawn_app_with(
         Arc::new(clock.clone()),
         options,
     )
-    .await
-    .expect("building the app");
-    let listener = TcpListener::bind("127.0.0.1:0").expect("binding");
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    let server =
-        hookbeat_api::run(listener, components.state.clone(), Some(1)).expect("starting the API");
+    .await?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let address = format!("http://{}", listener.local_addr()?);
+    let server = hookbeat_api::run(listener, components.state.clone(), Some(1))?;
     tokio::spawn(server);
-    let tenant = format!("tenant-{}", uuid::Uuid::now_v7().simple());
     let token = token_for(&tenant, DEFAULT_SCOPES);
-    Some(TestApp {
+    Ok(TestApp {
         address,
         http: reqwest::Client::new(),
         tenant,
@@ -90,7 +100,7 @@ pub async fn spawn_app_with(
         worker: components.worker,
         db,
         worker_db,
-        _db: test_db,
+        test_db,
     })
 }
 
@@ -123,38 +133,29 @@ impl Answer {
 }
 
 impl TestApp {
-    /// The database's URL, for more processes' worth of pools on it.
-    pub fn database_url(&self) -> &str {
-        &self._db.url
+    /// Another API server on the same database and clock, with a pool of its own, as a second
+    /// `hookbeat api` process would be; returns its address.
+    pub async fn another_api(&self) -> String {
+        self.restart_with(|_| {})
+            .await
+            .expect("starting another API")
+            .address
     }
 
-    /// Another API server on the same database, with a pool of its own, as a second `hookbeat
-    /// api` process would be; returns its address.
-    pub async fn another_api(&self) -> String {
-        let db = hookbeat::database::connect(self.database_url(), Pool::Api)
-            .await
-            .expect("connecting another API");
-        let components = build(
-            db,
-            None,
-            Arc::new(self.clock.clone()),
-            Options {
-                allow_private_targets: true,
-                jwt_secret: Some(Secret::new(JWT_SECRET.to_owned())),
-                jwt_public_key_pem: None,
-                jwt_audience: None,
-                body_timeout: std::time::Duration::from_secs(30),
-                worker: WorkerConfig::default(),
-            },
+    /// The app started again over the same database, clock and tenant, with options changed by
+    /// `configure`, as after a restart; the error when it does not start. This start keeps
+    /// serving too.
+    pub async fn restart_with(
+        &self,
+        configure: impl FnOnce(&mut Options),
+    ) -> anyhow::Result<TestApp> {
+        start(
+            self.test_db.clone(),
+            self.tenant.clone(),
+            self.clock.clone(),
+            configure,
         )
         .await
-        .expect("building another API");
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding");
-        let address = format!("http://{}", listener.local_addr().unwrap());
-        let server =
-            hookbeat_api::run(listener, components.state, Some(1)).expect("starting the API");
-        tokio::spawn(server);
-        address
     }
 
     pub async fn call_as(
