@@ -5,6 +5,7 @@ pub mod auth;
 pub mod body;
 pub mod dto;
 pub mod error;
+pub mod head_timeout;
 pub mod http_metrics;
 pub mod idempotency;
 pub mod openapi;

@@ -12,9 +12,12 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
 use crate::error::{problem_response, ApiError, PROBLEM_JSON};
+use crate::head_timeout::{HeadTimeout, HEAD_TIMEOUT};
 use crate::http_metrics::HttpMetrics;
 use crate::routes::{actions, health, meta, runs, schedules, secrets, tenants};
 use crate::state::AppState;
+use actix_http::error::DispatchError;
+use actix_service::{fn_service, ServiceFactoryExt};
 
 /// The header that carries a request's id: taken from the request when the caller (or a proxy in
 /// front) set a usable one, made up otherwise, and always echoed in the response and logged with
@@ -38,7 +41,7 @@ pub fn run(
 ) -> anyhow::Result<Server> {
     let metrics = HttpMetrics::register(&state.registry)?;
     let state = web::Data::new(state);
-    let mut server = HttpServer::new(move || {
+    let app = move || {
         let metrics = metrics.clone();
         App::new()
             .app_data(state.clone())
@@ -67,10 +70,27 @@ pub fn run(
             })
             .configure(routes)
             .default_service(web::to(not_found))
-    })
-    .listen(listener)?
-    .disable_signals()
-    .shutdown_timeout(10);
+    };
+    // HTTP/1 over connections whose first head must arrive within HEAD_TIMEOUT (see
+    // `head_timeout`); otherwise as `HttpServer` sets it up.
+    let mut server = actix_server::Server::build()
+        .listen("hookbeat-api", listener, move || {
+            let http = actix_http::HttpService::build()
+                .keep_alive(std::time::Duration::from_secs(5))
+                .client_request_timeout(HEAD_TIMEOUT + std::time::Duration::from_secs(1))
+                .client_disconnect_timeout(std::time::Duration::from_secs(1))
+                .h1(actix_service::map_config(app(), |()| {
+                    actix_web::dev::AppConfig::default()
+                }));
+            fn_service(|io: actix_rt::net::TcpStream| async move {
+                let peer = io.peer_addr().ok();
+                let _ = io.set_nodelay(true);
+                Ok::<_, DispatchError>((HeadTimeout::new(io, HEAD_TIMEOUT), peer))
+            })
+            .and_then(http)
+        })?
+        .disable_signals()
+        .shutdown_timeout(10);
     if let Some(workers) = workers {
         server = server.workers(workers);
     }

@@ -358,3 +358,33 @@ async fn a_body_that_trickles_in_is_cut_off_with_408() {
     assert_eq!(body["status"], 408);
     assert!(body["detail"].as_str().unwrap().contains("1 s"), "{body}");
 }
+
+/// What the server answers a connection that sends `sent` and then nothing, within 10 s.
+async fn answer_to_a_stalled_head(address: &str, sent: &[u8]) -> String {
+    let host = address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host)
+        .await
+        .expect("connecting");
+    stream.write_all(sent).await.expect("sending");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(StdDuration::from_secs(10), stream.read_to_end(&mut answer));
+    let _ = read.await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_head_that_stalls_gets_a_408_problem() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    for sent in [&b"GET /v1/schedules HTTP/1.1\r\nhost: x\r\n"[..], &b""[..]] {
+        let answer = answer_to_a_stalled_head(&app.address, sent).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+        assert!(answer.contains("application/problem+json"), "{answer}");
+        let body: Value = serde_json::from_str(&answer[answer.find("\r\n\r\n").unwrap() + 4..])
+            .unwrap_or_else(|e| panic!("{e}: {answer}"));
+        assert_eq!(body["status"], 408);
+    }
+    // A head that arrives is served as before.
+    assert_eq!(app.get("/v1/schedules").await.status, StatusCode::OK);
+}
