@@ -169,19 +169,32 @@ pub async fn claim_skipping(
     } else {
         format!(" AND tenant_id NOT IN {}", sql::placeholders(5, skip.len()))
     };
-    let mut values: Vec<sea_orm::Value> = vec![
-        worker_id.into(),
-        lease_until.into(),
-        now.into(),
-        (limit as i64).into(),
-    ];
-    values.extend(skip.iter().map(|t| sea_orm::Value::from(t.as_str())));
+    let values = claim_values(worker_id, lease_until, now, limit, skip);
     let statement = sql::statement(
         db.get_database_backend(),
         &CLAIM.replace("{skip}", &condition),
         values,
     );
     take(db, statement).await.context("claiming runs")
+}
+
+/// The parameters every claim statement shares: the worker (`$1`), the lease's end (`$2`), now
+/// (`$3`), how many runs (`$4`), then the tenants it names (from `$5`).
+fn claim_values(
+    worker_id: &str,
+    lease_until: DateTime<Utc>,
+    now: DateTime<Utc>,
+    limit: usize,
+    tenants: &[String],
+) -> Vec<sea_orm::Value> {
+    let mut values: Vec<sea_orm::Value> = vec![
+        worker_id.into(),
+        lease_until.into(),
+        now.into(),
+        (limit as i64).into(),
+    ];
+    values.extend(tenants.iter().map(|t| sea_orm::Value::from(t.as_str())));
+    values
 }
 
 /// Runs a claim statement: a single statement, so it needs no transaction of its own.
@@ -328,13 +341,13 @@ pub async fn claim_fair_skipping(
         let share = (limit / tenants.len()).max(1);
         let mut claimed = Vec::new();
         for tenant in tenants {
-            let values: Vec<sea_orm::Value> = vec![
-                worker_id.into(),
-                lease_until.into(),
-                now.into(),
-                (share as i64).into(),
-                tenant.as_str().into(),
-            ];
+            let values = claim_values(
+                worker_id,
+                lease_until,
+                now,
+                share,
+                std::slice::from_ref(tenant),
+            );
             claimed.extend(
                 take(db, sql::statement(backend, CLAIM_ONE_TENANT, values))
                     .await
@@ -348,13 +361,7 @@ pub async fn claim_fair_skipping(
             .map(|i| format!("(${})", i + 5))
             .collect();
         let statement = CLAIM_PER_TENANT.replace("{tenants}", &placeholders.join(", "));
-        let mut values: Vec<sea_orm::Value> = vec![
-            worker_id.into(),
-            lease_until.into(),
-            now.into(),
-            (share as i64).into(),
-        ];
-        values.extend(tenants.iter().map(|t| sea_orm::Value::from(t.as_str())));
+        let values = claim_values(worker_id, lease_until, now, share, tenants);
         take(
             db,
             sql::statement(db.get_database_backend(), &statement, values),

@@ -173,30 +173,17 @@ async fn manual_runs_count_toward_max_runs(backend: Backend) {
     ];
     let five = capped(&app, "five", 5).await;
     let on_the_hour = crate::helpers::app::start_time();
-    let requests = (0..20).map(|n| {
-        let fire = on_the_hour - Duration::hours(n + 1);
-        let url = format!("{}/v1/schedules/{five}/backfill", addresses[n as usize % 3]);
-        let http = app.http.clone();
-        let token = app.token.clone();
-        async move {
-            http.post(url)
-                .bearer_auth(token)
-                .json(&json!({"from": fire.to_rfc3339(), "to": fire.to_rfc3339()}))
-                .send()
-                .await
-                .expect("backfilling")
-                .status()
-        }
-    });
-    let statuses = join_all(requests).await;
-    let accepted = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::ACCEPTED)
-        .count();
-    assert_eq!(accepted, 5, "{statuses:?}");
-    assert!(statuses
-        .iter()
-        .all(|s| *s == StatusCode::ACCEPTED || *s == StatusCode::CONFLICT));
+    let requests = (0..20)
+        .map(|n| {
+            let fire = on_the_hour - Duration::hours(n + 1);
+            (
+                format!("/v1/schedules/{five}/backfill"),
+                json!({"from": fire.to_rfc3339(), "to": fire.to_rfc3339()}),
+            )
+        })
+        .collect();
+    let statuses = post_concurrently(&app, &addresses, requests).await;
+    assert_only(&statuses, StatusCode::ACCEPTED, 5, StatusCode::CONFLICT);
     let schedule = app.get(&format!("/v1/schedules/{five}")).await;
     assert_eq!(schedule.body["total_runs"], 5);
 }
@@ -265,35 +252,55 @@ async fn the_schedule_quota_holds_under_concurrent_creates(backend: Backend) {
         app.another_api().await,
         app.another_api().await,
     ];
-    let creates = (0..30).map(|n| {
-        let url = format!("{}/v1/schedules", addresses[n % 3]);
-        let http = app.http.clone();
-        let token = app.token.clone();
-        async move {
-            http.post(url)
-                .bearer_auth(token)
-                .json(&json!({
+    let creates = (0..30)
+        .map(|n| {
+            (
+                "/v1/schedules".to_owned(),
+                json!({
                     "name": format!("s-{n}"),
                     "schedule": {"kind": "interval", "every_seconds": 60},
                     "target": {"url": "https://example.com/hook"}
-                }))
-                .send()
-                .await
-                .expect("creating")
-                .status()
-        }
-    });
-    let statuses = join_all(creates).await;
-    let created = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::CREATED)
-        .count();
-    assert_eq!(created, 3, "{statuses:?}");
-    assert!(statuses
-        .iter()
-        .all(|s| *s == StatusCode::CREATED || *s == StatusCode::TOO_MANY_REQUESTS));
+                }),
+            )
+        })
+        .collect();
+    let statuses = post_concurrently(&app, &addresses, creates).await;
+    assert_only(
+        &statuses,
+        StatusCode::CREATED,
+        3,
+        StatusCode::TOO_MANY_REQUESTS,
+    );
     let listed = app.get("/v1/schedules").await;
     assert_eq!(listed.body["items"].as_array().unwrap().len(), 3);
+}
+
+/// Sends every (path, body) at once as the app's tenant, spread over the API processes at
+/// `addresses`; returns the statuses.
+async fn post_concurrently(
+    app: &crate::helpers::TestApp,
+    addresses: &[String],
+    requests: Vec<(String, Value)>,
+) -> Vec<StatusCode> {
+    let sent = requests.into_iter().enumerate().map(|(n, (path, body))| {
+        let request = app
+            .http
+            .post(format!("{}{path}", addresses[n % addresses.len()]))
+            .bearer_auth(&app.token)
+            .json(&body);
+        async move { request.send().await.expect("calling the API").status() }
+    });
+    join_all(sent).await
+}
+
+/// Exactly `count` of `statuses` are `wanted`, and the rest `refused`.
+fn assert_only(statuses: &[StatusCode], wanted: StatusCode, count: usize, refused: StatusCode) {
+    let got = statuses.iter().filter(|s| **s == wanted).count();
+    assert_eq!(got, count, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == wanted || *s == refused),
+        "{statuses:?}"
+    );
 }
 
 on_both_databases!(
