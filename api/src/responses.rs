@@ -69,7 +69,8 @@ pub struct NotFound(pub Problem);
 #[response(
     description = "The request conflicts with the current state: a schedule name that is \
 taken, a tenant that exists, a run that has not failed, a schedule that kept changing under the \
-request, or a request with the same `Idempotency-Key` that is still being handled",
+request, a manual run past the schedule's `max_runs` (naming it in `errors`), an admin disabling \
+its own tenant, or a request with the same `Idempotency-Key` that is still being handled",
     content_type = "application/problem+json",
     example = json!(ApiError::Conflict(
         "a schedule with this name already exists".into()
@@ -97,6 +98,16 @@ pub struct PreconditionFailed(pub Problem);
     example = json!(crate::body::too_large().problem())
 )]
 pub struct PayloadTooLarge(pub Problem);
+
+/// 408.
+#[derive(ToResponse)]
+#[response(
+    description = "The request's body did not arrive within the body timeout (`--body-timeout`, \
+default 30 s), or its head within 5 s",
+    content_type = "application/problem+json",
+    example = json!(ApiError::RequestTimeout("the body did not arrive within 30 s".into()).problem())
+)]
+pub struct RequestTimeout(pub Problem);
 
 /// 415.
 #[derive(ToResponse)]
@@ -169,6 +180,8 @@ pub enum AdminAccess {
 pub enum JsonBody {
     #[response(status = 400)]
     BadRequest(#[ref_response] BadRequest),
+    #[response(status = 408)]
+    RequestTimeout(#[ref_response] RequestTimeout),
     #[response(status = 413)]
     PayloadTooLarge(#[ref_response] PayloadTooLarge),
     #[response(status = 415)]

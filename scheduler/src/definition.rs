@@ -81,8 +81,10 @@ pub struct Target {
     pub url: String,
     #[serde(default)]
     pub method: HttpMethod,
-    /// Extra request headers. `webhook-*`, `hookbeat-*`, `user-agent` and framing headers are
-    /// set by hookbeat and cannot be overridden.
+    /// Extra request headers. Names are case-insensitive and may appear once. `webhook-*`,
+    /// `hookbeat-*`, `user-agent`, `proxy-*` and the hop-by-hop and framing headers (connection,
+    /// keep-alive, te, trailer, transfer-encoding, upgrade, expect, host, content-length) are
+    /// refused.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// The request body: a string is sent as it is (`text/plain` unless a `content-type` header
