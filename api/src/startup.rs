@@ -199,6 +199,28 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     response
 }
 
+/// Turns any error response that is not already problem+json (one actix produces itself)
+/// into one, so clients only ever parse one error format.
+fn problem_fallback<B: MessageBody + 'static>(
+    response: ServiceResponse<B>,
+) -> ServiceResponse<BoxBody> {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if status.as_u16() < 400 || is_problem {
+        return response.map_into_boxed_body();
+    }
+    let detail = status.canonical_reason().unwrap_or("error").to_owned();
+    let slug = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+        _ => "http-error",
+    };
+    let (request, _) = response.into_parts();
+    ServiceResponse::new(request, problem_response(status, slug, detail, None))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -250,26 +272,4 @@ mod tests {
         assert!(!matches("/v1/schedules/{id}", "/v1/schedules/"));
         assert!(matches("/v1/runs", "/v1/runs"));
     }
-}
-
-/// Turns any error response that is not already problem+json (one actix produces itself)
-/// into one, so clients only ever parse one error format.
-fn problem_fallback<B: MessageBody + 'static>(
-    response: ServiceResponse<B>,
-) -> ServiceResponse<BoxBody> {
-    let status = response.status();
-    let is_problem = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|ct| ct.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    if status.as_u16() < 400 || is_problem {
-        return response.map_into_boxed_body();
-    }
-    let detail = status.canonical_reason().unwrap_or("error").to_owned();
-    let slug = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
-        _ => "http-error",
-    };
-    let (request, _) = response.into_parts();
-    ServiceResponse::new(request, problem_response(status, slug, detail, None))
 }

@@ -34,6 +34,24 @@ pub fn placeholder_rows(first: usize, rows: usize, columns: usize) -> String {
     rows.join(", ")
 }
 
+/// Begins a transaction that holds the database's write lock from its first statement.
+///
+/// SQLite starts transactions as readers; a reader that later writes after another connection
+/// committed fails with `SQLITE_BUSY_SNAPSHOT`, which the busy timeout does not retry. A write
+/// that matches no row takes the lock up front (like `BEGIN IMMEDIATE`), so the transaction waits
+/// its turn instead of failing. PostgreSQL needs nothing: its row locks do the job.
+pub async fn begin_write(
+    db: &sea_orm::DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let txn = db.begin().await?;
+    if db.get_database_backend() == DbBackend::Sqlite {
+        txn.execute_unprepared("DELETE FROM settings WHERE 0 = 1")
+            .await?;
+    }
+    Ok(txn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,22 +71,4 @@ mod tests {
         assert_eq!(placeholders(4, 3), "($4, $5, $6)");
         assert_eq!(placeholder_rows(3, 2, 2), "($3, $4), ($5, $6)");
     }
-}
-
-/// Begins a transaction that holds the database's write lock from its first statement.
-///
-/// SQLite starts transactions as readers; a reader that later writes after another connection
-/// committed fails with `SQLITE_BUSY_SNAPSHOT`, which the busy timeout does not retry. A write
-/// that matches no row takes the lock up front (like `BEGIN IMMEDIATE`), so the transaction waits
-/// its turn instead of failing. PostgreSQL needs nothing: its row locks do the job.
-pub async fn begin_write(
-    db: &sea_orm::DatabaseConnection,
-) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
-    let txn = db.begin().await?;
-    if db.get_database_backend() == DbBackend::Sqlite {
-        txn.execute_unprepared("DELETE FROM settings WHERE 0 = 1")
-            .await?;
-    }
-    Ok(txn)
 }
