@@ -199,7 +199,8 @@ pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Re
     )
     .await?;
     let cancel = CancellationToken::new();
-    tokio::spawn(shutdown_on_signal(cancel.clone()));
+    // Registered before anything listens, so a signal sent right after start-up is not missed.
+    tokio::spawn(shutdown_on_signal(Signals::register()?, cancel.clone()));
 
     if roles.worker && !settings.is_sqlite() {
         tokio::spawn(hookbeat_scheduler::notify::listen(
@@ -209,7 +210,7 @@ pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Re
             cancel.clone(),
         ));
     }
-    let worker = roles
+    let mut worker = roles
         .worker
         .then(|| tokio::spawn(components.worker.clone().run(cancel.clone())));
     // Readiness reports on the worker where this process runs one.
@@ -248,7 +249,41 @@ pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Re
             stopper.cancelled().await;
             handle.stop(true).await;
         });
-        server.await.context("the API server failed")?;
+        // Supervision: whichever role ends first ends the process; a worker that ends before
+        // shutdown was asked for stops the API too and makes the process fail.
+        let server = tokio::spawn(server);
+        let ended_early = match worker.as_mut() {
+            Some(running) => {
+                tokio::select! {
+                    served = server => {
+                        served.context("the API server panicked")?.context("the API server failed")?;
+                        None
+                    }
+                    finished = running => Some(finished),
+                }
+            }
+            None => {
+                server
+                    .await
+                    .context("the API server panicked")?
+                    .context("the API server failed")?;
+                None
+            }
+        };
+        if let Some(finished) = ended_early {
+            worker = None;
+            let why = match finished {
+                Ok(Ok(())) if cancel.is_cancelled() => None,
+                Ok(Ok(())) => Some("the worker stopped on its own".to_owned()),
+                Ok(Err(error)) => Some(format!("the worker failed: {error:#}")),
+                Err(error) => Some(format!("the worker task panicked: {error}")),
+            };
+            cancel.cancel();
+            if let Some(why) = why {
+                tracing::error!(reason = %why, "a role ended; stopping the process");
+                anyhow::bail!(why);
+            }
+        }
         tracing::info!("API stopped");
         cancel.cancel();
     }
@@ -262,25 +297,26 @@ pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Re
     Ok(())
 }
 
-async fn shutdown_on_signal(cancel: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
+/// SIGINT and SIGTERM, listened for from the moment they are registered.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+        })
+    }
+}
+
+async fn shutdown_on_signal(mut signals: Signals, cancel: CancellationToken) {
     tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received; shutting down"),
-        _ = terminate => tracing::info!("SIGTERM received; shutting down"),
+        _ = signals.interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
+        _ = signals.terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
     }
     cancel.cancel();
 }

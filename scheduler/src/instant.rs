@@ -3,12 +3,12 @@
 //!
 //! The range is what both databases order correctly: SQLite keeps timestamps as text, and a year
 //! past 9999 (`+10000-…`) sorts before every real one. A client's instant outside it is a 422
-//! naming the field; a *computed* fire past it means the schedule has no next fire.
+//! naming the field; a *computed* fire past it means the schedule has no next fire. Instants are
+//! kept and honoured to the microsecond, as both databases store them; a finer fraction is a 422
+//! rather than cut off.
 
 use chrono::{DateTime, Duration, Timelike, Utc};
 use serde::{Deserialize, Deserializer};
-
-use crate::validation::FieldErrors;
 
 /// The earliest instant hookbeat accepts: the Unix epoch.
 pub const MIN: DateTime<Utc> = DateTime::UNIX_EPOCH;
@@ -90,59 +90,20 @@ pub fn parse_strict(text: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("is not a valid date-time ({e}), got {text:?}"))
 }
 
-/// Adds the range check to [`parse_strict`].
+/// Adds the range check to [`parse_strict`], and the precision every instant is kept and
+/// honoured to: the microsecond, as both databases store it. A finer fraction would be cut off
+/// silently, so it is refused.
 pub fn parse_in_range(text: &str) -> Result<DateTime<Utc>, String> {
     let at = parse_strict(text)?;
-    if in_range(at) {
-        Ok(at)
-    } else {
-        Err(format!("must lie within {RANGE}, got {text:?}"))
-    }
-}
-
-/// `Err` naming the rule when `at` has a fraction of a second: fires happen on whole seconds,
-/// so `at` and `anchor` are refused rather than silently truncated.
-pub fn whole_seconds(at: DateTime<Utc>) -> Result<(), String> {
-    if at.nanosecond() == 0 {
-        Ok(())
-    } else {
-        Err(format!(
-            "must be a whole second (no fraction): fires happen on whole seconds, got {}",
-            at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-        ))
-    }
-}
-
-/// Records a range error for `field` when `at` lies outside the range.
-pub fn check_range(field: &str, at: DateTime<Utc>, errors: &mut FieldErrors) {
     if !in_range(at) {
-        errors.add(
-            field,
-            format!(
-                "must lie within {RANGE}, got {}",
-                at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
-            ),
-        );
+        return Err(format!("must lie within {RANGE}, got {text:?}"));
     }
-}
-
-/// The smallest whole second at or after `at`: a lower bound with a fraction keeps its meaning
-/// ("no fire before") on fires that happen on whole seconds.
-pub fn ceil_second(at: DateTime<Utc>) -> DateTime<Utc> {
-    let floor = floor_second(at);
-    if floor == at {
-        at
-    } else {
-        floor
-            .checked_add_signed(Duration::seconds(1))
-            .unwrap_or(floor)
+    if at.nanosecond() % 1_000 != 0 {
+        return Err(format!(
+            "must be precise to the microsecond at most (up to 6 fractional digits), got {text:?}"
+        ));
     }
-}
-
-/// The largest whole second at or before `at`: an upper bound's meaning ("no fire after") on
-/// whole-second fires.
-pub fn floor_second(at: DateTime<Utc>) -> DateTime<Utc> {
-    at.with_nanosecond(0).unwrap_or(at)
+    Ok(at)
 }
 
 /// `#[serde(deserialize_with = "…")]` for a required instant: strict RFC 3339 within the range.
@@ -220,19 +181,16 @@ mod tests {
     }
 
     #[test]
-    fn fractions_are_named_and_bounds_round_to_their_meaning() {
-        let t = parse_strict("2026-01-01T00:00:00.000000001Z").unwrap();
-        assert!(whole_seconds(t).unwrap_err().contains("whole second"));
-        assert!(whole_seconds(floor_second(t)).is_ok());
+    fn fractions_are_kept_to_the_microsecond_and_finer_ones_refused() {
+        let micro = parse_in_range("2026-01-01T00:00:00.000001Z").unwrap();
+        assert_eq!(micro.timestamp_subsec_micros(), 1);
         assert_eq!(
-            ceil_second(t),
-            parse_strict("2026-01-01T00:00:01Z").unwrap()
+            parse_in_range("2026-01-01T00:00:00.250Z")
+                .unwrap()
+                .timestamp_subsec_millis(),
+            250
         );
-        assert_eq!(
-            floor_second(t),
-            parse_strict("2026-01-01T00:00:00Z").unwrap()
-        );
-        let whole = parse_strict("2026-01-01T00:00:07Z").unwrap();
-        assert_eq!(ceil_second(whole), whole);
+        let finer = parse_in_range("2026-01-01T00:00:00.000000001Z").unwrap_err();
+        assert!(finer.contains("microsecond"), "{finer}");
     }
 }

@@ -140,47 +140,89 @@ async fn every_time_field_of_every_endpoint_refuses_extreme_instants(backend: Ba
     assert_eq!(schedules.body["items"].as_array().unwrap().len(), 1);
 }
 
-async fn fractions_are_refused_where_fires_happen_and_honoured_in_bounds(backend: Backend) {
+async fn fractions_finer_than_a_microsecond_are_refused_and_others_honoured(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
     };
-    for (spec, field) in [
+    let nano = json!("2030-02-01T00:00:00.000000001Z");
+    let every_second = json!({"kind": "interval", "every_seconds": 1});
+    let mut with_start = schedule("s", every_second.clone());
+    with_start["start_at"] = nano.clone();
+    for (body, field) in [
         (
-            json!({"kind": "once", "at": "2030-02-01T00:00:00.5Z"}),
+            schedule("f", json!({"kind": "once", "at": nano})),
             "schedule.at",
         ),
         (
-            json!({"kind": "interval", "every_seconds": 3600, "anchor": "2030-01-01T00:00:00.000000001Z"}),
+            schedule(
+                "f",
+                json!({"kind": "interval", "every_seconds": 3600, "anchor": nano}),
+            ),
             "schedule.anchor",
         ),
+        (with_start, "start_at"),
     ] {
-        let answer = app.post("/v1/schedules", schedule("f", spec)).await;
-        assert_names(&answer, field, "a fraction");
+        let answer = app.post("/v1/schedules", body).await;
+        assert_names(&answer, field, "a nanosecond");
         assert!(
             answer.body["detail"]
                 .as_str()
                 .unwrap()
-                .contains("whole second"),
+                .contains("microsecond"),
             "{}",
             answer.body
         );
     }
-    // Bounds keep their meaning on whole-second fires: no fire before 10:00:00.5 is none
-    // before 10:00:01, none after 10:00:09.5 none after 10:00:09.
-    let mut bounded = schedule("bounded", json!({"kind": "interval", "every_seconds": 1}));
-    bounded["start_at"] = json!("2030-01-07T10:00:00.5Z");
-    bounded["end_at"] = json!("2030-01-07T10:00:09.5Z");
-    let made = app.create_schedule(bounded).await;
-    assert_eq!(made["start_at"], "2030-01-07T10:00:01Z");
-    assert_eq!(made["end_at"], "2030-01-07T10:00:09Z");
-    assert_eq!(made["next_run_at"], "2030-01-07T10:00:01Z");
+    let answer = app
+        .post(
+            "/v1/schedules/preview",
+            json!({"schedule": every_second, "after": nano}),
+        )
+        .await;
+    assert_names(&answer, "after", "a nanosecond");
+
+    // To the microsecond, instants are kept and honoured exactly: fires at .25 past each second.
+    let receiver = Receiver::start();
+    let mut spread = json!({
+        "name": "quarter-past",
+        "schedule": {"kind": "interval", "every_seconds": 1, "anchor": "2030-01-01T00:00:00.25Z"},
+        "target": {"url": receiver.url},
+        "start_at": "2030-01-07T10:00:01.000001Z",
+        "end_at": "2030-01-07T10:00:03.25Z"
+    });
+    let made = app.create_schedule(spread.take()).await;
+    assert_eq!(made["schedule"]["anchor"], "2030-01-01T00:00:00.250Z");
+    assert_eq!(made["start_at"], "2030-01-07T10:00:01.000001Z");
+    assert_eq!(made["next_run_at"], "2030-01-07T10:00:01.250Z");
     let preview = app
         .post(
             "/v1/schedules/preview",
-            json!({"schedule": {"kind": "interval", "every_seconds": 1}, "after": "2030-01-07T10:00:00.999Z", "count": 1}),
+            json!({"schedule": {"kind": "interval", "every_seconds": 1, "anchor": "2030-01-01T00:00:00.25Z"},
+                   "after": "2030-01-07T10:00:01.249999Z", "count": 2}),
         )
         .await;
-    assert_eq!(preview.body["fire_times"], json!(["2030-01-07T10:00:01Z"]));
+    assert_eq!(
+        preview.body["fire_times"],
+        json!(["2030-01-07T10:00:01.250Z", "2030-01-07T10:00:02.250Z"])
+    );
+    for seconds in 1..=4 {
+        app.run_worker_at(start_time() + Duration::seconds(seconds))
+            .await;
+    }
+    let fired: Vec<String> = receiver
+        .received()
+        .iter()
+        .map(|r| r.header("hookbeat-scheduled-for").to_owned())
+        .collect();
+    assert_eq!(
+        fired,
+        vec![
+            "2030-01-07T10:00:01.250Z",
+            "2030-01-07T10:00:02.250Z",
+            "2030-01-07T10:00:03.250Z"
+        ],
+        "each fire at its quarter past, the last one at end_at itself"
+    );
 }
 
 async fn intervals_are_not_capped_at_ten_years(backend: Backend) {
@@ -331,7 +373,7 @@ async fn rows_the_worker_cannot_plan_never_hold_up_another_tenant(backend: Backe
 
 on_both_databases!(
     every_time_field_of_every_endpoint_refuses_extreme_instants,
-    fractions_are_refused_where_fires_happen_and_honoured_in_bounds,
+    fractions_finer_than_a_microsecond_are_refused_and_others_honoured,
     intervals_are_not_capped_at_ten_years,
     rows_the_worker_cannot_plan_never_hold_up_another_tenant,
 );

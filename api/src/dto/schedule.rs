@@ -44,15 +44,14 @@ pub struct ScheduleInput {
     pub target: Target,
     #[serde(default)]
     pub retry: RetryPolicy,
-    /// No fire before this instant (within 1970 … 9999; a fraction of a second is rounded up to
-    /// the whole second, which means the same for fires on whole seconds).
+    /// No fire before this instant (within 1970 … 9999, to the microsecond at most).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "instant::deserialize_option"
     )]
     pub start_at: Option<DateTime<Utc>>,
-    /// No fire after this instant (within 1970 … 9999; a fraction of a second is rounded down).
+    /// No fire after this instant (within 1970 … 9999, to the microsecond at most).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -130,10 +129,7 @@ impl ScheduleInput {
     /// Reads a schedule document, naming the offending member on failure.
     pub fn from_json(value: serde_json::Value) -> Result<Self, ApiError> {
         check_spec_member(&value)?;
-        let mut input: Self = typed(value, "")?;
-        input.start_at = input.start_at.map(instant::ceil_second);
-        input.end_at = input.end_at.map(instant::floor_second);
-        Ok(input)
+        typed(value, "")
     }
 
     /// Validates every member, returning the schedule's timing on success.
@@ -155,7 +151,6 @@ impl ScheduleInput {
                 format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
             );
         }
-        self.schedule.check_instants("schedule", &mut errors);
         let spec = self.schedule.compile("schedule");
         if let Err(spec_errors) = &spec {
             for e in spec_errors {
@@ -328,9 +323,7 @@ pub struct ScheduleFilter {
 impl PreviewRequest {
     pub fn from_json(value: serde_json::Value) -> Result<Self, ApiError> {
         check_spec_member(&value)?;
-        let mut request: Self = typed(value, "")?;
-        request.after = request.after.map(instant::floor_second);
-        Ok(request)
+        typed(value, "")
     }
 }
 

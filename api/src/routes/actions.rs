@@ -205,8 +205,7 @@ async fn backfill_once(
     let mut timing = hookbeat_scheduler::stored::timing(schedule).map_err(ApiError::Internal)?;
     timing.max_runs = None;
     let mut fires = Vec::new();
-    let from = hookbeat_scheduler::instant::ceil_second(request.from);
-    let to = hookbeat_scheduler::instant::floor_second(request.to);
+    let (from, to) = (request.from, request.to);
     let mut next = from
         .checked_sub_signed(chrono::Duration::microseconds(1))
         .and_then(|before| timing.next_fire(before, 0));

@@ -71,8 +71,8 @@ pub struct IntervalSpec {
     /// Seconds between fires (at least 1).
     #[schema(minimum = 1, example = 10)]
     pub every_seconds: i64,
-    /// Sets the phase of the fires; the Unix epoch when left out. A whole second within
-    /// 1970-01-01T00:00:00Z … 9999-12-31T23:59:59Z.
+    /// Sets the phase of the fires; the Unix epoch when left out. Within
+    /// 1970-01-01T00:00:00Z … 9999-12-31T23:59:59Z, to the microsecond at most.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -84,8 +84,8 @@ pub struct IntervalSpec {
 /// `once`: fires once, at `at`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OnceSpec {
-    /// The instant to fire at (RFC 3339): a whole second within
-    /// 1970-01-01T00:00:00Z … 9999-12-31T23:59:59Z.
+    /// The instant to fire at (RFC 3339), within 1970-01-01T00:00:00Z … 9999-12-31T23:59:59Z,
+    /// to the microsecond at most.
     #[serde(deserialize_with = "crate::instant::deserialize")]
     pub at: DateTime<Utc>,
 }
@@ -188,23 +188,6 @@ impl ScheduleSpec {
         }
         errors.finish(CompiledSpec::Once(DateTime::UNIX_EPOCH))
     }
-
-    /// The rules a client's instants in the spec must meet beyond being readable: fires happen
-    /// on whole seconds, so `at` and `anchor` with a fraction are refused, never truncated.
-    /// (Stored rows are not re-checked: they were accepted under the rules of their day.)
-    pub fn check_instants(&self, prefix: &str, errors: &mut FieldErrors) {
-        let (member, at) = match self {
-            ScheduleSpec::Once(spec) => ("at", Some(spec.at)),
-            ScheduleSpec::Interval(spec) => ("anchor", spec.anchor),
-            ScheduleSpec::Crontab(_) | ScheduleSpec::Solar(_) => return,
-        };
-        if let Some(at) = at {
-            crate::instant::check_range(&format!("{prefix}.{member}"), at, errors);
-            if let Err(message) = crate::instant::whole_seconds(at) {
-                errors.add(format!("{prefix}.{member}"), message);
-            }
-        }
-    }
 }
 
 impl CompiledSpec {
@@ -284,18 +267,8 @@ pub fn preview(
     after: DateTime<Utc>,
     count: usize,
 ) -> Result<Vec<DateTime<Utc>>, Vec<FieldError>> {
-    let mut errors = FieldErrors::new();
-    spec.check_instants("schedule", &mut errors);
-    let compiled = match spec.compile("schedule") {
-        Ok(compiled) => errors.finish(compiled)?,
-        Err(spec_errors) => {
-            let mut all = errors.into_vec();
-            all.extend(spec_errors);
-            return Err(all);
-        }
-    };
     let timing = Timing {
-        spec: compiled,
+        spec: spec.compile("schedule")?,
         start_at: None,
         end_at: None,
         max_runs: None,
