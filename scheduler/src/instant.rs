@@ -7,7 +7,7 @@
 //! kept and honoured to the microsecond, as both databases store them; a finer fraction is a 422
 //! rather than cut off.
 
-use chrono::{DateTime, Duration, Timelike, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use serde::{Deserialize, Deserializer};
 
 /// The earliest instant hookbeat accepts: the Unix epoch.
@@ -127,6 +127,7 @@ pub fn deserialize_option<'de, D: Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Duration;
 
     #[test]
     fn reads_rfc_3339_and_nothing_looser() {

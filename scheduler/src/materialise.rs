@@ -129,13 +129,17 @@ pub struct Report {
 /// Due schedules, oldest first, locked against other workers. Served by `schedules_due_idx`, or
 /// by `schedules_shard_due_idx` when restricted to a worker's shards (`{shards}`).
 ///
-/// The lower bound keeps out instants hookbeat never stores (outside 1970 … 9999, see
+/// On SQLite `{floor}` keeps out instants hookbeat never stores (outside 1970 … 9999, see
 /// `crate::instant`) but an older version or a hand-written row may have: SQLite keeps
 /// timestamps as text, and `+10000-01-01…` sorts before every real date, so such rows would
-/// otherwise be "due" at every pass and fill the batch ahead of everyone else's.
+/// otherwise be "due" at every pass and fill the batch ahead of everyone else's. PostgreSQL
+/// orders them as times, and a bound there costs the planner its plain index scan.
 const SELECT_DUE: &str = "SELECT * FROM schedules \
-     WHERE enabled AND next_run_at <= $1 AND next_run_at >= '1970-01-01'{shards} \
+     WHERE enabled AND next_run_at <= $1{floor}{shards} \
      ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED";
+
+/// The lower bound of [`SELECT_DUE`] (and of the next-due probe) on SQLite.
+const SQLITE_FLOOR: &str = " AND next_run_at >= '1970-01-01'";
 
 /// Which shards a pass may materialise.
 #[derive(Debug, Clone, Copy)]
@@ -237,7 +241,13 @@ pub async fn materialise_and_lease(
         return Ok(Materialised::default());
     }
     let backend = db.get_database_backend();
-    let select_due = SELECT_DUE.replace("{shards}", &shards.condition());
+    let floor = match backend {
+        sea_orm::DbBackend::Sqlite => SQLITE_FLOOR,
+        _ => "",
+    };
+    let select_due = SELECT_DUE
+        .replace("{floor}", floor)
+        .replace("{shards}", &shards.condition());
     let txn = sql::begin_write(db)
         .await
         .context("beginning materialise")?;

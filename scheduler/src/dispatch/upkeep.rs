@@ -3,8 +3,9 @@
 
 use super::*;
 
-/// The earliest schedule fire, a `MIN` over `schedules_due_idx`. The lower bound leaves out any
-/// instant outside 1970 … 9999 (see `materialise::SELECT_DUE`).
+/// The earliest schedule fire, a `MIN` over `schedules_due_idx` (SQLite: one process owns every
+/// shard). The lower bound leaves out any instant outside 1970 … 9999, which SQLite's text
+/// would sort first (see `materialise::SELECT_DUE`).
 const NEXT_SCHEDULE: &str = "SELECT MIN(next_run_at) AS due FROM schedules \
      WHERE enabled AND next_run_at IS NOT NULL AND next_run_at >= '1970-01-01'";
 
@@ -13,7 +14,6 @@ const NEXT_SCHEDULE_IN_SHARDS: &str =
     "SELECT MIN(d.due) AS due FROM unnest(ARRAY[{shards}]) AS s(shard) \
      CROSS JOIN LATERAL (SELECT next_run_at AS due FROM schedules \
          WHERE shard = s.shard AND enabled AND next_run_at IS NOT NULL \
-           AND next_run_at >= '1970-01-01' \
          ORDER BY next_run_at LIMIT 1) d";
 
 /// The earliest instant a run needs this worker: a waiting run falling due (a `MIN` over
