@@ -90,20 +90,64 @@ pub fn parse_strict(text: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("is not a valid date-time ({e}), got {text:?}"))
 }
 
-/// Adds the range check to [`parse_strict`], and the precision every instant is kept and
-/// honoured to: the microsecond, as both databases store it. A finer fraction would be cut off
-/// silently, so it is refused.
+/// Adds the range check to [`parse_strict`].
 pub fn parse_in_range(text: &str) -> Result<DateTime<Utc>, String> {
     let at = parse_strict(text)?;
     if !in_range(at) {
         return Err(format!("must lie within {RANGE}, got {text:?}"));
     }
+    Ok(at)
+}
+
+/// A fire's instant (`at`, `anchor`): within the range, and kept and honoured to the microsecond,
+/// as both databases store it. A finer fraction would be cut off, so it is refused.
+pub fn parse_fire(text: &str) -> Result<DateTime<Utc>, String> {
+    let at = parse_in_range(text)?;
     if at.nanosecond() % 1_000 != 0 {
         return Err(format!(
             "must be precise to the microsecond at most (up to 6 fractional digits), got {text:?}"
         ));
     }
     Ok(at)
+}
+
+/// A lower bound ("no fire before") to the microsecond, with the same meaning for fires, which
+/// are all on whole microseconds: rounded up.
+pub fn ceil_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = floor_micros(at);
+    if floor == at {
+        at
+    } else {
+        floor
+            .checked_add_signed(chrono::Duration::microseconds(1))
+            .unwrap_or(floor)
+    }
+}
+
+/// An upper bound ("no fire after", "strictly after") to the microsecond: rounded down.
+pub fn floor_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.with_nanosecond(at.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(at)
+}
+
+/// `#[serde(deserialize_with = "…")]` for a fire's instant (see [`parse_fire`]).
+pub fn deserialize_fire<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<DateTime<Utc>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_fire(&text).map_err(serde::de::Error::custom)
+}
+
+/// The same for an optional fire instant (`null` is `None`).
+pub fn deserialize_fire_option<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<DateTime<Utc>>, D::Error> {
+    match Option::<String>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(text) => parse_fire(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
 }
 
 /// `#[serde(deserialize_with = "…")]` for a required instant: strict RFC 3339 within the range.
@@ -183,15 +227,17 @@ mod tests {
 
     #[test]
     fn fractions_are_kept_to_the_microsecond_and_finer_ones_refused() {
-        let micro = parse_in_range("2026-01-01T00:00:00.000001Z").unwrap();
+        let micro = parse_fire("2026-01-01T00:00:00.000001Z").unwrap();
         assert_eq!(micro.timestamp_subsec_micros(), 1);
-        assert_eq!(
-            parse_in_range("2026-01-01T00:00:00.250Z")
-                .unwrap()
-                .timestamp_subsec_millis(),
-            250
-        );
-        let finer = parse_in_range("2026-01-01T00:00:00.000000001Z").unwrap_err();
+        let finer = parse_fire("2026-01-01T00:00:00.000000001Z").unwrap_err();
         assert!(finer.contains("microsecond"), "{finer}");
+        // Bounds keep their meaning on microsecond fires.
+        let nano = parse_in_range("2026-01-01T00:00:00.000000001Z").unwrap();
+        assert_eq!(ceil_micros(nano), micro);
+        assert_eq!(
+            floor_micros(nano),
+            parse_fire("2026-01-01T00:00:00Z").unwrap()
+        );
+        assert_eq!(ceil_micros(micro), micro);
     }
 }

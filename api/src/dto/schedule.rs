@@ -44,14 +44,16 @@ pub struct ScheduleInput {
     pub target: Target,
     #[serde(default)]
     pub retry: RetryPolicy,
-    /// No fire before this instant (within 1970 … 9999, to the microsecond at most).
+    /// No fire before this instant (within 1970 … 9999; a finer fraction than the microsecond
+    /// is rounded up, which means the same for fires).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
         deserialize_with = "instant::deserialize_option"
     )]
     pub start_at: Option<DateTime<Utc>>,
-    /// No fire after this instant (within 1970 … 9999, to the microsecond at most).
+    /// No fire after this instant (within 1970 … 9999; a finer fraction than the microsecond is
+    /// rounded down).
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -129,7 +131,10 @@ impl ScheduleInput {
     /// Reads a schedule document, naming the offending member on failure.
     pub fn from_json(value: serde_json::Value) -> Result<Self, ApiError> {
         check_spec_member(&value)?;
-        typed(value, "")
+        let mut input: Self = typed(value, "")?;
+        input.start_at = input.start_at.map(instant::ceil_micros);
+        input.end_at = input.end_at.map(instant::floor_micros);
+        Ok(input)
     }
 
     /// Validates every member, returning the schedule's timing on success.
@@ -323,7 +328,9 @@ pub struct ScheduleFilter {
 impl PreviewRequest {
     pub fn from_json(value: serde_json::Value) -> Result<Self, ApiError> {
         check_spec_member(&value)?;
-        typed(value, "")
+        let mut request: Self = typed(value, "")?;
+        request.after = request.after.map(instant::floor_micros);
+        Ok(request)
     }
 }
 

@@ -205,7 +205,8 @@ async fn backfill_once(
     let mut timing = hookbeat_scheduler::stored::timing(schedule).map_err(ApiError::Internal)?;
     timing.max_runs = None;
     let mut fires = Vec::new();
-    let (from, to) = (request.from, request.to);
+    let from = hookbeat_scheduler::instant::ceil_micros(request.from);
+    let to = hookbeat_scheduler::instant::floor_micros(request.to);
     let mut next = from
         .checked_sub_signed(chrono::Duration::microseconds(1))
         .and_then(|before| timing.next_fire(before, 0));

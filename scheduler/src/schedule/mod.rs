@@ -76,7 +76,7 @@ pub struct IntervalSpec {
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
-        deserialize_with = "crate::instant::deserialize_option"
+        deserialize_with = "crate::instant::deserialize_fire_option"
     )]
     pub anchor: Option<DateTime<Utc>>,
 }
@@ -86,7 +86,7 @@ pub struct IntervalSpec {
 pub struct OnceSpec {
     /// The instant to fire at (RFC 3339), within 1970-01-01T00:00:00Z … 9999-12-31T23:59:59Z,
     /// to the microsecond at most.
-    #[serde(deserialize_with = "crate::instant::deserialize")]
+    #[serde(deserialize_with = "crate::instant::deserialize_fire")]
     pub at: DateTime<Utc>,
 }
 
