@@ -10,6 +10,15 @@ use crate::helpers::app::{spawn_app_with, start_time, token_for, Answer};
 use crate::helpers::{spawn_app, Backend, Receiver};
 use crate::on_both_databases;
 
+/// The `hookbeat-scheduled-for` of every delivery `receiver` got, in order.
+fn scheduled_for(receiver: &Receiver) -> Vec<String> {
+    receiver
+        .received()
+        .iter()
+        .map(|r| r.header("hookbeat-scheduled-for").to_owned())
+        .collect()
+}
+
 /// Values no time field may take: out of range, or not RFC 3339 as its grammar spells it.
 const REFUSED: &[&str] = &[
     "+10000-01-01T00:00:00Z",
@@ -208,11 +217,7 @@ async fn fire_instants_finer_than_a_microsecond_are_refused_and_others_honoured(
         app.run_worker_at(start_time() + Duration::seconds(seconds))
             .await;
     }
-    let fired: Vec<String> = receiver
-        .received()
-        .iter()
-        .map(|r| r.header("hookbeat-scheduled-for").to_owned())
-        .collect();
+    let fired = scheduled_for(&receiver);
     assert_eq!(
         fired,
         vec![
@@ -345,11 +350,7 @@ async fn rows_the_worker_cannot_plan_never_hold_up_another_tenant(backend: Backe
     for seconds in 4..=8 {
         pass_at(&app, t0 + Duration::seconds(seconds)).await;
     }
-    let fired: Vec<String> = receiver
-        .received()
-        .iter()
-        .map(|r| r.header("hookbeat-scheduled-for").to_owned())
-        .collect();
+    let fired = scheduled_for(&receiver);
     assert_eq!(
         fired,
         (11..=18)
