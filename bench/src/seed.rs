@@ -13,7 +13,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use hookbeat_scheduler::materialise::shard_of;
+use hookbeat_scheduler::shards::shard_of;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Statement};
 use uuid::Uuid;
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use hookbeat_scheduler::materialise::SHARD_COUNT;
+use hookbeat_scheduler::shards::SHARD_COUNT;
 use sea_orm::{DatabaseConnection, DbBackend, FromQueryResult, Statement};
 
 use crate::api_client::Api;

@@ -1,9 +1,9 @@
-//! A run: one fire of a schedule and its delivery state.
+//! A run: one fire of a schedule (or a manual trigger, a backfill) and its delivery state.
 //!
 //! ```text
 //!   pending ──claim──> delivering ──2xx──> succeeded
 //!      ^                  │  │
-//!      │   retryable, attempts left       
+//!      │   retryable, attempts left
 //!      │                  │  └──permanent, or out of attempts──> failed ──redeliver──> pending
 //!   retrying <────────────┘
 //! ```
@@ -11,8 +11,10 @@
 //! `due_at` is the one instant that makes a row claimable: the fire time (plus jitter) while
 //! `pending`, the next attempt while `retrying`, and the lease expiry while `delivering` (so a
 //! crashed worker's run becomes claimable again by itself). Finished runs have no `due_at`.
+//! Every write of this table is a transition of `hookbeat_scheduler::runs`.
 
 use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "runs")]
@@ -23,7 +25,7 @@ pub struct Model {
     pub schedule_id: Uuid,
     pub scheduled_for: DateTimeUtc,
     pub trigger: String,
-    pub status: String,
+    pub status: RunStatus,
     pub attempts: i32,
     /// Attempts made before the current retry budget began; a redelivery sets it to `attempts`.
     pub retry_base: i32,
@@ -55,14 +57,63 @@ impl Entity {
     }
 }
 
-/// Run states as stored in `runs.status`.
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const DELIVERING: &str = "delivering";
-    pub const RETRYING: &str = "retrying";
-    pub const SUCCEEDED: &str = "succeeded";
-    pub const FAILED: &str = "failed";
-    pub const ALL: [&str; 5] = [PENDING, DELIVERING, RETRYING, SUCCEEDED, FAILED];
+/// A run's state, stored as its lower-case name in `runs.status`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text")]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Waiting for its first attempt (of its current step), due at `due_at`.
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// Leased to the worker in `locked_by` until `due_at`.
+    #[sea_orm(string_value = "delivering")]
+    Delivering,
+    /// Waiting for another attempt, due at `due_at`.
+    #[sea_orm(string_value = "retrying")]
+    Retrying,
+    #[sea_orm(string_value = "succeeded")]
+    Succeeded,
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 5] = [
+        Self::Pending,
+        Self::Delivering,
+        Self::Retrying,
+        Self::Succeeded,
+        Self::Failed,
+    ];
+
+    /// The name stored in `runs.status` and shown by the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivering => "delivering",
+            Self::Retrying => "retrying",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The state named `name`, if any.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Waiting for an attempt: `due_at` is when it becomes claimable.
+    pub fn is_waiting(self) -> bool {
+        matches!(self, Self::Pending | Self::Retrying)
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What created a run, as stored in `runs.trigger`.

@@ -24,8 +24,16 @@ impl Entity {
     /// The tenant's secrets that still sign at `now`, newest first (ids are UUIDv7: secrets
     /// made in one instant sort by id).
     pub fn find_valid_for_tenant(tenant: &str, now: DateTimeUtc) -> Select<Entity> {
+        Self::find_valid_for_tenants([tenant], now)
+    }
+
+    /// The same for several tenants at once (a worker signing the runs of a batch).
+    pub fn find_valid_for_tenants<'a>(
+        tenants: impl IntoIterator<Item = &'a str>,
+        now: DateTimeUtc,
+    ) -> Select<Entity> {
         Self::find()
-            .filter(Column::TenantId.eq(tenant))
+            .filter(Column::TenantId.is_in(tenants))
             .filter(
                 Condition::any()
                     .add(Column::ExpiresAt.is_null())

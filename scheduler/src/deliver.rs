@@ -36,11 +36,51 @@ pub struct AttemptResult {
     pub duration: std::time::Duration,
     /// The HTTP status, when an answer came.
     pub status: Option<u16>,
-    /// Why no (usable) answer came: connection refused, timeout, forbidden address…
-    pub error: Option<String>,
+    /// Why no (usable) answer came.
+    pub error: Option<DeliveryError>,
     /// The first [`EXCERPT_BYTES`] of the response body.
     pub excerpt: Option<String>,
     pub retry_after: Option<chrono::Duration>,
+}
+
+/// Why an attempt got no usable answer. The retry decision branches on it: a run that cannot be
+/// sent fails at once, the rest are worth another attempt. Its text is what `last_error` and
+/// the attempt's history show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// The run cannot be sent at all (its schedule cannot be read, its tenant has no signing
+    /// secret, its step is gone).
+    #[error("{0}")]
+    Unsendable(String),
+    /// The target URL cannot be used: invalid, or its host is a forbidden address.
+    #[error("{0}")]
+    Target(String),
+    /// A header of the request cannot be encoded.
+    #[error("cannot encode header {0}")]
+    Header(&'static str),
+    #[error("connection failed{0}")]
+    Connect(Causes),
+    #[error("timed out after {after_ms} ms")]
+    Timeout { after_ms: i64 },
+    /// The answer came, but reading its body failed.
+    #[error("reading the response failed{0}")]
+    Body(Causes),
+    #[error("request failed{0}")]
+    Request(Causes),
+}
+
+/// The chain of causes under an HTTP client error, which holds the useful part ("connection
+/// refused"); shown as `: cause: cause…`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Causes(pub Vec<String>);
+
+impl std::fmt::Display for Causes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for cause in &self.0 {
+            write!(f, ": {cause}")?;
+        }
+        Ok(())
+    }
 }
 
 /// Sends deliveries over one shared, keep-alive HTTP client that never follows redirects,
@@ -79,7 +119,7 @@ impl Deliverer {
     }
 
     async fn send(&self, delivery: &Delivery<'_>, now: DateTime<Utc>) -> AttemptResult {
-        let failed = |error: String| AttemptResult {
+        let failed = |error: DeliveryError| AttemptResult {
             duration: std::time::Duration::ZERO,
             status: None,
             error: Some(error),
@@ -91,10 +131,10 @@ impl Deliverer {
         // checked at creation, but the server's --allow-private-targets may have changed since).
         let url = match url::Url::parse(&target.url) {
             Ok(url) => url,
-            Err(e) => return failed(format!("invalid target URL: {e}")),
+            Err(e) => return failed(DeliveryError::Target(format!("invalid target URL: {e}"))),
         };
         if let Err(reason) = ssrf::check_url_host(&url, self.allow_private) {
-            return failed(format!("target URL {reason}"));
+            return failed(DeliveryError::Target(format!("target URL {reason}")));
         }
 
         let (body, default_content_type) = target.encoded_body();
@@ -139,7 +179,7 @@ impl Deliverer {
                 Ok(value) => {
                     headers.insert(name, value);
                 }
-                Err(_) => return failed(format!("cannot encode header {name}")),
+                Err(_) => return failed(DeliveryError::Header(name)),
             }
         }
 
@@ -174,7 +214,7 @@ impl Deliverer {
 async fn read_excerpt(
     mut response: reqwest::Response,
     timeout_ms: i64,
-) -> (Option<String>, Option<String>) {
+) -> (Option<String>, Option<DeliveryError>) {
     let mut kept = Vec::new();
     let mut read = 0usize;
     let mut error = None;
@@ -210,25 +250,27 @@ fn utf8_prefix(bytes: &[u8]) -> String {
     }
 }
 
-/// A reqwest error with its causes, which hold the useful part ("connection refused").
-fn describe(error: &reqwest::Error, timeout_ms: i64) -> String {
+/// What a reqwest error means for the attempt, with its causes.
+fn describe(error: &reqwest::Error, timeout_ms: i64) -> DeliveryError {
     if error.is_timeout() {
-        return format!("timed out after {timeout_ms} ms");
+        return DeliveryError::Timeout {
+            after_ms: timeout_ms,
+        };
     }
-    let mut text = if error.is_connect() {
-        "connection failed".to_owned()
-    } else if error.is_body() || error.is_decode() {
-        "reading the response failed".to_owned()
-    } else {
-        "request failed".to_owned()
-    };
+    let mut causes = Vec::new();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        causes.push(cause.to_string());
         source = cause.source();
     }
-    text
+    let causes = Causes(causes);
+    if error.is_connect() {
+        DeliveryError::Connect(causes)
+    } else if error.is_body() || error.is_decode() {
+        DeliveryError::Body(causes)
+    } else {
+        DeliveryError::Request(causes)
+    }
 }
 
 #[cfg(test)]

@@ -4,12 +4,15 @@
 //! ```text
 //! schedules ──materialise──> runs ──claim──> deliver (HTTP) ──record──> runs + attempts
 //! ```
+//!
+//! Every write of `runs` is a transition of [`runs`]; see `docs/architecture.md` for the modules
+//! and what each owns.
 
-pub mod claim;
 pub mod clock;
 pub mod definition;
 pub mod deliver;
 pub mod dispatch;
+pub mod fairness;
 pub mod instant;
 pub mod maintenance;
 pub mod materialise;
@@ -18,6 +21,7 @@ pub mod notify;
 pub mod outcome;
 pub mod politeness;
 pub mod retry;
+pub mod runs;
 pub mod schedule;
 pub mod sealing;
 pub mod secrets_at_rest;

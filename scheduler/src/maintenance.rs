@@ -1,24 +1,43 @@
-//! Housekeeping that keeps the hot tables small: run history older than the retention is deleted
-//! in bounded batches (their attempts go with them); signing secrets that stopped signing and
-//! idempotency keys older than a day are forgotten.
+//! Housekeeping, as a loop of its own beside the worker's, so that it never holds up a claim:
+//! run history older than the retention is deleted in bounded batches (their attempts go with
+//! them); signing secrets that stopped signing and idempotency keys older than a day are
+//! forgotten; the installation-wide gauges are recounted.
+
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult};
+use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
+use crate::metrics::WorkerMetrics;
+use crate::runs;
+use crate::shards::ShardView;
 use crate::sql;
 
 /// Rows deleted per statement: short transactions that never hold many locks.
 pub const PRUNE_BATCH: i64 = 1_000;
 
-/// Finished runs older than the cut-off, a batch at a time. Served by `runs_finished_idx`.
-const PRUNE_RUNS: &str = "DELETE FROM runs WHERE id IN (SELECT id FROM runs \
-     WHERE status IN ('succeeded', 'failed') AND finished_at < $1 \
-     LIMIT $2 FOR UPDATE SKIP LOCKED)";
+/// How often history is pruned, and how many batches at most per round (at most 100,000 runs
+/// a minute).
+const PRUNE_INTERVAL: Duration = Duration::seconds(60);
+const PRUNE_BATCHES_PER_ROUND: usize = 100;
+/// Spreads the rounds of workers started together over this much more.
+const PRUNE_JITTER_MS: i64 = 10_000;
+
+/// How often the pending/enabled gauges are recounted (a table scan at a million schedules).
+const GAUGE_INTERVAL: Duration = Duration::seconds(60);
+
+/// How often the loop looks at the clock: a clock moved by hand (tests) is noticed this soon.
+const TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
 const PRUNE_SECRETS: &str = "DELETE FROM signing_secrets WHERE expires_at < $1";
 /// Idempotency keys are remembered for a day (the API's `idempotency::KEY_TTL`).
 const PRUNE_IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE created_at < $1";
 const IDEMPOTENCY_KEY_TTL: Duration = Duration::hours(24);
+
+const COUNT_ENABLED_SCHEDULES: &str = "SELECT COUNT(*) AS n FROM schedules WHERE enabled";
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pruned {
@@ -34,18 +53,9 @@ pub async fn prune(
     max_batches: usize,
 ) -> anyhow::Result<Pruned> {
     let backend = db.get_database_backend();
-    let cutoff = now - retention;
     let mut pruned = Pruned::default();
     for _ in 0..max_batches {
-        let deleted = db
-            .execute(sql::statement(
-                backend,
-                PRUNE_RUNS,
-                vec![cutoff.into(), PRUNE_BATCH.into()],
-            ))
-            .await
-            .context("pruning run history")?
-            .rows_affected();
+        let deleted = runs::prune_finished(db, now - retention, PRUNE_BATCH).await?;
         pruned.runs += deleted;
         if deleted < PRUNE_BATCH as u64 {
             break;
@@ -64,4 +74,76 @@ pub async fn prune(
     .await
     .context("forgetting old idempotency keys")?;
     Ok(pruned)
+}
+
+/// The housekeeping of one worker.
+pub struct Maintenance {
+    pub db: DatabaseConnection,
+    pub clock: Arc<dyn Clock>,
+    /// How long finished runs are kept.
+    pub retention: Duration,
+    pub shards: Arc<ShardView>,
+    pub metrics: WorkerMetrics,
+}
+
+impl Maintenance {
+    /// Prunes and recounts on their intervals until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut gauges_due = self.clock.now();
+        let mut prune_due = self.clock.now();
+        while !cancel.is_cancelled() {
+            let now = self.clock.now();
+            if now >= gauges_due {
+                if let Err(error) = self.refresh_gauges(now).await {
+                    tracing::warn!(error = %format!("{error:#}"), "refreshing gauges failed");
+                }
+                gauges_due = now + GAUGE_INTERVAL;
+            }
+            if now >= prune_due {
+                match prune(&self.db, now, self.retention, PRUNE_BATCHES_PER_ROUND).await {
+                    Ok(pruned) if pruned.runs > 0 => tracing::info!(
+                        runs = pruned.runs,
+                        secrets = pruned.secrets,
+                        "pruned history"
+                    ),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(error = %format!("{error:#}"), "pruning failed"),
+                }
+                let jitter = rand::random::<u16>() as i64 % PRUNE_JITTER_MS;
+                prune_due = now + PRUNE_INTERVAL + Duration::milliseconds(jitter);
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    }
+
+    /// Recounts the pending-runs and enabled-schedules gauges. These are installation-wide counts
+    /// (the enabled count scans the schedules table), so with several workers only the owner of
+    /// shard 0 counts; the others keep 0 (dashboards take the `max`).
+    async fn refresh_gauges(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        #[derive(FromQueryResult)]
+        struct Count {
+            n: i64,
+        }
+        if !self.shards.owns(0) {
+            self.metrics.runs_pending.set(0);
+            self.metrics.schedules_enabled.set(0);
+            return Ok(());
+        }
+        let pending = runs::count_due(&self.db, now).await?;
+        let enabled = Count::find_by_statement(sql::statement(
+            self.db.get_database_backend(),
+            COUNT_ENABLED_SCHEDULES,
+            vec![],
+        ))
+        .one(&self.db)
+        .await
+        .context("counting enabled schedules")?
+        .map_or(0, |row| row.n);
+        self.metrics.runs_pending.set(pending);
+        self.metrics.schedules_enabled.set(enabled);
+        Ok(())
+    }
 }

@@ -2,12 +2,12 @@
 //! `then` step, call `on_failure`, or fail for good. Pure: tested without a database or network.
 
 use chrono::{DateTime, Utc};
-use hookbeat_entity::run::{self, ON_FAILURE_STEP};
+use hookbeat_entity::run::{self, RunStatus, ON_FAILURE_STEP};
 
-use crate::claim::RunUpdate;
 use crate::definition::RetryPolicy;
-use crate::deliver::AttemptResult;
+use crate::deliver::{AttemptResult, DeliveryError};
 use crate::retry::{self, Verdict};
+use crate::runs::RunUpdate;
 use crate::steps::{self, Steps};
 
 /// The run's next state after an attempt, and the attempt's outcome (`success`, `retry`,
@@ -20,16 +20,22 @@ pub fn decide(
     now: DateTime<Utc>,
 ) -> (&'static str, RunUpdate) {
     let verdict = match (result.status, &result.error) {
+        // Nothing was sent, and sending again would not change that.
+        (_, Some(DeliveryError::Unsendable(_))) => Verdict::Fail,
         (Some(status), None) => retry::classify_status(status),
         // The answer came but reading it failed: a 2xx still counts, the rest is retried.
         (Some(status), Some(_)) if (200..300).contains(&status) => Verdict::Success,
         _ => Verdict::Retry,
     };
     let status_code = result.status.map(i32::from);
-    let error = result.error.clone().or_else(|| match verdict {
-        Verdict::Success => None,
-        _ => result.status.map(|s| format!("receiver answered {s}")),
-    });
+    let error = result
+        .error
+        .as_ref()
+        .map(ToString::to_string)
+        .or_else(|| match verdict {
+            Verdict::Success => None,
+            _ => result.status.map(|s| format!("receiver answered {s}")),
+        });
     let update = |status, due_at, finished_at| RunUpdate {
         status,
         due_at,
@@ -50,7 +56,7 @@ pub fn decide(
             );
             (
                 "retry",
-                update(run::status::RETRYING, Some(now + delay), None),
+                update(RunStatus::Retrying, Some(now + delay), None),
             )
         }
         Verdict::Success if run.step == ON_FAILURE_STEP => ("success", failed_after_call(run, now)),
@@ -58,10 +64,10 @@ pub fn decide(
             "success",
             RunUpdate {
                 next_step: Some(run.step + 1),
-                ..update(run::status::PENDING, Some(now), None)
+                ..update(RunStatus::Pending, Some(now), None)
             },
         ),
-        Verdict::Success => ("success", update(run::status::SUCCEEDED, None, Some(now))),
+        Verdict::Success => ("success", update(RunStatus::Succeeded, None, Some(now))),
         _ if run.step == ON_FAILURE_STEP => ("failed", failed_after_call(run, now)),
         _ => {
             let failure = steps::failure(run, status_code, error.as_deref(), now);
@@ -69,10 +75,10 @@ pub fn decide(
             let next = if has_call {
                 RunUpdate {
                     next_step: Some(ON_FAILURE_STEP),
-                    ..update(run::status::PENDING, Some(now), None)
+                    ..update(RunStatus::Pending, Some(now), None)
                 }
             } else {
-                update(run::status::FAILED, None, Some(now))
+                update(RunStatus::Failed, None, Some(now))
             };
             (
                 "failed",
@@ -90,7 +96,7 @@ pub fn decide(
 fn failed_after_call(run: &run::Model, now: DateTime<Utc>) -> RunUpdate {
     let failure = run.failure.as_ref();
     RunUpdate {
-        status: run::status::FAILED,
+        status: RunStatus::Failed,
         due_at: None,
         status_code: failure
             .and_then(|f| f["status_code"].as_i64())
@@ -115,7 +121,7 @@ mod tests {
             schedule_id: uuid::Uuid::now_v7(),
             scheduled_for: now,
             trigger: "schedule".into(),
-            status: run::status::DELIVERING.into(),
+            status: RunStatus::Delivering,
             attempts,
             retry_base: 0,
             due_at: None,
@@ -160,15 +166,12 @@ mod tests {
         let (_, first) = decide(&run(0, 1), &policy, Some(&s), &answered(200), now);
         assert_eq!(
             (first.status, first.next_step),
-            (run::status::PENDING, Some(1))
+            (RunStatus::Pending, Some(1))
         );
         let (_, second) = decide(&run(1, 1), &policy, Some(&s), &answered(204), now);
         assert_eq!(second.next_step, Some(2));
         let (_, last) = decide(&run(2, 3), &policy, Some(&s), &answered(200), now);
-        assert_eq!(
-            (last.status, last.next_step),
-            (run::status::SUCCEEDED, None)
-        );
+        assert_eq!((last.status, last.next_step), (RunStatus::Succeeded, None));
     }
 
     #[test]
@@ -183,7 +186,7 @@ mod tests {
         assert_eq!(outcome, "failed");
         assert_eq!(
             (update.status, update.next_step),
-            (run::status::PENDING, Some(ON_FAILURE_STEP))
+            (RunStatus::Pending, Some(ON_FAILURE_STEP))
         );
         let failure = update.failure.unwrap();
         assert_eq!(failure["failed_step"], "then[0]");
@@ -192,12 +195,12 @@ mod tests {
         let mut calling = run(ON_FAILURE_STEP, 1);
         calling.failure = Some(failure);
         let (_, done) = decide(&calling, &policy, Some(&s), &answered(200), now);
-        assert_eq!((done.status, done.next_step), (run::status::FAILED, None));
+        assert_eq!((done.status, done.next_step), (RunStatus::Failed, None));
         assert_eq!(done.error.as_deref(), Some("receiver answered 500"));
         let (_, call_failed) = decide(&calling, &policy, Some(&s), &answered(503), now);
         assert_eq!(
             (call_failed.status, call_failed.next_step),
-            (run::status::FAILED, None)
+            (RunStatus::Failed, None)
         );
     }
 
@@ -210,12 +213,43 @@ mod tests {
         let now = "2030-01-01T00:00:01Z".parse().unwrap();
         let s = steps(0, false);
         let (outcome, retry) = decide(&run(0, 1), &policy, Some(&s), &answered(502), now);
-        assert_eq!((outcome, retry.status), ("retry", run::status::RETRYING));
+        assert_eq!((outcome, retry.status), ("retry", RunStatus::Retrying));
         let (outcome, failed) = decide(&run(0, 2), &policy, Some(&s), &answered(502), now);
-        assert_eq!((outcome, failed.status), ("failed", run::status::FAILED));
+        assert_eq!((outcome, failed.status), ("failed", RunStatus::Failed));
         assert!(
             failed.failure.is_some(),
             "the failure is kept for redelivery"
         );
+    }
+
+    #[test]
+    fn a_run_that_cannot_be_sent_fails_at_once_whatever_attempts_are_left() {
+        let policy = RetryPolicy::default();
+        let now = "2030-01-01T00:00:01Z".parse().unwrap();
+        let unsent = AttemptResult {
+            error: Some(DeliveryError::Unsendable(
+                "the tenant has no signing secret".into(),
+            )),
+            ..answered(0)
+        };
+        let unsent = AttemptResult {
+            status: None,
+            ..unsent
+        };
+        let (outcome, update) = decide(&run(0, 1), &policy, Some(&steps(0, false)), &unsent, now);
+        assert_eq!((outcome, update.status), ("failed", RunStatus::Failed));
+        assert_eq!(
+            update.error.as_deref(),
+            Some("the tenant has no signing secret")
+        );
+        // A connection that failed is worth another attempt.
+        let refused = AttemptResult {
+            status: None,
+            error: Some(DeliveryError::Connect(Default::default())),
+            ..answered(0)
+        };
+        let (outcome, update) = decide(&run(0, 1), &policy, Some(&steps(0, false)), &refused, now);
+        assert_eq!((outcome, update.status), ("retry", RunStatus::Retrying));
+        assert_eq!(update.error.as_deref(), Some("connection failed"));
     }
 }

@@ -71,10 +71,10 @@ const AT_LIMIT_FOR: Duration = Duration::seconds(1);
 pub const AT_LIMIT_WAIT: Duration = Duration::milliseconds(50);
 
 /// The tenants and hosts that lately refused runs for being at their limit, and what that means
-/// for the next claim. A worker with a backlog for one receiving host used to claim as soon as a
-/// delivery ended, keep one or two runs and hand the rest back, a write each way, then pause.
-/// Now, while a refusal is recent, a claim takes no more runs than those keys have places free,
-/// and none until they have at least half (the guess being that the runs waiting are theirs).
+/// for the next claim: while a refusal is recent, a claim takes no more runs than those keys have
+/// places free, and none until they have at least half (the guess being that the runs waiting
+/// are theirs), so a backlog for one receiving host is not claimed and handed back, a write each
+/// way, as each of its deliveries ends.
 #[derive(Debug, Default)]
 pub struct AtLimit {
     keys: Vec<Key>,

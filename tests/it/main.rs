@@ -12,6 +12,7 @@ mod errors;
 mod guards;
 mod instants;
 mod isolation;
+mod life_cycle;
 mod operations;
 mod outbound;
 mod scale;

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use chrono::Duration;
 use hookbeat_migration::{Migrator, MigratorTrait};
-use hookbeat_scheduler::materialise::SHARD_COUNT;
+use hookbeat_scheduler::shards::SHARD_COUNT;
 use hookbeat_scheduler::WorkerConfig;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use serde_json::{json, Value};

@@ -6,10 +6,11 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::Duration;
-use hookbeat_scheduler::materialise::{
-    materialise_and_lease, materialise_due, Lease, Shards, SHARD_COUNT,
-};
-use hookbeat_scheduler::{claim, Clock, Worker, WorkerConfig};
+use hookbeat_entity::run::RunStatus;
+use hookbeat_scheduler::materialise::{materialise_and_lease, materialise_due};
+use hookbeat_scheduler::runs::{self, Lease};
+use hookbeat_scheduler::shards::{Shards, SHARD_COUNT};
+use hookbeat_scheduler::{fairness, Clock, Worker, WorkerConfig};
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 
@@ -160,7 +161,7 @@ async fn an_expired_lease_hands_the_run_to_another_worker(backend: Backend) {
         .await
         .unwrap();
     let lease = Duration::seconds(60);
-    let claimed = claim::claim(&app.db, "crashed-worker", now, now + lease, 10)
+    let claimed = runs::claim(&app.db, "crashed-worker", now, now + lease, 10, &[])
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -207,26 +208,26 @@ async fn a_grouped_write_back_applies_only_where_the_lease_is_still_held(backend
         .unwrap();
     // The slow worker holds one run on a short lease, the other on a long one.
     let lease = Duration::seconds(60);
-    let mut slow = claim::claim(&app.db, "slow-worker", now, now + lease, 1)
+    let mut slow = runs::claim(&app.db, "slow-worker", now, now + lease, 1, &[])
         .await
         .unwrap();
     slow.extend(
-        claim::claim(&app.db, "slow-worker", now, now + lease * 10, 1)
+        runs::claim(&app.db, "slow-worker", now, now + lease * 10, 1, &[])
             .await
             .unwrap(),
     );
     assert_eq!(slow.len(), 2);
     let later = now + lease;
-    assert_eq!(claim::rescue_expired(&app.db, later, 10).await.unwrap(), 1);
-    let rescued = claim::claim(&app.db, "rescuer", later, later + lease, 10)
+    assert_eq!(runs::rescue_expired(&app.db, later, 10).await.unwrap(), 1);
+    let rescued = runs::claim(&app.db, "rescuer", later, later + lease, 10, &[])
         .await
         .unwrap();
     assert_eq!(rescued.len(), 1);
     let rescued = rescued[0].id;
     assert_eq!(rescued, slow[0].id, "the short lease expired");
 
-    let finished: Vec<claim::Finished> = slow.iter().map(|run| answered(run, later)).collect();
-    let held = claim::finish_attempts(&app.db, "slow-worker", &finished, later)
+    let finished: Vec<runs::Finished> = slow.iter().map(|run| answered(run, later)).collect();
+    let held = runs::finish(&app.db, "slow-worker", &finished, later)
         .await
         .unwrap();
     let expected: Vec<bool> = slow.iter().map(|run| run.id != rescued).collect();
@@ -261,12 +262,12 @@ async fn a_grouped_write_back_applies_only_where_the_lease_is_still_held(backend
 fn answered(
     run: &hookbeat_entity::run::Model,
     at: chrono::DateTime<chrono::Utc>,
-) -> claim::Finished {
-    claim::Finished {
+) -> runs::Finished {
+    runs::Finished {
         run_id: run.id,
         attempt: run.attempts,
         step: run.step,
-        record: claim::AttemptRecord {
+        record: runs::AttemptRecord {
             started_at: at,
             duration_ms: 5,
             outcome: "success",
@@ -274,8 +275,8 @@ fn answered(
             error: None,
             response_excerpt: None,
         },
-        update: claim::RunUpdate {
-            status: "succeeded",
+        update: runs::RunUpdate {
+            status: RunStatus::Succeeded,
             due_at: None,
             status_code: Some(200),
             error: None,
@@ -299,7 +300,7 @@ async fn a_result_for_a_deleted_schedule_leaves_its_group_recorded(backend: Back
         .await
         .unwrap();
     let lease = Duration::seconds(60);
-    let in_flight = claim::claim(&app.db, "worker", now, now + lease, 10)
+    let in_flight = runs::claim(&app.db, "worker", now, now + lease, 10, &[])
         .await
         .unwrap();
     assert_eq!(in_flight.len(), 2);
@@ -322,8 +323,8 @@ async fn a_result_for_a_deleted_schedule_leaves_its_group_recorded(backend: Back
         .await;
     assert_eq!(answer.status, reqwest::StatusCode::NO_CONTENT);
 
-    let finished: Vec<claim::Finished> = in_flight.iter().map(|run| answered(run, now)).collect();
-    let held = claim::finish_attempts(&app.db, "worker", &finished, now)
+    let finished: Vec<runs::Finished> = in_flight.iter().map(|run| answered(run, now)).collect();
+    let held = runs::finish(&app.db, "worker", &finished, now)
         .await
         .expect("the group is recorded although one of its runs is gone");
     let kept: Vec<bool> = in_flight
@@ -381,12 +382,13 @@ async fn leaving_releases_run_leases_at_once() {
     materialise_due(&app.db, now, 10, Shards::All)
         .await
         .unwrap();
-    claim::claim(
+    runs::claim(
         &app.db,
         "leaving-worker",
         now,
         now + Duration::seconds(60),
         10,
+        &[],
     )
     .await
     .unwrap();
@@ -425,14 +427,14 @@ async fn fires_due_at_once_are_leased_to_the_worker_that_makes_them(backend: Bac
     assert_eq!(made.report.runs_created, 2);
     assert_eq!(made.leased.len(), 1, "one slot offered, one run leased");
     let born = &made.leased[0];
-    assert_eq!(born.status, "delivering");
+    assert_eq!(born.status, RunStatus::Delivering);
     assert_eq!(born.locked_by.as_deref(), Some("birth-worker"));
     assert_eq!(born.attempts, 1);
     assert_eq!(born.due_at, Some(lease_until));
     assert!(made.schedules.contains_key(&born.schedule_id));
 
     // The other fire waits for a claim, and a claim cannot take the leased one.
-    let claimed = claim::claim(&app.db, "other-worker", now, lease_until, 10)
+    let claimed = runs::claim(&app.db, "other-worker", now, lease_until, 10, &[])
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -622,9 +624,9 @@ async fn a_tenant_backlog_does_not_starve_other_tenants() {
         .unwrap();
     assert_eq!(made.runs_created, 301);
 
-    let mut rotation = claim::Rotation::default();
+    let mut rotation = fairness::Rotation::default();
     let lease = now + Duration::seconds(60);
-    let batch = claim::claim_fair(&app.db, "fair-worker", now, lease, 10, &mut rotation)
+    let batch = fairness::claim_fair(&app.db, "fair-worker", now, lease, 10, &mut rotation, &[])
         .await
         .unwrap();
     assert_eq!(batch.len(), 10, "the batch is filled");
@@ -671,12 +673,12 @@ async fn a_fair_claim_never_exceeds_its_limit() {
         .unwrap();
     assert_eq!(made.runs_created, 3);
 
-    let mut rotation = claim::Rotation::default();
+    let mut rotation = fairness::Rotation::default();
     let lease = now + Duration::seconds(60);
-    let first = claim::claim_fair(&app.db, "fair-worker", now, lease, 2, &mut rotation)
+    let first = fairness::claim_fair(&app.db, "fair-worker", now, lease, 2, &mut rotation, &[])
         .await
         .unwrap();
-    let second = claim::claim_fair(&app.db, "fair-worker", now, lease, 2, &mut rotation)
+    let second = fairness::claim_fair(&app.db, "fair-worker", now, lease, 2, &mut rotation, &[])
         .await
         .unwrap();
     assert_eq!(first.len(), 2, "two slots, two runs");

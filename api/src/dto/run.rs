@@ -1,6 +1,7 @@
 //! Runs and their attempts, as history shows them.
 
 use chrono::{DateTime, Utc};
+use hookbeat_entity::run::RunStatus;
 use hookbeat_entity::{attempt, run};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -42,13 +43,13 @@ pub struct Run {
 
 impl From<run::Model> for Run {
     fn from(m: run::Model) -> Self {
-        let waiting = m.status == run::status::PENDING || m.status == run::status::RETRYING;
+        let waiting = m.status.is_waiting();
         Self {
             id: m.id,
             schedule_id: m.schedule_id,
             scheduled_for: m.scheduled_for,
             trigger: m.trigger,
-            status: m.status,
+            status: m.status.as_str().to_owned(),
             step: hookbeat_scheduler::steps::step_name(m.step),
             attempt_count: m.attempts,
             next_attempt_at: if waiting { m.due_at } else { None },
@@ -118,19 +119,16 @@ pub struct RunFilter {
 }
 
 impl RunFilter {
-    pub fn status(&self) -> Result<Option<&'static str>, ApiError> {
+    pub fn status(&self) -> Result<Option<RunStatus>, ApiError> {
         match self.status.as_deref() {
             None => Ok(None),
-            Some(s) => run::status::ALL
-                .into_iter()
-                .find(|known| *known == s)
-                .map(Some)
-                .ok_or_else(|| {
-                    ApiError::validation(
-                        "status",
-                        format!("must be one of {}, got {s:?}", run::status::ALL.join(", ")),
-                    )
-                }),
+            Some(s) => RunStatus::parse(s).map(Some).ok_or_else(|| {
+                let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+                ApiError::validation(
+                    "status",
+                    format!("must be one of {}, got {s:?}", known.join(", ")),
+                )
+            }),
         }
     }
 }

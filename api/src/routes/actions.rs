@@ -4,12 +4,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use hookbeat_entity::{run, schedule};
 use hookbeat_scheduler::notify::announce;
+use hookbeat_scheduler::runs::{self, NewRun};
 use hookbeat_scheduler::schedule::preview as preview_fires;
 use hookbeat_scheduler::validation::FieldError;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, Set,
-};
-use uuid::Uuid;
+use sea_orm::{ActiveModelTrait, ColumnTrait, IntoActiveModel, QueryFilter, QuerySelect, Set};
 
 use super::schedules::{load, ok, save_if_unchanged, PATCH_ATTEMPTS};
 use crate::auth::{Caller, Scope};
@@ -254,7 +252,7 @@ async fn make_runs(
     caller: &Caller,
     schedule: &schedule::Model,
     fires: &[chrono::DateTime<Utc>],
-    trigger: &str,
+    trigger: &'static str,
 ) -> Result<Vec<run::Model>, ApiError> {
     if fires.is_empty() {
         return Ok(Vec::new());
@@ -281,34 +279,19 @@ async fn make_runs(
             }));
         }
     }
-    let runs: Vec<run::Model> = fires
+    let new_runs: Vec<NewRun> = fires
         .iter()
-        .map(|fire| run::Model {
-            id: Uuid::now_v7(),
+        .map(|fire| NewRun {
             tenant_id: schedule.tenant_id.clone(),
             schedule_id: schedule.id,
             scheduled_for: *fire,
-            trigger: trigger.to_owned(),
-            status: run::status::PENDING.to_owned(),
-            attempts: 0,
-            retry_base: 0,
-            due_at: Some(now),
-            locked_by: None,
-            last_status_code: None,
-            last_error: None,
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-            step: 0,
-            failure: None,
+            trigger,
+            due_at: now,
         })
         .collect();
-    run::Entity::insert_many(
-        runs.iter()
-            .map(|r| r.clone().into_active_model().reset_all()),
-    )
-    .exec_without_returning(&txn)
-    .await?;
+    let runs = runs::insert(&txn, &new_runs, now, None)
+        .await
+        .map_err(ApiError::Internal)?;
     let newest = fires.iter().max().copied();
     let mut update = current.clone().into_active_model();
     update.total_runs = Set(current.total_runs + made);

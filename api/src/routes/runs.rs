@@ -2,13 +2,13 @@
 //! redelivery of failed runs.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use hookbeat_entity::run::RunStatus;
 use hookbeat_entity::{attempt, run, schedule};
-use sea_orm::{
-    ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use hookbeat_scheduler::notify::announce;
+use hookbeat_scheduler::runs;
 
 use crate::auth::{Caller, Scope};
 use crate::body::Query;
@@ -178,48 +178,18 @@ pub async fn redeliver(
 }
 
 async fn redeliver_once(state: &AppState, current: run::Model) -> Result<HttpResponse, ApiError> {
-    if current.status != run::status::FAILED {
+    if current.status != RunStatus::Failed {
         return Err(ApiError::Conflict(format!(
             "only failed runs can be redelivered; this one is {}",
             current.status
         )));
     }
-    let now = state.clock.now();
-    // Resume the step that failed (not the on_failure call), continuing its attempt numbers with
-    // a fresh retry budget.
-    let failed = current.failure.as_ref();
-    let step = failed
-        .and_then(|f| f["step"].as_i64())
-        .map_or(current.step, |s| s as i32);
-    let attempts = failed
-        .and_then(|f| f["attempts"].as_i64())
-        .map_or(current.attempts, |a| a as i32);
-    let id = current.id;
-    let mut model = current.into_active_model();
-    model.status = Set(run::status::PENDING.to_owned());
-    model.step = Set(step);
-    model.attempts = Set(attempts);
-    model.retry_base = Set(attempts);
-    model.failure = Set(None);
-    model.due_at = Set(Some(now));
-    model.finished_at = Set(None);
-    model.updated_at = Set(now);
-    // Only while it is still failed: of two redeliveries at once, one queues the run.
-    let queued = run::Entity::update_many()
-        .set(model)
-        .filter(run::Column::Id.eq(id))
-        .filter(run::Column::Status.eq(run::status::FAILED))
-        .exec(&state.db)
-        .await?;
-    if queued.rows_affected != 1 {
-        return Err(ApiError::Conflict(
-            "the run was redelivered by another request meanwhile".into(),
-        ));
-    }
-    let updated = run::Entity::find_by_id(id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a redelivered run vanished")))?;
+    let updated = runs::redeliver(&state.db, &current, state.clock.now())
+        .await
+        .map_err(ApiError::Internal)?
+        .ok_or_else(|| {
+            ApiError::Conflict("the run was redelivered by another request meanwhile".into())
+        })?;
     announce(&state.db, &state.wakeup).await;
     Ok(HttpResponse::Accepted().json(Run::from(updated)))
 }

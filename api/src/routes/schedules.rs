@@ -4,7 +4,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use hookbeat_entity::schedule;
-use hookbeat_scheduler::materialise::shard_of;
+use hookbeat_scheduler::shards::shard_of;
 use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter,

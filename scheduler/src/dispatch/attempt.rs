@@ -1,6 +1,25 @@
 //! One attempt of a claimed run: send it, decide what its result means, record it.
 
-use super::*;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use hookbeat_entity::run::{self, RunStatus};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
+use tracing::Instrument;
+
+use super::admission::Permits;
+use super::intake::Claimed;
+use super::write_back::WriteBack;
+use crate::clock::Clock;
+use crate::definition::{RetryPolicy, Target};
+use crate::deliver::{AttemptResult, Deliverer, Delivery, DeliveryError};
+use crate::metrics::WorkerMetrics;
+use crate::notify::Wakeup;
+use crate::outcome;
+use crate::politeness::Reservation;
+use crate::runs::{self, AttemptRecord};
+use crate::sql;
+use crate::steps::{self, Steps};
 
 /// Pauses a schedule whose target answered 410; a change like any other, so the version moves.
 const PAUSE_GONE: &str = "UPDATE schedules SET enabled = false, paused_reason = $1, \
@@ -9,13 +28,30 @@ const PAUSE_GONE: &str = "UPDATE schedules SET enabled = false, paused_reason = 
 /// Slack a lease keeps beyond an attempt's timeout, for recording the result.
 const LEASE_SLACK: Duration = Duration::seconds(30);
 
-impl Inner {
+/// What every attempt of a worker shares.
+pub(super) struct Attempts {
+    pub db: DatabaseConnection,
+    pub clock: Arc<dyn Clock>,
+    pub worker_id: String,
+    /// How long a claim is held.
+    pub lease: Duration,
+    pub deliverer: Deliverer,
+    pub write_back: WriteBack,
+    pub metrics: WorkerMetrics,
+    pub wakeup: Wakeup,
+}
+
+impl Attempts {
     /// Delivers one claimed run and records the result. Never fails: a write-back that cannot be
-    /// made leaves the run to its lease, and it is delivered again.
-    pub(super) async fn deliver(self: Arc<Self>, mut claimed: Claimed, slot: OwnedSemaphorePermit) {
-        // The delivery slot and the politeness limits count requests in flight to the receiver,
-        // not the bookkeeping around them: both are given back as soon as the answer is in.
-        let reservation = claimed.reservation.take();
+    /// made leaves the run to its lease, and it is delivered again. The delivery slot and the
+    /// place under the politeness limits count requests in flight, not the bookkeeping around
+    /// them: both are given back as soon as the answer is in.
+    pub(super) async fn deliver(
+        self: Arc<Self>,
+        claimed: Claimed,
+        place: Option<Reservation>,
+        permits: Permits,
+    ) {
         let run = &claimed.run;
         let span = tracing::info_span!(
             "run",
@@ -32,75 +68,75 @@ impl Inner {
                     .unwrap_or(i64::MAX);
                 self.metrics.fire_lag.observe((lag.max(0) as f64) / 1e6);
             }
-            // A run that cannot be sent is recorded as one failed attempt, never retried.
-            let unsendable = |reason| {
-                let once = RetryPolicy {
-                    max_attempts: 1,
-                    ..RetryPolicy::default()
-                };
-                (unsent(reason), once)
-            };
-            let ((result, retry_policy), steps) = match &claimed.schedule {
-                None => (
-                    unsendable("the schedule could not be read; see the server log"),
-                    None,
-                ),
-                Some((steps, _)) if claimed.keys.is_empty() => {
-                    (unsendable("the tenant has no signing secret"), Some(steps))
-                }
-                Some((steps, retry_policy)) => match steps.target_of(run) {
-                    None => (unsendable("the schedule has no such step any more"), None),
-                    Some(target) => {
-                        let target = &target;
-                        self.hold_lease_for(run, target, started_at).await;
-                        let delivery = Delivery {
-                            webhook_id: steps::webhook_id(run.id, run.step),
-                            schedule_id: run.schedule_id,
-                            scheduled_for: run.scheduled_for,
-                            attempt: run.attempts,
-                            target,
-                            keys: &claimed.keys,
-                        };
-                        let result = self.deliverer.deliver(&delivery, started_at).await;
-                        ((result, retry_policy.clone()), Some(steps))
-                    }
-                },
-            };
-            drop(reservation);
-            drop(slot);
+            let result = self.send(&claimed, started_at).await;
+            drop(place);
+            drop(permits.slot);
             self.wakeup.wake();
-            self.record(run, result, retry_policy, steps, started_at)
-                .await;
+            // The steps decide what follows the attempt, unless the run's own step is gone.
+            let (steps, policy) = match &claimed.schedule {
+                Some((steps, policy)) => (Some(steps), policy.clone()),
+                None => (None, RetryPolicy::default()),
+            };
+            let steps = steps.filter(|s| claimed.keys.is_empty() || s.target_of(run).is_some());
+            self.record(run, result, &policy, steps, started_at).await;
+            drop(permits.unrecorded);
+            // A place came free: there may be due runs that did not fit before.
+            self.wakeup.wake();
         }
         .instrument(span)
         .await
     }
 
+    /// Sends the attempt, or says why it cannot be sent.
+    async fn send(&self, claimed: &Claimed, started_at: DateTime<Utc>) -> AttemptResult {
+        let run = &claimed.run;
+        let Some((steps, _)) = &claimed.schedule else {
+            return unsendable("the schedule could not be read; see the server log");
+        };
+        if claimed.keys.is_empty() {
+            return unsendable("the tenant has no signing secret");
+        }
+        let Some(target) = steps.target_of(run) else {
+            return unsendable("the schedule has no such step any more");
+        };
+        self.hold_lease_for(run, &target, started_at).await;
+        let delivery = Delivery {
+            webhook_id: steps::webhook_id(run.id, run.step),
+            schedule_id: run.schedule_id,
+            scheduled_for: run.scheduled_for,
+            attempt: run.attempts,
+            target: &target,
+            keys: &claimed.keys,
+        };
+        self.deliverer.deliver(&delivery, started_at).await
+    }
+
     /// Records an attempt's result: history, metrics, the run's next state, and the schedule's
     /// pause after a 410.
-    pub(super) async fn record(
+    async fn record(
         &self,
         run: &run::Model,
         result: AttemptResult,
-        retry_policy: RetryPolicy,
+        policy: &RetryPolicy,
         steps: Option<&Steps>,
         started_at: DateTime<Utc>,
     ) {
         let finished_at = self.clock.now();
-        let (outcome, update) = outcome::decide(run, &retry_policy, steps, &result, finished_at);
+        let (outcome, update) = outcome::decide(run, policy, steps, &result, finished_at);
         self.metrics.deliveries.with_label_values(&[outcome]).inc();
-        if update.status == run::status::FAILED {
+        if update.status == RunStatus::Failed {
             self.metrics.dead_letters.inc();
         }
         self.metrics
             .delivery_duration
             .observe(result.duration.as_secs_f64());
+        let error = result.error.as_ref().map(ToString::to_string);
         let record = AttemptRecord {
             started_at,
             duration_ms: result.duration.as_millis() as i64,
             outcome,
             status_code: result.status.map(i32::from),
-            error: result.error.clone(),
+            error: error.clone(),
             response_excerpt: result.excerpt.clone(),
         };
         if result.status == Some(410) {
@@ -124,7 +160,7 @@ impl Inner {
                 tracing::debug!(status = ?result.status, "delivered")
             }
             Ok(true) => {
-                tracing::info!(outcome, status = ?result.status, error = ?result.error, "attempt failed")
+                tracing::info!(outcome, status = ?result.status, error = ?error, "attempt failed")
             }
             Ok(false) => tracing::warn!(
                 "lease lost before the result was recorded; the run belongs to another worker now"
@@ -137,7 +173,7 @@ impl Inner {
 
     /// 410 Gone: the receiver says this endpoint is gone for good, so the schedule is paused
     /// (with the reason) instead of firing into the void until someone notices.
-    pub(super) async fn pause_gone(&self, run: &run::Model, now: DateTime<Utc>) {
+    async fn pause_gone(&self, run: &run::Model, now: DateTime<Utc>) {
         let reason = format!(
             "paused at {}: the target answered 410 Gone; resume the schedule to deliver again",
             now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
@@ -156,16 +192,11 @@ impl Inner {
     }
 
     /// Extends the lease when this attempt's timeout would outlast it.
-    pub(super) async fn hold_lease_for(
-        &self,
-        run: &run::Model,
-        target: &Target,
-        now: DateTime<Utc>,
-    ) {
+    async fn hold_lease_for(&self, run: &run::Model, target: &Target, now: DateTime<Utc>) {
         let needed = Duration::milliseconds(target.timeout_ms) + LEASE_SLACK;
-        if needed > self.config.lease {
+        if needed > self.lease {
             if let Err(error) =
-                claim::extend_lease(&self.db, &self.config.worker_id, run, now + needed).await
+                runs::extend_lease(&self.db, &self.worker_id, run, now + needed).await
             {
                 tracing::warn!(error = %format!("{error:#}"), "extending the lease failed");
             }
@@ -173,11 +204,12 @@ impl Inner {
     }
 }
 
-fn unsent(error: &str) -> AttemptResult {
+/// The result of an attempt that was never sent: recorded as one failed attempt.
+fn unsendable(reason: &str) -> AttemptResult {
     AttemptResult {
         duration: std::time::Duration::ZERO,
         status: None,
-        error: Some(error.to_owned()),
+        error: Some(DeliveryError::Unsendable(reason.to_owned())),
         excerpt: None,
         retry_after: None,
     }

@@ -1,10 +1,9 @@
 //! Write-backs in groups. Deliveries finish one by one, but recording each in its own
-//! transaction costs the database a commit and four round trips per delivery, which is what
-//! capped a worker's throughput. Finished deliveries queue here instead; one task records
-//! whatever has queued up in one transaction (see [`claim::finish_attempts`]). It lets results
-//! gather for [`GATHER`] after the first of a group arrives: without that pause, results of a
-//! busy worker were recorded one or two at a time, each group paying a transaction's four round
-//! trips, which cost PostgreSQL more than the rows themselves.
+//! transaction would cost the database a commit and four round trips per delivery. Finished
+//! deliveries queue here instead; one task records whatever has queued up in one transaction
+//! (see [`runs::finish`]). It lets results gather for [`GATHER`] after the first of a group
+//! arrives, so that a busy worker's results are not recorded one or two at a time, each group
+//! paying a transaction's round trips.
 //!
 //! A group whose write-back fails (the database restarting, say) is tried again, with backoff,
 //! for as long as the earliest of its runs' leases holds: giving up at once would leave every
@@ -17,8 +16,8 @@ use hookbeat_entity::run;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::claim::{self, AttemptRecord, Finished, RunUpdate};
 use crate::clock::Clock;
+use crate::runs::{self, AttemptRecord, Finished, RunUpdate};
 
 /// The most results one transaction records.
 const MAX_GROUP: usize = 512;
@@ -154,7 +153,7 @@ async fn write_while_leased(
             .unwrap_or(std::time::Duration::ZERO);
     let mut pause = RETRY_FIRST;
     loop {
-        let error = match claim::finish_attempts(db, worker_id, finished, clock.now()).await {
+        let error = match runs::finish(db, worker_id, finished, clock.now()).await {
             Ok(held) => return Ok(held),
             Err(error) => error,
         };

@@ -1,6 +1,7 @@
 //! Schedule math: when does a schedule fire? Pure functions of a spec and an instant, shared by
 //! validation, `preview` and the worker, so all three always agree.
 
+pub mod catchup;
 pub mod crontab;
 mod interval;
 pub mod solar;

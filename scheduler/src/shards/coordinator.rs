@@ -1,5 +1,4 @@
-//! Shard ownership among workers (PostgreSQL). Every schedule belongs to one of
-//! [`SHARD_COUNT`] shards; live workers share the shards out, each materialising only its own.
+//! Shard leases among workers (PostgreSQL): registration, rebalancing and leaving, as SQL.
 //!
 //! Every heartbeat a worker (1) registers itself with an expiry, (2) forgets workers whose
 //! expiry passed, (3) ranks the live workers by id and computes its fair share — shard `s`
@@ -7,16 +6,13 @@
 //! shards outside its share and (5) takes or renews the shards of its share that are free, its
 //! own, or held under an expired lease. A worker that joins or leaves moves shards within one
 //! heartbeat; one that dies loses its shards when its lease expires (`lease_ttl`, 15 s).
-//!
-//! Ownership is about load, not correctness: while a shard changes hands two workers may both
-//! materialise it for an instant, and row locks plus the unique (schedule, scheduled_for) key
-//! still make every fire exactly one run.
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult};
 
-use crate::materialise::SHARD_COUNT;
+use super::{list, SHARD_COUNT};
+use crate::runs;
 use crate::sql;
 
 #[derive(Debug, Clone)]
@@ -46,13 +42,6 @@ const RELEASE_ALL: &str =
 const DEREGISTER: &str = "DELETE FROM workers WHERE id = $1";
 const UNOWNED: &str =
     "SELECT COUNT(*) AS n FROM shard_leases WHERE owner IS NULL OR lease_until < $1";
-/// Runs this worker was delivering when it stopped become claimable at once, instead of when
-/// their leases would have expired.
-const RELEASE_RUNS: &str = "UPDATE runs SET status = 'retrying', locked_by = NULL, due_at = $2, \
-     updated_at = $2, last_error = 'attempt ' || attempts || ' was abandoned: worker ' || \
-         locked_by || ' shut down before it recorded a result' \
-     WHERE locked_by = $1 AND status = 'delivering'";
-
 #[derive(FromQueryResult)]
 struct WorkerRow {
     id: String,
@@ -83,14 +72,6 @@ pub fn fair_share(rank: usize, workers: usize) -> Vec<i32> {
     (0..SHARD_COUNT as i32)
         .filter(|shard| (*shard as usize) % workers.max(1) == rank)
         .collect()
-}
-
-fn list(shards: &[i32]) -> String {
-    shards
-        .iter()
-        .map(i32::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 pub struct Coordinator {
@@ -214,12 +195,7 @@ impl Coordinator {
             .execute(sql::statement(backend, RELEASE_ALL, vec![id.into()]))
             .await
             .context("giving back shards")?;
-        self.db
-            .execute(sql::statement(
-                backend,
-                RELEASE_RUNS,
-                vec![id.into(), now.into()],
-            ))
+        runs::release_owned(&self.db, id, now)
             .await
             .context("releasing run leases")?;
         self.db

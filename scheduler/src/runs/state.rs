@@ -1,0 +1,99 @@
+//! The values the run transitions take and give: a new run, a lease offered at creation, an
+//! attempt's record and the state its result moves the run to. Plain data, no I/O.
+
+use chrono::{DateTime, Utc};
+use hookbeat_entity::run::RunStatus;
+use uuid::Uuid;
+
+/// A run to make: a fire of its schedule, or a manual trigger or backfill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun {
+    pub tenant_id: String,
+    pub schedule_id: Uuid,
+    /// The fire it delivers.
+    pub scheduled_for: DateTime<Utc>,
+    /// `hookbeat_entity::run::trigger`'s names.
+    pub trigger: &'static str,
+    /// When it becomes claimable: the fire plus jitter, or now for a manual run.
+    pub due_at: DateTime<Utc>,
+}
+
+/// Delivery slots a worker offers to the runs it makes: those already due are made
+/// `delivering`, leased to it, instead of `pending`, so the claim that would have followed (a
+/// second write of every run) is not needed.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub worker_id: &'a str,
+    /// The lease's expiry, as for a claim.
+    pub until: DateTime<Utc>,
+    /// How many runs at most.
+    pub max: usize,
+}
+
+/// The state a run moves to after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunUpdate {
+    pub status: RunStatus,
+    /// When to try again (`retrying`); `None` once the run is finished.
+    pub due_at: Option<DateTime<Utc>>,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The step the run moves to, with a fresh attempt count; `None` to stay.
+    pub next_step: Option<i32>,
+    /// The failure to keep on the run (it failed for good).
+    pub failure: Option<serde_json::Value>,
+}
+
+/// What one attempt did, as kept in `attempts`.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i64,
+    pub outcome: &'static str,
+    pub status_code: Option<i32>,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+}
+
+/// One finished attempt on its way to the database.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The run as claimed: its id, and the attempt number that fences the write-back.
+    pub run_id: Uuid,
+    pub attempt: i32,
+    pub step: i32,
+    pub record: AttemptRecord,
+    pub update: RunUpdate,
+}
+
+/// Why runs in flight are taken back from their worker without its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakenBack {
+    /// The worker's lease expired: it crashed or hung.
+    LeaseExpired,
+    /// The worker shut down before the answers came.
+    WorkerLeft,
+}
+
+impl TakenBack {
+    /// The words around the worker's name in `last_error` after `attempt N`.
+    pub(super) fn framing(self) -> (&'static str, &'static str) {
+        match self {
+            Self::LeaseExpired => (
+                " was lost: the lease of worker ",
+                " expired before it recorded a result",
+            ),
+            Self::WorkerLeft => (
+                " was abandoned: worker ",
+                " shut down before it recorded a result",
+            ),
+        }
+    }
+
+    /// The error kept with the lost attempt.
+    pub(super) fn error(self, attempt: i32, worker: &str) -> String {
+        let (before, after) = self.framing();
+        format!("attempt {attempt}{before}{worker}{after}")
+    }
+}
