@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use hookbeat_api::auth::{resolve_secret, Secret, TokenVerifier};
+use hookbeat_api::state::Readiness;
 use hookbeat_api::AppState;
 use hookbeat_migration::{Migrator, MigratorTrait};
 use hookbeat_scheduler::metrics::WorkerMetrics;
@@ -215,7 +216,9 @@ pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Re
         .then(|| tokio::spawn(components.worker.clone().run(cancel.clone())));
     // Readiness reports on the worker where this process runs one.
     let state = AppState {
-        worker: roles.worker.then(|| components.worker.clone()),
+        worker: roles
+            .worker
+            .then(|| Arc::new(WorkerReadiness(components.worker.clone())) as Arc<dyn Readiness>),
         ..components.state.clone()
     };
     if let (false, Some(address)) = (roles.api, settings.metrics_listen) {
@@ -295,6 +298,15 @@ pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Re
         worker_db.close().await.ok();
     }
     Ok(())
+}
+
+/// The worker as `/readyz` sees it.
+struct WorkerReadiness(Worker);
+
+impl Readiness for WorkerReadiness {
+    fn readiness(&self) -> Result<String, String> {
+        self.0.readiness()
+    }
 }
 
 /// SIGINT and SIGTERM, listened for from the moment they are registered.

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use hookbeat_api::auth::{Secret, MIN_SECRET_LEN};
 use hookbeat_scheduler::sealing::SecretsKeys;
 
 #[derive(Debug, Parser)]
@@ -188,8 +189,10 @@ impl Settings {
             return Ok(());
         }
         if let Some(secret) = &self.jwt_secret {
-            if secret.len() < 32 {
-                anyhow::bail!("--jwt-secret (HOOKBEAT_JWT_SECRET) must be at least 32 characters");
+            if !Secret::long_enough(secret) {
+                anyhow::bail!(
+                    "--jwt-secret (HOOKBEAT_JWT_SECRET) must be at least {MIN_SECRET_LEN} characters"
+                );
             }
         } else if !self.is_sqlite() && self.jwt_public_key.is_none() {
             anyhow::bail!("--jwt-secret (HOOKBEAT_JWT_SECRET) is required with PostgreSQL");

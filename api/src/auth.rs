@@ -76,12 +76,20 @@ pub enum Audience {
 #[derive(Clone)]
 pub struct Secret(String);
 
+/// The shortest HS256 secret accepted, in bytes: 256 bits, the size of the hash (RFC 7518
+/// section 3.2).
+pub const MIN_SECRET_LEN: usize = 32;
+
 impl Secret {
     pub fn new(value: String) -> Self {
         Self(value)
     }
     pub fn expose(&self) -> &str {
         &self.0
+    }
+    /// Whether the secret is long enough to sign tokens with ([`MIN_SECRET_LEN`]).
+    pub fn long_enough(secret: &str) -> bool {
+        secret.len() >= MIN_SECRET_LEN
     }
 }
 
@@ -189,8 +197,8 @@ pub async fn resolve_secret(
     sealer: &Sealer,
 ) -> anyhow::Result<Secret> {
     if let Some(secret) = configured {
-        if secret.expose().len() < 32 {
-            anyhow::bail!("the JWT secret must be at least 32 characters long");
+        if !Secret::long_enough(secret.expose()) {
+            anyhow::bail!("the JWT secret must be at least {MIN_SECRET_LEN} characters long");
         }
         return Ok(secret);
     }

@@ -255,23 +255,4 @@ mod tests {
             assert_eq!(target, expected, "patch {patch}");
         }
     }
-
-    #[test]
-    fn typed_names_the_field() {
-        #[derive(Debug, serde::Deserialize)]
-        #[allow(dead_code)]
-        struct Inner {
-            n: i64,
-        }
-        #[derive(Debug, serde::Deserialize)]
-        #[allow(dead_code)]
-        struct Outer {
-            inner: Inner,
-        }
-        let err = typed::<Outer>(json!({"inner": {"n": "x"}}), "").unwrap_err();
-        match err {
-            ApiError::Validation(errors) => assert_eq!(errors[0].field, "inner.n"),
-            other => panic!("expected a validation error, got {other:?}"),
-        }
-    }
 }

@@ -4,7 +4,7 @@
 //! The key is reserved before the request is handled, so two concurrent requests with one key
 //! cannot both act (the second gets 409 until the first finished). Only successful responses are
 //! remembered; after a failure the key is free again. The same key with a different request
-//! (method, path or body) is refused (422). Keys are kept 24 hours.
+//! (method, path or body) is refused (422). Keys are kept for `idempotency_key::KEY_TTL`.
 //!
 //! A reservation is a lease of [`RESERVATION_LEASE`]: a request that crashed (or whose process
 //! died) while holding a key does not block its retries for a day; once the lease has run out, a
@@ -15,7 +15,7 @@ use actix_web::body::MessageBody;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
-use hookbeat_entity::idempotency_key;
+use hookbeat_entity::idempotency_key::{self, KEY_TTL};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 use sha2::{Digest, Sha256};
@@ -25,8 +25,6 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub const HEADER: &str = "idempotency-key";
-/// How long a key is remembered.
-pub const KEY_TTL: Duration = Duration::hours(24);
 const MAX_KEY_LEN: usize = 255;
 /// How long a reservation holds its key without an answer: far longer than any request takes
 /// (bodies are read within 30 s, statements are short), short enough for a client's retries.

@@ -12,6 +12,7 @@ pub mod openapi;
 pub mod rate_limit;
 pub mod responses;
 pub mod routes;
+pub mod schedules;
 pub mod startup;
 pub mod state;
 pub mod tenants;

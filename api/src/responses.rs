@@ -1,9 +1,10 @@
-//! The error responses the operations share, each written once: an OpenAPI response component
-//! (`#/components/responses/<Name>`, a `Problem` with an example rendered by [`ApiError`] itself)
-//! that operations reference by name, either one by one (`(status = 404, response = NotFound)`)
-//! or through the sets below, which group the errors that always come together.
+//! The OpenAPI pieces operations share, each written once: the error responses, as response
+//! components (`#/components/responses/<Name>`, a `Problem` with an example rendered by
+//! [`ApiError`] itself) that operations reference by name, either one by one (`(status = 404,
+//! response = NotFound)`) or through the sets below, which group the errors that always come
+//! together; and the `Idempotency-Key` header parameter.
 
-use utoipa::{IntoResponses, ToResponse};
+use utoipa::{IntoParams, IntoResponses, ToResponse};
 
 use crate::error::{ApiError, Problem};
 
@@ -198,4 +199,13 @@ pub enum Idempotent {
     Conflict(#[ref_response] Conflict),
     #[response(status = 422)]
     Invalid(#[ref_response] Invalid),
+}
+
+/// The `Idempotency-Key` request header of the operations that honour it (see `idempotency`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKeyHeader {
+    /// Makes a retried request return the first successful response (marked Idempotent-Replayed: true) instead of acting again; kept 24 h, per calling tenant
+    #[param(rename = "Idempotency-Key")]
+    pub idempotency_key: Option<String>,
 }

@@ -1,11 +1,11 @@
 //! What every handler can reach: the database, the clock, token verification, the worker's
-//! wake-up, and the settings that shape validation.
+//! wake-up and readiness, and the settings that shape validation.
 
 use std::sync::Arc;
 
 use hookbeat_scheduler::notify::Wakeup;
 use hookbeat_scheduler::sealing::Sealer;
-use hookbeat_scheduler::{Clock, Worker};
+use hookbeat_scheduler::Clock;
 use sea_orm::DatabaseConnection;
 
 use crate::auth::TokenVerifier;
@@ -28,5 +28,11 @@ pub struct AppState {
     /// How long a request's whole body may take to arrive.
     pub body_timeout: std::time::Duration,
     /// The worker of this process, if it runs one: `/readyz` reports on it.
-    pub worker: Option<Worker>,
+    pub worker: Option<Arc<dyn Readiness>>,
+}
+
+/// A part of the process that `/readyz` asks whether it can do its work.
+pub trait Readiness: Send + Sync {
+    /// What it found when ready (`owns 16 of 64 shards`), or why it is not.
+    fn readiness(&self) -> Result<String, String>;
 }

@@ -1,5 +1,5 @@
-//! Tenant provisioning: a tenant exists from its first token on (or from its creation through the
-//! admin API), with quotas and a first signing secret.
+//! Tenants as the API keeps them: a tenant exists from its first token on (or from its creation
+//! through the admin API), with quotas and a first signing secret.
 
 use chrono::{DateTime, Utc};
 use hookbeat_entity::{signing_secret, tenant, TenantId};
@@ -8,6 +8,8 @@ use hookbeat_scheduler::signing::generate_secret;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{DatabaseConnection, DbErr, EntityTrait, Set, TransactionTrait};
 use uuid::Uuid;
+
+use crate::error::ApiError;
 
 pub const MAX_TENANT_ID_LEN: usize = 128;
 
@@ -34,6 +36,14 @@ impl Default for Quotas {
     }
 }
 
+/// The tenant `id` (404 if there is none).
+pub async fn load(db: &DatabaseConnection, id: &TenantId) -> Result<tenant::Model, ApiError> {
+    tenant::Entity::find_tenant(id)
+        .one(db)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))
+}
+
 /// The tenant, created with default quotas and its first signing secret if it does not exist.
 pub async fn ensure(
     db: &DatabaseConnection,
@@ -41,11 +51,11 @@ pub async fn ensure(
     id: &TenantId,
     now: DateTime<Utc>,
 ) -> Result<tenant::Model, DbErr> {
-    if let Some(existing) = tenant::Entity::find_by_id(id.as_str()).one(db).await? {
+    if let Some(existing) = tenant::Entity::find_tenant(id).one(db).await? {
         return Ok(existing);
     }
     create(db, sealer, id, Quotas::default(), now).await?;
-    tenant::Entity::find_by_id(id.as_str())
+    tenant::Entity::find_tenant(id)
         .one(db)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("tenant {id} vanished while being created")))

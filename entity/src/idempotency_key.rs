@@ -3,6 +3,10 @@
 
 use sea_orm::entity::prelude::*;
 
+/// How long a key is remembered: a retry within it replays the first response, and maintenance
+/// prunes rows older than it.
+pub const KEY_TTL: chrono::Duration = chrono::Duration::hours(24);
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "idempotency_keys")]
 pub struct Model {

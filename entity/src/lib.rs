@@ -1,7 +1,8 @@
 //! sea-orm models of hookbeat's tables, typed ids, and the tenant-scoped query roots.
 //!
-//! Every tenant-owned table is reached through a `find_for_tenant` root so that a query cannot
-//! forget the tenant filter; the tenant itself only ever comes from a verified token.
+//! Every tenant-owned table is reached through a tenant-scoped root (`find_for_tenant`,
+//! `find_for_tenant_by_id`, `update_for_tenant`, `delete_for_tenant`) so that neither a read nor
+//! a write can forget the tenant filter; the tenant itself only ever comes from a verified token.
 
 pub mod attempt;
 pub mod idempotency_key;

@@ -52,8 +52,23 @@ impl ActiveModelBehavior for ActiveModel {}
 
 impl Entity {
     /// The root of every tenant-facing run query.
-    pub fn find_for_tenant(tenant: &str) -> Select<Entity> {
-        Self::find().filter(Column::TenantId.eq(tenant))
+    pub fn find_for_tenant(tenant: &crate::TenantId) -> Select<Entity> {
+        Self::find().filter(Column::TenantId.eq(tenant.as_str()))
+    }
+
+    /// One of the tenant's runs; another tenant's id finds nothing.
+    pub fn find_for_tenant_by_id(tenant: &crate::TenantId, id: Uuid) -> Select<Entity> {
+        Self::find_for_tenant(tenant).filter(Column::Id.eq(id))
+    }
+
+    /// The root of every tenant-facing run update.
+    pub fn update_for_tenant(tenant: &crate::TenantId) -> sea_orm::UpdateMany<Entity> {
+        Self::update_many().filter(Column::TenantId.eq(tenant.as_str()))
+    }
+
+    /// The root of every tenant-facing run delete.
+    pub fn delete_for_tenant(tenant: &crate::TenantId) -> sea_orm::DeleteMany<Entity> {
+        Self::delete_many().filter(Column::TenantId.eq(tenant.as_str()))
     }
 }
 

@@ -4,6 +4,9 @@
 //! their typed form. `next_run_at` is NULL when the schedule will never fire again.
 
 use sea_orm::entity::prelude::*;
+use sea_orm::{DeleteMany, UpdateMany};
+
+use crate::TenantId;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "schedules")]
@@ -44,7 +47,22 @@ impl ActiveModelBehavior for ActiveModel {}
 
 impl Entity {
     /// The root of every tenant-facing schedule query.
-    pub fn find_for_tenant(tenant: &str) -> Select<Entity> {
-        Self::find().filter(Column::TenantId.eq(tenant))
+    pub fn find_for_tenant(tenant: &TenantId) -> Select<Entity> {
+        Self::find().filter(Column::TenantId.eq(tenant.as_str()))
+    }
+
+    /// One of the tenant's schedules; another tenant's id finds nothing.
+    pub fn find_for_tenant_by_id(tenant: &TenantId, id: Uuid) -> Select<Entity> {
+        Self::find_for_tenant(tenant).filter(Column::Id.eq(id))
+    }
+
+    /// The root of every tenant-facing schedule update.
+    pub fn update_for_tenant(tenant: &TenantId) -> UpdateMany<Entity> {
+        Self::update_many().filter(Column::TenantId.eq(tenant.as_str()))
+    }
+
+    /// The root of every tenant-facing schedule delete.
+    pub fn delete_for_tenant(tenant: &TenantId) -> DeleteMany<Entity> {
+        Self::delete_many().filter(Column::TenantId.eq(tenant.as_str()))
     }
 }

@@ -2,7 +2,9 @@
 //! `expires_at`, so receivers can switch over without dropping deliveries.
 
 use sea_orm::entity::prelude::*;
-use sea_orm::{Condition, QueryOrder};
+use sea_orm::{Condition, QueryOrder, UpdateMany};
+
+use crate::TenantId;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "signing_secrets")]
@@ -23,8 +25,8 @@ impl ActiveModelBehavior for ActiveModel {}
 impl Entity {
     /// The tenant's secrets that still sign at `now`, newest first (ids are UUIDv7: secrets
     /// made in one instant sort by id).
-    pub fn find_valid_for_tenant(tenant: &str, now: DateTimeUtc) -> Select<Entity> {
-        Self::find_valid_for_tenants([tenant], now)
+    pub fn find_valid_for_tenant(tenant: &TenantId, now: DateTimeUtc) -> Select<Entity> {
+        Self::find_valid_for_tenants([tenant.as_str()], now)
     }
 
     /// The same for several tenants at once (a worker signing the runs of a batch).
@@ -41,5 +43,10 @@ impl Entity {
             )
             .order_by_desc(Column::CreatedAt)
             .order_by_desc(Column::Id)
+    }
+
+    /// The root of every tenant-facing secret update.
+    pub fn update_for_tenant(tenant: &TenantId) -> UpdateMany<Entity> {
+        Self::update_many().filter(Column::TenantId.eq(tenant.as_str()))
     }
 }

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::TenantId;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "tenants")]
 pub struct Model {
@@ -19,3 +21,10 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Entity {
+    /// The tenant's own row.
+    pub fn find_tenant(id: &TenantId) -> Select<Entity> {
+        Self::find_by_id(id.as_str())
+    }
+}

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
+use hookbeat_entity::idempotency_key;
 use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult};
 use tokio_util::sync::CancellationToken;
 
@@ -33,9 +34,8 @@ const GAUGE_INTERVAL: Duration = Duration::seconds(60);
 const TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 const PRUNE_SECRETS: &str = "DELETE FROM signing_secrets WHERE expires_at < $1";
-/// Idempotency keys are remembered for a day (the API's `idempotency::KEY_TTL`).
+/// Idempotency keys older than their lifetime (`idempotency_key::KEY_TTL`).
 const PRUNE_IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE created_at < $1";
-const IDEMPOTENCY_KEY_TTL: Duration = Duration::hours(24);
 
 const COUNT_ENABLED_SCHEDULES: &str = "SELECT COUNT(*) AS n FROM schedules WHERE enabled";
 
@@ -69,7 +69,7 @@ pub async fn prune(
     db.execute(sql::statement(
         backend,
         PRUNE_IDEMPOTENCY_KEYS,
-        vec![(now - IDEMPOTENCY_KEY_TTL).into()],
+        vec![(now - idempotency_key::KEY_TTL).into()],
     ))
     .await
     .context("forgetting old idempotency keys")?;

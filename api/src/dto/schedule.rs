@@ -1,11 +1,12 @@
 //! A schedule as clients write it (`ScheduleInput`) and read it (`Schedule`), and the validation
-//! between the two.
+//! of what they write. `ScheduleInput` is the API's shape of the scheduler's `StoredSchedule`.
 
 use chrono::{DateTime, Utc};
 use hookbeat_entity::schedule;
 use hookbeat_scheduler::definition::{Catchup, Overlap, RetryPolicy, Target};
 use hookbeat_scheduler::instant;
 use hookbeat_scheduler::schedule::{ScheduleSpec, Timing};
+use hookbeat_scheduler::stored::StoredSchedule;
 use hookbeat_scheduler::validation::FieldErrors;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -217,74 +218,53 @@ impl ScheduleInput {
         }
     }
 
-    /// Whether the members that decide when the schedule fires are the same; a change to any
-    /// of them recomputes `next_run_at`.
-    pub fn same_timing(&self, other: &ScheduleInput) -> bool {
-        self.schedule == other.schedule
-            && self.start_at == other.start_at
-            && self.end_at == other.end_at
-            && self.max_runs == other.max_runs
-            && self.enabled == other.enabled
-    }
-
     /// The writable members of a stored schedule.
     pub fn from_model(m: &schedule::Model) -> Result<Self, ApiError> {
-        let parse = |what: &str, value: &serde_json::Value| {
-            anyhow::anyhow!("schedule {} has an unreadable {what}: {value}", m.id)
-        };
-        Ok(Self {
-            name: m.name.clone(),
-            description: m.description.clone(),
-            schedule: serde_json::from_value(m.spec.clone()).map_err(|_| parse("spec", &m.spec))?,
-            target: serde_json::from_value(m.target.clone())
-                .map_err(|_| parse("target", &m.target))?,
-            retry: serde_json::from_value(m.retry.clone()).map_err(|_| parse("retry", &m.retry))?,
-            start_at: m.start_at,
-            end_at: m.end_at,
-            max_runs: m.max_runs,
-            jitter_ms: m.jitter_ms,
-            catchup: Catchup::from_db(&m.catchup),
-            overlap: Overlap::from_db(&m.overlap),
-            enabled: m.enabled,
-            metadata: match &m.metadata {
-                serde_json::Value::Object(map) => map.clone(),
-                _ => serde_json::Map::new(),
-            },
-            then: match &m.chain {
-                Some(chain) => {
-                    serde_json::from_value(chain.clone()).map_err(|_| parse("then", chain))?
-                }
-                None => Vec::new(),
-            },
-            on_failure: match &m.on_failure {
-                Some(call) => Some(
-                    serde_json::from_value(call.clone()).map_err(|_| parse("on_failure", call))?,
-                ),
-                None => None,
-            },
-        })
+        Ok(StoredSchedule::from_model(m)?.into())
     }
 }
 
-/// The first fire of a schedule saved at `now`, refusing a schedule that can no longer fire.
-pub fn first_fire(
-    input: &ScheduleInput,
-    timing: &Timing,
-    now: DateTime<Utc>,
-    runs_so_far: i64,
-) -> Result<Option<DateTime<Utc>>, ApiError> {
-    if !input.enabled {
-        return Ok(None);
+impl From<StoredSchedule> for ScheduleInput {
+    fn from(s: StoredSchedule) -> Self {
+        Self {
+            name: s.name,
+            description: s.description,
+            schedule: s.spec,
+            target: s.target,
+            retry: s.retry,
+            start_at: s.start_at,
+            end_at: s.end_at,
+            max_runs: s.max_runs,
+            jitter_ms: s.jitter_ms,
+            catchup: s.catchup,
+            overlap: s.overlap,
+            enabled: s.enabled,
+            metadata: s.metadata,
+            then: s.then,
+            on_failure: s.on_failure,
+        }
     }
-    match timing.next_fire(now, runs_so_far) {
-        Some(next) => Ok(Some(next)),
-        None => Err(match input.schedule {
-            ScheduleSpec::Once(_) => ApiError::validation("schedule.at", "is not in the future"),
-            _ => ApiError::validation(
-                "schedule",
-                "never fires after now (check end_at and max_runs)",
-            ),
-        }),
+}
+
+impl From<ScheduleInput> for StoredSchedule {
+    fn from(i: ScheduleInput) -> Self {
+        Self {
+            name: i.name,
+            description: i.description,
+            spec: i.schedule,
+            target: i.target,
+            retry: i.retry,
+            start_at: i.start_at,
+            end_at: i.end_at,
+            max_runs: i.max_runs,
+            jitter_ms: i.jitter_ms,
+            catchup: i.catchup,
+            overlap: i.overlap,
+            enabled: i.enabled,
+            metadata: i.metadata,
+            then: i.then,
+            on_failure: i.on_failure,
+        }
     }
 }
 

@@ -6,21 +6,25 @@ use hookbeat_entity::{run, schedule};
 use hookbeat_scheduler::notify::announce;
 use hookbeat_scheduler::runs::{self, NewRun};
 use hookbeat_scheduler::schedule::preview as preview_fires;
+use hookbeat_scheduler::stored;
 use hookbeat_scheduler::validation::FieldError;
 use sea_orm::{ActiveModelTrait, ColumnTrait, IntoActiveModel, QueryFilter, QuerySelect, Set};
 
-use super::schedules::{load, ok, save_if_unchanged, PATCH_ATTEMPTS};
+use super::schedules::ok;
 use crate::auth::{Caller, Scope};
-use crate::body::JsonValue;
+use crate::body::{typed, JsonValue};
 use crate::dto::run::Run;
 use crate::dto::schedule::{
-    BackfillRequest, BackfillResult, FireTimes, PreviewRequest, Schedule, ScheduleInput,
-    DEFAULT_PREVIEW_COUNT, MAX_BACKFILL_RUNS, MAX_PREVIEW_COUNT,
+    BackfillRequest, BackfillResult, FireTimes, PreviewRequest, Schedule, DEFAULT_PREVIEW_COUNT,
+    MAX_PREVIEW_COUNT,
 };
 use crate::error::ApiError;
 use crate::idempotency;
-use crate::responses::{Conflict, Idempotent, JsonBody, NotFound, ReadAccess, WriteAccess};
+use crate::responses::{
+    Conflict, IdempotencyKeyHeader, Idempotent, JsonBody, NotFound, ReadAccess, WriteAccess,
+};
 use crate::routes::parse_id;
+use crate::schedules::{self, Key};
 use crate::state::AppState;
 
 /// Pause a schedule: it stops firing until resumed. Runs already made are still delivered.
@@ -71,30 +75,25 @@ async fn set_enabled(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::SchedulesWrite)?;
     let id = parse_id(raw_id, "schedule")?;
-    for _ in 0..PATCH_ATTEMPTS {
-        let current = load(state, caller, id).await?;
-        if current.enabled == enabled {
-            return Ok(ok(Schedule::from_model(current)?));
-        }
-        let now = state.clock.now();
-        let mut model = current.clone().into_active_model();
-        model.enabled = Set(enabled);
-        if enabled {
-            let input = ScheduleInput::from_model(&current)?;
-            let timing = input.validate(true)?;
-            model.next_run_at = Set(timing.next_fire(now, current.total_runs));
-            model.paused_reason = Set(None);
-        } else {
-            model.paused_reason = Set(Some("paused through the API".to_owned()));
-        }
-        if let Some(updated) = save_if_unchanged(state, model, &current, now).await? {
-            announce(&state.db, &state.wakeup).await;
-            return Ok(ok(Schedule::from_model(updated)?));
-        }
-    }
-    Err(ApiError::Conflict(
-        "the schedule kept changing under this request; try again".into(),
-    ))
+    let updated =
+        schedules::update_if_version(state, &caller.tenant, Key::Id(id), None, |current, now| {
+            if current.enabled == enabled {
+                return Ok(None);
+            }
+            let mut row = current.clone().into_active_model();
+            row.enabled = Set(enabled);
+            if enabled {
+                let timing = stored::timing(current)?;
+                row.next_run_at = Set(timing.next_fire(now, current.total_runs));
+                row.paused_reason = Set(None);
+            } else {
+                row.paused_reason = Set(Some("paused through the API".to_owned()));
+            }
+            Ok(Some(row))
+        })
+        .await?
+        .ok_or_else(|| ApiError::not_found("schedule"))?;
+    Ok(ok(Schedule::from_model(updated)?))
 }
 
 /// Fire a schedule once now, outside its timing. The run is delivered like any other.
@@ -102,8 +101,7 @@ async fn set_enabled(
     post, path = "/v1/schedules/{id}/trigger", tag = "schedules", operation_id = "trigger_schedule",
     params(
         ("id" = Uuid, Path, description = "Schedule id"),
-        ("Idempotency-Key" = Option<String>, Header,
-            description = "Makes a retried trigger return the first run (marked Idempotent-Replayed: true) instead of firing twice; kept 24 h"),
+        IdempotencyKeyHeader,
     ),
     responses(
         (status = 202, description = "The run, accepted for delivery", body = Run,
@@ -121,7 +119,7 @@ pub async fn trigger(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::SchedulesWrite)?;
     let id = parse_id(&id, "schedule")?;
-    let schedule = load(&state, &caller, id).await?;
+    let schedule = schedules::load(&state.db, &caller.tenant, id).await?;
     idempotency::once(
         &state,
         &caller,
@@ -151,8 +149,7 @@ async fn trigger_once(
     post, path = "/v1/schedules/{id}/backfill", tag = "schedules", operation_id = "backfill_schedule",
     params(
         ("id" = Uuid, Path, description = "Schedule id"),
-        ("Idempotency-Key" = Option<String>, Header,
-            description = "Makes a retried backfill return the first result (marked Idempotent-Replayed: true) instead of making the runs twice; kept 24 h"),
+        IdempotencyKeyHeader,
     ),
     request_body = BackfillRequest,
     responses(
@@ -172,7 +169,7 @@ pub async fn backfill(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::SchedulesWrite)?;
     let id = parse_id(&id, "schedule")?;
-    let schedule = load(&state, &caller, id).await?;
+    let schedule = schedules::load(&state.db, &caller.tenant, id).await?;
     idempotency::once(
         &state,
         &caller,
@@ -189,7 +186,7 @@ async fn backfill_once(
     schedule: &schedule::Model,
     body: serde_json::Value,
 ) -> Result<HttpResponse, ApiError> {
-    let request: BackfillRequest = crate::body::typed(body, "")?;
+    let request: BackfillRequest = typed(body, "")?;
     let now = state.clock.now();
     if request.to > now {
         return Err(ApiError::validation(
@@ -200,43 +197,7 @@ async fn backfill_once(
     if request.from > request.to {
         return Err(ApiError::validation("from", "must not be after to"));
     }
-    let mut timing = hookbeat_scheduler::stored::timing(schedule).map_err(ApiError::Internal)?;
-    timing.max_runs = None;
-    let mut fires = Vec::new();
-    let from = hookbeat_scheduler::instant::ceil_micros(request.from);
-    let to = hookbeat_scheduler::instant::floor_micros(request.to);
-    let mut next = from
-        .checked_sub_signed(chrono::Duration::microseconds(1))
-        .and_then(|before| timing.next_fire(before, 0));
-    while let Some(fire) = next.filter(|fire| *fire <= to) {
-        if fires.len() == MAX_BACKFILL_RUNS {
-            return Err(ApiError::validation(
-                "to",
-                format!(
-                    "the window holds more than {MAX_BACKFILL_RUNS} fires; backfill it in parts"
-                ),
-            ));
-        }
-        fires.push(fire);
-        next = timing.next_fire(fire, 0);
-    }
-    let minimum = chrono::Duration::seconds(caller.account.min_interval_seconds);
-    if let Some(gap) = fires
-        .windows(2)
-        .map(|pair| pair[1] - pair[0])
-        .min()
-        .filter(|gap| *gap < minimum)
-    {
-        return Err(ApiError::validation(
-            "from",
-            format!(
-                "the window's fires come as close as {} s apart; this tenant's minimum interval \
-                 between fires is {} s",
-                gap.num_seconds(),
-                caller.account.min_interval_seconds
-            ),
-        ));
-    }
+    let fires = schedules::fires_between(caller, schedule, request.from, request.to)?;
     make_runs(state, caller, schedule, &fires, run::trigger::BACKFILL).await?;
     Ok(HttpResponse::Accepted().json(BackfillResult {
         created: fires.len(),
@@ -260,7 +221,7 @@ async fn make_runs(
     let now = state.clock.now();
     let txn = hookbeat_scheduler::sql::begin_write(&state.db).await?;
     // PostgreSQL: the row lock orders concurrent requests; SQLite: the write lock already does.
-    let current = schedule::Entity::find_for_tenant(caller.tenant.as_str())
+    let current = schedule::Entity::find_for_tenant(&caller.tenant)
         .filter(schedule::Column::Id.eq(schedule.id))
         .lock_exclusive()
         .one(&txn)

@@ -3,7 +3,7 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use hookbeat_entity::run::RunStatus;
-use hookbeat_entity::{attempt, run, schedule};
+use hookbeat_entity::{attempt, run};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
@@ -16,8 +16,11 @@ use crate::dto::page::{finish_page, PageQuery};
 use crate::dto::run::{Attempt, Run, RunDetail, RunFilter, RunPage};
 use crate::error::ApiError;
 use crate::idempotency;
-use crate::responses::{Conflict, Idempotent, Invalid, NotFound, ReadAccess, WriteAccess};
+use crate::responses::{
+    Conflict, IdempotencyKeyHeader, Idempotent, Invalid, NotFound, ReadAccess, WriteAccess,
+};
 use crate::routes::parse_id;
+use crate::schedules;
 use crate::state::AppState;
 
 async fn page(
@@ -29,7 +32,7 @@ async fn page(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::SchedulesRead)?;
     let limit = page.limit()?;
-    let mut query = run::Entity::find_for_tenant(caller.tenant.as_str());
+    let mut query = run::Entity::find_for_tenant(&caller.tenant);
     if let Some(schedule_id) = schedule_id {
         query = query.filter(run::Column::ScheduleId.eq(schedule_id));
     }
@@ -92,18 +95,13 @@ pub async fn list_for_schedule(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::SchedulesRead)?;
     let id = parse_id(&id, "schedule")?;
-    schedule::Entity::find_for_tenant(caller.tenant.as_str())
-        .filter(schedule::Column::Id.eq(id))
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| ApiError::not_found("schedule"))?;
+    schedules::load(&state.db, &caller.tenant, id).await?;
     page(&state, &caller, Some(id), &query.0, &filter.0).await
 }
 
 async fn load(state: &AppState, caller: &Caller, raw_id: &str) -> Result<run::Model, ApiError> {
     let id = parse_id(raw_id, "run")?;
-    run::Entity::find_for_tenant(caller.tenant.as_str())
-        .filter(run::Column::Id.eq(id))
+    run::Entity::find_for_tenant_by_id(&caller.tenant, id)
         .one(&state.db)
         .await?
         .ok_or_else(|| ApiError::not_found("run"))
@@ -145,8 +143,7 @@ pub async fn get(
     post, path = "/v1/runs/{id}/redeliver", tag = "runs", operation_id = "redeliver_run",
     params(
         ("id" = Uuid, Path, description = "Run id"),
-        ("Idempotency-Key" = Option<String>, Header,
-            description = "Makes a retried redelivery return the first response (marked Idempotent-Replayed: true) instead of a 409 or a second delivery; kept 24 h"),
+        IdempotencyKeyHeader,
     ),
     responses(
         (status = 202, description = "The run, queued again", body = Run,

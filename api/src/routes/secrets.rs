@@ -7,7 +7,7 @@ use hookbeat_entity::{signing_secret, tenant};
 use hookbeat_scheduler::sealing::Row;
 use hookbeat_scheduler::signing::generate_secret;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, QueryFilter, QuerySelect, Set};
 use uuid::Uuid;
 
 use crate::auth::{Caller, Scope};
@@ -15,7 +15,7 @@ use crate::body::{typed, OptionalJsonValue};
 use crate::dto::secret::{ExpirePrevious, RotateRequest, SigningSecret, SigningSecrets};
 use crate::error::ApiError;
 use crate::idempotency;
-use crate::responses::{Idempotent, JsonBody, WriteAccess};
+use crate::responses::{IdempotencyKeyHeader, Idempotent, JsonBody, WriteAccess};
 use crate::state::AppState;
 
 /// How long a rotated-out secret keeps signing beside the new one, unless the rotation says
@@ -23,10 +23,9 @@ use crate::state::AppState;
 pub const ROTATION_OVERLAP: Duration = Duration::hours(24);
 
 async fn current(state: &AppState, caller: &Caller) -> Result<HttpResponse, ApiError> {
-    let rows =
-        signing_secret::Entity::find_valid_for_tenant(caller.tenant.as_str(), state.clock.now())
-            .all(&state.db)
-            .await?;
+    let rows = signing_secret::Entity::find_valid_for_tenant(&caller.tenant, state.clock.now())
+        .all(&state.db)
+        .await?;
     let mut secrets = Vec::with_capacity(rows.len());
     for row in rows {
         let at = Row::SigningSecret {
@@ -62,8 +61,7 @@ pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResp
 /// The body is optional: none, `null` or `{}` rotates with the 24-hour overlap.
 #[utoipa::path(
     post, path = "/v1/signing-secrets/rotate", tag = "signing-secrets", operation_id = "rotate_signing_secret",
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "Makes a retried rotation return the first response (marked Idempotent-Replayed: true) instead of rotating twice; kept 24 h")),
+    params(IdempotencyKeyHeader),
     request_body(content = Option<RotateRequest>, content_type = "application/json",
         description = "Optional: without a body (or with `{}` or `null`) the replaced secret signs on for 24 hours",
         example = json!({"expire_previous": "now"})),
@@ -106,18 +104,17 @@ async fn rotate_once(
     expire_previous: ExpirePrevious,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
-    let tenant_id = caller.tenant.as_str();
+    let tenant = &caller.tenant;
     let txn = hookbeat_scheduler::sql::begin_write(&state.db).await?;
     // Rotations of one tenant take turns (PostgreSQL; SQLite has one writer anyway), so each
     // sees the secret the one before made current, and two at once cannot leave three valid.
-    tenant::Entity::find_by_id(tenant_id)
+    tenant::Entity::find_tenant(tenant)
         .lock_exclusive()
         .one(&txn)
         .await?;
     // Older secrets still in their overlap stop at once…
-    signing_secret::Entity::update_many()
+    signing_secret::Entity::update_for_tenant(tenant)
         .col_expr(signing_secret::Column::ExpiresAt, Expr::value(now))
-        .filter(signing_secret::Column::TenantId.eq(tenant_id))
         .filter(signing_secret::Column::ExpiresAt.gt(now))
         .exec(&txn)
         .await?;
@@ -126,21 +123,20 @@ async fn rotate_once(
         ExpirePrevious::After24Hours => now + ROTATION_OVERLAP,
         ExpirePrevious::Now => now,
     };
-    signing_secret::Entity::update_many()
+    signing_secret::Entity::update_for_tenant(tenant)
         .col_expr(signing_secret::Column::ExpiresAt, Expr::value(until))
-        .filter(signing_secret::Column::TenantId.eq(tenant_id))
         .filter(signing_secret::Column::ExpiresAt.is_null())
         .exec(&txn)
         .await?;
     // …and the new one is current.
     let id = Uuid::now_v7();
     let row = Row::SigningSecret {
-        tenant: tenant_id,
+        tenant: tenant.as_str(),
         id,
     };
     signing_secret::ActiveModel {
         id: Set(id),
-        tenant_id: Set(tenant_id.to_owned()),
+        tenant_id: Set(tenant.as_str().to_owned()),
         secret: Set(state.sealer.seal(row, &generate_secret())),
         created_at: Set(now),
         expires_at: Set(None),

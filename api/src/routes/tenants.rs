@@ -14,22 +14,16 @@ use crate::dto::page::PageQuery;
 use crate::dto::tenant::{check_id, check_quotas, NewTenant, Tenant, TenantChange, TenantPage};
 use crate::error::ApiError;
 use crate::idempotency;
-use crate::responses::{AdminAccess, Conflict, Idempotent, Invalid, JsonBody, NotFound};
+use crate::responses::{
+    AdminAccess, Conflict, IdempotencyKeyHeader, Idempotent, Invalid, JsonBody, NotFound,
+};
 use crate::state::AppState;
 use crate::tenants::{self, Quotas};
-
-async fn load(state: &AppState, id: &str) -> Result<tenant::Model, ApiError> {
-    tenant::Entity::find_by_id(id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))
-}
 
 /// Create a tenant with its quotas and a first signing secret.
 #[utoipa::path(
     post, path = "/v1/tenants", tag = "tenants", operation_id = "create_tenant",
-    params(("Idempotency-Key" = Option<String>, Header,
-        description = "Makes a retried POST return the first response (marked Idempotent-Replayed: true) instead of a 409; kept 24 h, per calling tenant")),
+    params(IdempotencyKeyHeader),
     request_body = NewTenant,
     responses(
         (status = 201, description = "Created", body = Tenant,
@@ -73,21 +67,11 @@ async fn create_once(state: &AppState, body: serde_json::Value) -> Result<HttpRe
             .unwrap_or(defaults.api_rate_per_second),
     };
     check_quotas(&quotas)?;
-    if !tenants::create(
-        &state.db,
-        &state.sealer,
-        &TenantId(new.id.clone()),
-        quotas,
-        state.clock.now(),
-    )
-    .await?
-    {
-        return Err(ApiError::Conflict(format!(
-            "tenant {} already exists",
-            new.id
-        )));
+    let id = TenantId(new.id);
+    if !tenants::create(&state.db, &state.sealer, &id, quotas, state.clock.now()).await? {
+        return Err(ApiError::Conflict(format!("tenant {id} already exists")));
     }
-    let created = load(state, &new.id).await?;
+    let created = tenants::load(&state.db, &id).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/v1/tenants/{}", created.id)))
         .json(Tenant::from(created)))
@@ -149,7 +133,8 @@ pub async fn get(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Admin)?;
-    Ok(HttpResponse::Ok().json(Tenant::from(load(&state, &id).await?)))
+    let tenant = tenants::load(&state.db, &TenantId(id.into_inner())).await?;
+    Ok(HttpResponse::Ok().json(Tenant::from(tenant)))
 }
 
 /// Change a tenant's quotas, or disable it (its tokens are refused and its schedules stop firing)
@@ -174,7 +159,7 @@ pub async fn patch(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::Admin)?;
     let change: TenantChange = typed(body.0, "")?;
-    let current = load(&state, &id).await?;
+    let current = tenants::load(&state.db, &TenantId(id.into_inner())).await?;
     let quotas = Quotas {
         max_schedules: change.max_schedules.unwrap_or(current.max_schedules),
         min_interval_seconds: change

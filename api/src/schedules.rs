@@ -1,0 +1,366 @@
+//! Schedules as the API keeps them: one of a tenant's by id or name, a new one under the tenant's
+//! quota, a change under optimistic concurrency (the `If-Match` check and the retry after a lost
+//! race), a delete, and the fires a backfill window holds. Handlers in `routes::schedules` and `routes::actions` speak HTTP around
+//! these; the row's columns are written by the scheduler's `stored` codec.
+
+use chrono::{DateTime, Utc};
+use hookbeat_entity::{schedule, tenant, TenantId};
+use hookbeat_scheduler::instant;
+use hookbeat_scheduler::notify::announce;
+use hookbeat_scheduler::schedule::{ScheduleSpec, Timing};
+use hookbeat_scheduler::stored::{self, StoredSchedule};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QuerySelect, Set,
+};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::dto::schedule::{ScheduleInput, MAX_BACKFILL_RUNS};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Read-modify-write rounds a change makes before it gives up to racing writers (409).
+pub const ATTEMPTS: usize = 3;
+
+/// How long a client over its schedule quota is told to wait: quotas change by hand.
+const QUOTA_RETRY_AFTER_SECONDS: u64 = 3600;
+
+/// Which of a tenant's schedules a change is for.
+#[derive(Debug, Clone, Copy)]
+pub enum Key<'a> {
+    Id(Uuid),
+    Name(&'a str),
+}
+
+/// What a change by name did.
+pub enum Upserted {
+    Created(schedule::Model),
+    Replaced(schedule::Model),
+}
+
+/// The tenant's schedule `id`; another tenant's is 404 like one that does not exist.
+pub async fn load(
+    db: &DatabaseConnection,
+    tenant: &TenantId,
+    id: Uuid,
+) -> Result<schedule::Model, ApiError> {
+    find(db, tenant, Key::Id(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("schedule"))
+}
+
+async fn find(
+    db: &DatabaseConnection,
+    tenant: &TenantId,
+    key: Key<'_>,
+) -> Result<Option<schedule::Model>, ApiError> {
+    let query = match key {
+        Key::Id(id) => schedule::Entity::find_for_tenant_by_id(tenant, id),
+        Key::Name(name) => {
+            schedule::Entity::find_for_tenant(tenant).filter(schedule::Column::Name.eq(name))
+        }
+    };
+    Ok(query.one(db).await?)
+}
+
+/// Saves a new schedule of the caller's: validated, under its minimum interval and, in one
+/// transaction that holds the tenant's row (PostgreSQL; SQLite's write lock serialises it
+/// anyway), under its schedule quota, so that concurrent creates cannot together pass it. Wakes
+/// the workers.
+pub async fn insert(
+    state: &AppState,
+    caller: &Caller,
+    input: ScheduleInput,
+) -> Result<schedule::Model, ApiError> {
+    let timing = input.validate(state.allow_private_targets)?;
+    let now = state.clock.now();
+    check_min_interval(caller, &timing, now)?;
+    let txn = hookbeat_scheduler::sql::begin_write(&state.db).await?;
+    let account = tenant::Entity::find_tenant(&caller.tenant)
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ApiError::Forbidden(format!("tenant {} no longer exists", caller.tenant)))?;
+    let existing = schedule::Entity::find_for_tenant(&caller.tenant)
+        .count(&txn)
+        .await?;
+    if existing as i64 >= account.max_schedules {
+        return Err(ApiError::TooManyRequests {
+            detail: format!(
+                "tenant {} has {existing} schedules, its quota is {}; delete some or ask for a higher quota",
+                caller.tenant, account.max_schedules
+            ),
+            retry_after_seconds: QUOTA_RETRY_AFTER_SECONDS,
+        });
+    }
+    let mut row = stored::new_row(&caller.tenant, now);
+    row.next_run_at = Set(first_fire(&input, &timing, now, 0)?);
+    StoredSchedule::from(input).write(&mut row)?;
+    let model = row.insert(&txn).await?;
+    txn.commit().await?;
+    announce(&state.db, &state.wakeup).await;
+    Ok(model)
+}
+
+/// Changes the tenant's schedule `key` with `change`, which is given the schedule as it is and
+/// the time, and returns the row to save, or `None` to leave the schedule as it is.
+///
+/// The row is saved only if it is still at the version `change` saw, and its version goes up by
+/// one; after a lost race the schedule is read and changed again, up to [`ATTEMPTS`] times (409
+/// after). `expected` holds the versions `If-Match` allows (`None`: any); each round checks it
+/// against the schedule as read (412). A saved change wakes the workers.
+///
+/// `Ok(None)` when the tenant has no such schedule.
+pub async fn update_if_version<F>(
+    state: &AppState,
+    tenant: &TenantId,
+    key: Key<'_>,
+    expected: Option<&[i64]>,
+    mut change: F,
+) -> Result<Option<schedule::Model>, ApiError>
+where
+    F: FnMut(&schedule::Model, DateTime<Utc>) -> Result<Option<schedule::ActiveModel>, ApiError>,
+{
+    for _ in 0..ATTEMPTS {
+        let Some(current) = find(&state.db, tenant, key).await? else {
+            return Ok(None);
+        };
+        check_version(expected, &current)?;
+        let now = state.clock.now();
+        let Some(row) = change(&current, now)? else {
+            return Ok(Some(current));
+        };
+        if let Some(saved) = save_if_unchanged(state, tenant, row, &current, now).await? {
+            announce(&state.db, &state.wakeup).await;
+            return Ok(Some(saved));
+        }
+    }
+    Err(ApiError::Conflict(
+        "the schedule kept changing under this request; try again".into(),
+    ))
+}
+
+/// 412 unless `current` is at one of the `expected` versions (`None`: any version).
+fn check_version(expected: Option<&[i64]>, current: &schedule::Model) -> Result<(), ApiError> {
+    match expected {
+        Some(versions) if !versions.contains(&current.version) => {
+            Err(ApiError::PreconditionFailed(format!(
+                "the schedule is at version {}, not the one If-Match names",
+                current.version
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Saves `row` only if the schedule is still at `current.version`, bumping the version; `None`
+/// when another writer got there first.
+async fn save_if_unchanged(
+    state: &AppState,
+    tenant: &TenantId,
+    mut row: schedule::ActiveModel,
+    current: &schedule::Model,
+    now: DateTime<Utc>,
+) -> Result<Option<schedule::Model>, ApiError> {
+    row.version = Set(current.version + 1);
+    row.updated_at = Set(now);
+    // Runtime state belongs to the worker; only the columns set above are written.
+    row.last_run_at = sea_orm::ActiveValue::NotSet;
+    row.total_runs = sea_orm::ActiveValue::NotSet;
+    let result = schedule::Entity::update_for_tenant(tenant)
+        .set(row)
+        .filter(schedule::Column::Id.eq(current.id))
+        .filter(schedule::Column::Version.eq(current.version))
+        .exec(&state.db)
+        .await?;
+    if result.rows_affected == 0 {
+        return Ok(None);
+    }
+    Ok(schedule::Entity::find_for_tenant_by_id(tenant, current.id)
+        .one(&state.db)
+        .await?)
+}
+
+/// The row that replaces the writable members of `current` with `after`: validated, under the
+/// caller's minimum interval when the spec changed, `next_run_at` recomputed when the timing
+/// changed, and unpaused when it is enabled again.
+pub fn replacement(
+    state: &AppState,
+    caller: &Caller,
+    current: &schedule::Model,
+    after: ScheduleInput,
+    now: DateTime<Utc>,
+) -> Result<schedule::ActiveModel, ApiError> {
+    let before = StoredSchedule::from_model(current)?;
+    let timing = after.validate(state.allow_private_targets)?;
+    let mut row = current.clone().into_active_model();
+    if after.schedule != before.spec {
+        check_min_interval(caller, &timing, now)?;
+    }
+    // A change to any of these decides anew when the schedule fires next.
+    let same_timing = after.schedule == before.spec
+        && after.start_at == before.start_at
+        && after.end_at == before.end_at
+        && after.max_runs == before.max_runs
+        && after.enabled == before.enabled;
+    if !same_timing {
+        row.next_run_at = Set(first_fire(&after, &timing, now, current.total_runs)?);
+    }
+    if after.enabled && !before.enabled {
+        row.paused_reason = Set(None);
+    }
+    StoredSchedule::from(after).write(&mut row)?;
+    Ok(row)
+}
+
+/// Creates the caller's schedule `name` from `document`, or replaces the one of that name
+/// (`expected` as for [`update_if_version`]; with it, a missing schedule is a 412). The name
+/// in `document` must already be `name`.
+pub async fn upsert_by_name(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    document: &serde_json::Value,
+    expected: Option<&[i64]>,
+) -> Result<Upserted, ApiError> {
+    for _ in 0..ATTEMPTS {
+        let replaced = update_if_version(
+            state,
+            &caller.tenant,
+            Key::Name(name),
+            expected,
+            |current, now| {
+                let after = ScheduleInput::from_json(document.clone())?;
+                replacement(state, caller, current, after, now).map(Some)
+            },
+        )
+        .await?;
+        if let Some(replaced) = replaced {
+            return Ok(Upserted::Replaced(replaced));
+        }
+        if expected.is_some() {
+            return Err(ApiError::PreconditionFailed(
+                "no schedule has this name".into(),
+            ));
+        }
+        let input = ScheduleInput::from_json(document.clone())?;
+        match insert(state, caller, input).await {
+            // Created concurrently by another request: replace it on the next round.
+            Err(ApiError::Conflict(_)) => continue,
+            other => return other.map(Upserted::Created),
+        }
+    }
+    Err(ApiError::Conflict(
+        "the schedule kept changing under this request; try again".into(),
+    ))
+}
+
+/// Deletes the tenant's schedule `id` with its run history, only at one of the `expected`
+/// versions when given (412 otherwise).
+pub async fn delete(
+    state: &AppState,
+    tenant: &TenantId,
+    id: Uuid,
+    expected: Option<&[i64]>,
+) -> Result<(), ApiError> {
+    let mut query = schedule::Entity::delete_for_tenant(tenant).filter(schedule::Column::Id.eq(id));
+    if expected.is_some() {
+        let current = load(&state.db, tenant, id).await?;
+        check_version(expected, &current)?;
+        query = query.filter(schedule::Column::Version.eq(current.version));
+    }
+    match query.exec(&state.db).await?.rows_affected {
+        0 => Err(ApiError::not_found("schedule")),
+        _ => Ok(()),
+    }
+}
+
+/// The fires of `schedule` from `from` to `to` (both inclusive), whatever its `max_runs`: at
+/// most `MAX_BACKFILL_RUNS`, and no closer together than the caller's minimum interval.
+pub fn fires_between(
+    caller: &Caller,
+    schedule: &schedule::Model,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<DateTime<Utc>>, ApiError> {
+    let mut timing = stored::timing(schedule)?;
+    timing.max_runs = None;
+    let mut fires = Vec::new();
+    let from = instant::ceil_micros(from);
+    let to = instant::floor_micros(to);
+    let mut next = from
+        .checked_sub_signed(chrono::Duration::microseconds(1))
+        .and_then(|before| timing.next_fire(before, 0));
+    while let Some(fire) = next.filter(|fire| *fire <= to) {
+        if fires.len() == MAX_BACKFILL_RUNS {
+            return Err(ApiError::validation(
+                "to",
+                format!(
+                    "the window holds more than {MAX_BACKFILL_RUNS} fires; backfill it in parts"
+                ),
+            ));
+        }
+        fires.push(fire);
+        next = timing.next_fire(fire, 0);
+    }
+    let minimum = chrono::Duration::seconds(caller.account.min_interval_seconds);
+    if let Some(gap) = fires
+        .windows(2)
+        .map(|pair| pair[1] - pair[0])
+        .min()
+        .filter(|gap| *gap < minimum)
+    {
+        return Err(ApiError::validation(
+            "from",
+            format!(
+                "the window's fires come as close as {} s apart; this tenant's minimum interval \
+                 between fires is {} s",
+                gap.num_seconds(),
+                caller.account.min_interval_seconds
+            ),
+        ));
+    }
+    Ok(fires)
+}
+
+/// Refuses a schedule whose fires come closer together than the tenant's minimum interval.
+fn check_min_interval(
+    caller: &Caller,
+    timing: &Timing,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let minimum = caller.account.min_interval_seconds;
+    match timing.shortest_gap(now) {
+        Some(gap) if gap < chrono::Duration::seconds(minimum) => Err(ApiError::validation(
+            "schedule",
+            format!(
+                "fires as often as every {} s; this tenant's minimum interval is {minimum} s",
+                gap.num_milliseconds() as f64 / 1000.0
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The first fire of a schedule saved at `now`, refusing a schedule that can no longer fire.
+fn first_fire(
+    input: &ScheduleInput,
+    timing: &Timing,
+    now: DateTime<Utc>,
+    runs_so_far: i64,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    if !input.enabled {
+        return Ok(None);
+    }
+    match timing.next_fire(now, runs_so_far) {
+        Some(next) => Ok(Some(next)),
+        None => Err(match input.schedule {
+            ScheduleSpec::Once(_) => ApiError::validation("schedule.at", "is not in the future"),
+            _ => ApiError::validation(
+                "schedule",
+                "never fires after now (check end_at and max_runs)",
+            ),
+        }),
+    }
+}
