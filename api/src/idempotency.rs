@@ -16,6 +16,7 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
 use hookbeat_entity::idempotency_key::{self, KEY_TTL};
+use hookbeat_entity::TenantId;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 use sha2::{Digest, Sha256};
@@ -57,7 +58,7 @@ where
         .to_owned();
     let fingerprint = fingerprint(req, body);
     let now = state.clock.now();
-    let tenant = caller.tenant.0.clone();
+    let tenant = caller.tenant.clone();
 
     if !reserve(state, &tenant, &key, &fingerprint, now).await? {
         let existing = idempotency_key::Entity::find_by_id((tenant.clone(), key.clone()))
@@ -120,13 +121,13 @@ fn fingerprint(req: &HttpRequest, body: &serde_json::Value) -> String {
 /// Takes the key for this request; `false` when it is already taken.
 async fn reserve(
     state: &AppState,
-    tenant: &str,
+    tenant: &TenantId,
     key: &str,
     fingerprint: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, ApiError> {
     let inserted = idempotency_key::Entity::insert(idempotency_key::ActiveModel {
-        tenant_id: Set(tenant.to_owned()),
+        tenant_id: Set(tenant.clone()),
         key: Set(key.to_owned()),
         fingerprint: Set(fingerprint.to_owned()),
         status: Set(None),
@@ -189,7 +190,7 @@ async fn take_over(
 
 async fn remember(
     state: &AppState,
-    tenant: &str,
+    tenant: &TenantId,
     key: &str,
     response: HttpResponse,
 ) -> Result<HttpResponse, ApiError> {
@@ -207,7 +208,7 @@ async fn remember(
         .try_into_bytes()
         .map_err(|_| ApiError::Internal(anyhow::anyhow!("a response to remember was streamed")))?;
     let body = String::from_utf8_lossy(&bytes).into_owned();
-    let row = idempotency_key::Entity::find_by_id((tenant.to_owned(), key.to_owned()))
+    let row = idempotency_key::Entity::find_by_id((tenant.clone(), key.to_owned()))
         .one(&state.db)
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("an idempotency key vanished")))?;

@@ -4,7 +4,7 @@
 //! these; the row's columns are written by the scheduler's `stored` codec.
 
 use chrono::{DateTime, Utc};
-use hookbeat_entity::{schedule, tenant, TenantId};
+use hookbeat_entity::{schedule, tenant, ScheduleId, TenantId};
 use hookbeat_scheduler::instant;
 use hookbeat_scheduler::notify::announce;
 use hookbeat_scheduler::schedule::{ScheduleSpec, Timing};
@@ -13,7 +13,6 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, IntoActiveModel, PaginatorTrait,
     QueryFilter, QuerySelect, Set,
 };
-use uuid::Uuid;
 
 use crate::auth::Caller;
 use crate::dto::schedule::{ScheduleInput, MAX_BACKFILL_RUNS};
@@ -29,7 +28,7 @@ const QUOTA_RETRY_AFTER_SECONDS: u64 = 3600;
 /// Which of a tenant's schedules a change is for.
 #[derive(Debug, Clone, Copy)]
 pub enum Key<'a> {
-    Id(Uuid),
+    Id(ScheduleId),
     Name(&'a str),
 }
 
@@ -43,7 +42,7 @@ pub enum Upserted {
 pub async fn load(
     db: &DatabaseConnection,
     tenant: &TenantId,
-    id: Uuid,
+    id: ScheduleId,
 ) -> Result<schedule::Model, ApiError> {
     find(db, tenant, Key::Id(id))
         .await?
@@ -261,7 +260,7 @@ pub async fn upsert_by_name(
 pub async fn delete(
     state: &AppState,
     tenant: &TenantId,
-    id: Uuid,
+    id: ScheduleId,
     expected: Option<&[i64]>,
 ) -> Result<(), ApiError> {
     let mut query = schedule::Entity::delete_for_tenant(tenant).filter(schedule::Column::Id.eq(id));

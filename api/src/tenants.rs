@@ -72,7 +72,7 @@ pub async fn create(
 ) -> Result<bool, DbErr> {
     let txn = db.begin().await?;
     let inserted = tenant::Entity::insert(tenant::ActiveModel {
-        id: Set(id.0.clone()),
+        id: Set(id.clone()),
         disabled: Set(false),
         max_schedules: Set(quotas.max_schedules),
         min_interval_seconds: Set(quotas.min_interval_seconds),
@@ -95,7 +95,7 @@ pub async fn create(
         };
         signing_secret::Entity::insert(signing_secret::ActiveModel {
             id: Set(secret_id),
-            tenant_id: Set(id.0.clone()),
+            tenant_id: Set(id.clone()),
             secret: Set(sealer.seal(row, &generate_secret())),
             created_at: Set(now),
             expires_at: Set(None),

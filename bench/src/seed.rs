@@ -116,7 +116,7 @@ pub async fn seed(
     while ids.len() < seed.count {
         let size = CHUNK.min(seed.count - ids.len());
         let chunk: Vec<Uuid> = (0..size).map(|_| Uuid::now_v7()).collect();
-        let shards = array_literal(chunk.iter().map(|id| shard_of(*id)));
+        let shards = array_literal(chunk.iter().map(|id| shard_of((*id).into())));
         let statement = Statement::from_sql_and_values(
             DbBackend::Postgres,
             &sql,

@@ -2,12 +2,14 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::RunId;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "attempts")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    pub run_id: Uuid,
+    pub run_id: RunId,
     pub attempt: i32,
     pub started_at: DateTimeUtc,
     pub duration_ms: i64,

@@ -3,6 +3,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::TenantId;
+
 /// How long a key is remembered: a retry within it replays the first response, and maintenance
 /// prunes rows older than it.
 pub const KEY_TTL: chrono::Duration = chrono::Duration::hours(24);
@@ -11,7 +13,7 @@ pub const KEY_TTL: chrono::Duration = chrono::Duration::hours(24);
 #[sea_orm(table_name = "idempotency_keys")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     #[sea_orm(primary_key, auto_increment = false)]
     pub key: String,
     /// SHA-256 of the method, path and body of the first request.

@@ -16,13 +16,15 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::{RunId, ScheduleId, TenantId};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "runs")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: Uuid,
-    pub tenant_id: String,
-    pub schedule_id: Uuid,
+    pub id: RunId,
+    pub tenant_id: TenantId,
+    pub schedule_id: ScheduleId,
     pub scheduled_for: DateTimeUtc,
     pub trigger: String,
     pub status: RunStatus,
@@ -52,22 +54,22 @@ impl ActiveModelBehavior for ActiveModel {}
 
 impl Entity {
     /// The root of every tenant-facing run query.
-    pub fn find_for_tenant(tenant: &crate::TenantId) -> Select<Entity> {
+    pub fn find_for_tenant(tenant: &TenantId) -> Select<Entity> {
         Self::find().filter(Column::TenantId.eq(tenant.as_str()))
     }
 
     /// One of the tenant's runs; another tenant's id finds nothing.
-    pub fn find_for_tenant_by_id(tenant: &crate::TenantId, id: Uuid) -> Select<Entity> {
+    pub fn find_for_tenant_by_id(tenant: &TenantId, id: RunId) -> Select<Entity> {
         Self::find_for_tenant(tenant).filter(Column::Id.eq(id))
     }
 
     /// The root of every tenant-facing run update.
-    pub fn update_for_tenant(tenant: &crate::TenantId) -> sea_orm::UpdateMany<Entity> {
+    pub fn update_for_tenant(tenant: &TenantId) -> sea_orm::UpdateMany<Entity> {
         Self::update_many().filter(Column::TenantId.eq(tenant.as_str()))
     }
 
     /// The root of every tenant-facing run delete.
-    pub fn delete_for_tenant(tenant: &crate::TenantId) -> sea_orm::DeleteMany<Entity> {
+    pub fn delete_for_tenant(tenant: &TenantId) -> sea_orm::DeleteMany<Entity> {
         Self::delete_many().filter(Column::TenantId.eq(tenant.as_str()))
     }
 }

@@ -6,14 +6,14 @@
 use sea_orm::entity::prelude::*;
 use sea_orm::{DeleteMany, UpdateMany};
 
-use crate::TenantId;
+use crate::{ScheduleId, TenantId};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "schedules")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: Uuid,
-    pub tenant_id: String,
+    pub id: ScheduleId,
+    pub tenant_id: TenantId,
     pub shard: i32,
     pub name: String,
     pub description: Option<String>,
@@ -52,7 +52,7 @@ impl Entity {
     }
 
     /// One of the tenant's schedules; another tenant's id finds nothing.
-    pub fn find_for_tenant_by_id(tenant: &TenantId, id: Uuid) -> Select<Entity> {
+    pub fn find_for_tenant_by_id(tenant: &TenantId, id: ScheduleId) -> Select<Entity> {
         Self::find_for_tenant(tenant).filter(Column::Id.eq(id))
     }
 

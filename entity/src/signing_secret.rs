@@ -11,7 +11,7 @@ use crate::TenantId;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub secret: String,
     pub created_at: DateTimeUtc,
     pub expires_at: Option<DateTimeUtc>,

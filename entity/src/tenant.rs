@@ -8,7 +8,7 @@ use crate::TenantId;
 #[sea_orm(table_name = "tenants")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub id: String,
+    pub id: TenantId,
     pub disabled: bool,
     pub max_schedules: i64,
     pub min_interval_seconds: i64,

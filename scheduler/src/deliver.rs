@@ -6,8 +6,6 @@ use std::time::Instant;
 use chrono::{DateTime, SecondsFormat, Utc};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 
-use uuid::Uuid;
-
 use crate::definition::{reserved_header, Target};
 use crate::retry::parse_retry_after;
 use crate::signing::{signature_header, SigningKey};
@@ -24,7 +22,7 @@ pub const USER_AGENT: &str = concat!("hookbeat/", env!("CARGO_PKG_VERSION"));
 pub struct Delivery<'a> {
     /// The run's id, or a step's id derived from it (see `steps::webhook_id`).
     pub webhook_id: String,
-    pub schedule_id: Uuid,
+    pub schedule_id: hookbeat_entity::ScheduleId,
     pub scheduled_for: DateTime<Utc>,
     pub attempt: i32,
     pub target: &'a Target,

@@ -2,7 +2,7 @@
 //! shared out among them.
 
 use chrono::{DateTime, Utc};
-use hookbeat_entity::run;
+use hookbeat_entity::{run, TenantId};
 use sea_orm::DatabaseConnection;
 
 use crate::runs;
@@ -20,8 +20,8 @@ const TENANT_LIST_TTL: chrono::Duration = chrono::Duration::milliseconds(500);
 #[derive(Debug, Default)]
 pub struct Rotation {
     /// The last tenant served, where the next listing starts.
-    cursor: String,
-    tenants: Vec<String>,
+    cursor: TenantId,
+    tenants: Vec<TenantId>,
     listed_at: Option<DateTime<Utc>>,
 }
 
@@ -38,7 +38,7 @@ pub async fn claim_fair(
     lease_until: DateTime<Utc>,
     limit: usize,
     rotation: &mut Rotation,
-    skip: &[String],
+    skip: &[TenantId],
 ) -> anyhow::Result<Vec<run::Model>> {
     let stale = rotation
         .listed_at
@@ -46,7 +46,7 @@ pub async fn claim_fair(
     if stale {
         list_due_tenants(db, now, rotation).await?;
     }
-    let served: Vec<String> = rotation
+    let served: Vec<TenantId> = rotation
         .tenants
         .iter()
         .filter(|tenant| !skip.contains(tenant))
@@ -75,8 +75,10 @@ async fn list_due_tenants(
     rotation: &mut Rotation,
 ) -> anyhow::Result<()> {
     let mut tenants = runs::due_tenants(db, now, &rotation.cursor, MAX_TENANTS_PER_CLAIM).await?;
-    if tenants.len() < MAX_TENANTS_PER_CLAIM && !rotation.cursor.is_empty() {
-        let wrapped = runs::due_tenants(db, now, "", MAX_TENANTS_PER_CLAIM - tenants.len()).await?;
+    if tenants.len() < MAX_TENANTS_PER_CLAIM && !rotation.cursor.as_str().is_empty() {
+        let first = TenantId::default();
+        let wrapped =
+            runs::due_tenants(db, now, &first, MAX_TENANTS_PER_CLAIM - tenants.len()).await?;
         for tenant in wrapped {
             if !tenants.contains(&tenant) {
                 tenants.push(tenant);

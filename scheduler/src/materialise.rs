@@ -14,8 +14,8 @@ use std::collections::{HashMap, HashSet};
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use hookbeat_entity::{run, schedule};
+use hookbeat_entity::{ScheduleId, TenantId};
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, Value};
-use uuid::Uuid;
 
 use crate::definition::{Catchup, Overlap};
 use crate::runs::{self, Lease, NewRun};
@@ -73,7 +73,7 @@ const SELECT_DISABLED: &str = "SELECT id FROM tenants WHERE disabled AND id IN "
 
 #[derive(Debug, FromQueryResult)]
 struct TenantIdRow {
-    id: String,
+    id: TenantId,
 }
 
 /// What a pass made, and the runs it leased to the calling worker with their schedules.
@@ -81,7 +81,7 @@ struct TenantIdRow {
 pub struct Materialised {
     pub report: Report,
     pub leased: Vec<run::Model>,
-    pub schedules: HashMap<Uuid, schedule::Model>,
+    pub schedules: HashMap<ScheduleId, schedule::Model>,
 }
 
 /// Materialises up to `batch` due schedules in one transaction.
@@ -134,7 +134,7 @@ pub async fn materialise_and_lease(
         return Ok(Materialised::default());
     }
 
-    let overlap_ids: Vec<Uuid> = due
+    let overlap_ids: Vec<ScheduleId> = due
         .iter()
         .filter(|s| Overlap::from_db(&s.overlap) == Overlap::Skip)
         .map(|s| s.id)
@@ -150,7 +150,7 @@ pub async fn materialise_and_lease(
         .map(Value::from)
         .collect();
     let in_list = sql::placeholders(1, tenant_ids.len());
-    let disabled: HashSet<String> = TenantIdRow::find_by_statement(sql::statement(
+    let disabled: HashSet<TenantId> = TenantIdRow::find_by_statement(sql::statement(
         backend,
         &format!("{SELECT_DISABLED}{in_list}"),
         tenant_ids,
@@ -187,7 +187,7 @@ pub async fn materialise_and_lease(
         advances.push((schedule.id, plan));
     }
 
-    let mut created: HashMap<Uuid, i64> = HashMap::new();
+    let mut created: HashMap<ScheduleId, i64> = HashMap::new();
     let mut leased = Vec::new();
     for run in runs::insert(&txn, &fires, now, lease).await? {
         *created.entry(run.schedule_id).or_default() += 1;
@@ -245,7 +245,7 @@ pub async fn materialise_and_lease(
         schedules: due.len(),
         runs_created: created.values().sum::<i64>() as usize,
     };
-    let leased_schedules: HashSet<Uuid> = leased.iter().map(|r| r.schedule_id).collect();
+    let leased_schedules: HashSet<ScheduleId> = leased.iter().map(|r| r.schedule_id).collect();
     let schedules = due
         .into_iter()
         .filter(|s| leased_schedules.contains(&s.id))

@@ -51,7 +51,7 @@ pub fn decide(
             let delay = retry::next_delay(
                 policy,
                 run.attempts - run.retry_base,
-                run.id.as_u128() as u64,
+                run.id.0.as_u128() as u64,
                 result.retry_after,
             );
             (
@@ -116,9 +116,9 @@ mod tests {
     fn run(step: i32, attempts: i32) -> run::Model {
         let now: DateTime<Utc> = "2030-01-01T00:00:00Z".parse().unwrap();
         run::Model {
-            id: uuid::Uuid::now_v7(),
+            id: hookbeat_entity::RunId::new(),
             tenant_id: "t".into(),
-            schedule_id: uuid::Uuid::now_v7(),
+            schedule_id: hookbeat_entity::ScheduleId::new(),
             scheduled_for: now,
             trigger: "schedule".into(),
             status: RunStatus::Delivering,

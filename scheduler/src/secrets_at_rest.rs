@@ -124,7 +124,7 @@ async fn check(
         let rows = page.all(db).await.context("reading the signing secrets")?;
         for row in &rows {
             let at = Row::SigningSecret {
-                tenant: &row.tenant_id,
+                tenant: row.tenant_id.as_str(),
                 id: row.id,
             };
             sealer.open(at, &row.secret).map_err(|error| {
@@ -181,7 +181,7 @@ async fn reseal_signing_secrets(
     let mut sealed = 0;
     for row in rows {
         let at = Row::SigningSecret {
-            tenant: &row.tenant_id,
+            tenant: row.tenant_id.as_str(),
             id: row.id,
         };
         if !sealer.needs_sealing(&row.secret) {

@@ -14,8 +14,8 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use hookbeat_entity::run::{self, ON_FAILURE_STEP};
+use hookbeat_entity::RunId;
 use serde_json::{json, Value};
-use uuid::Uuid;
 
 use crate::definition::Target;
 
@@ -49,7 +49,7 @@ impl Steps {
 
 /// The `webhook-id` of a step of a run: the run id for the target, suffixed for the others, so
 /// each step has its own id and keeps it on every attempt.
-pub fn webhook_id(run_id: Uuid, step: i32) -> String {
+pub fn webhook_id(run_id: RunId, step: i32) -> String {
     match step {
         0 => run_id.to_string(),
         ON_FAILURE_STEP => format!("{run_id}-on-failure"),
@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn each_step_has_its_own_stable_id_and_name() {
-        let id = Uuid::now_v7();
+        let id = RunId::new();
         assert_eq!(webhook_id(id, 0), id.to_string());
         assert_eq!(webhook_id(id, 2), format!("{id}-then-2"));
         assert_eq!(webhook_id(id, ON_FAILURE_STEP), format!("{id}-on-failure"));

@@ -4,10 +4,9 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use hookbeat_entity::{schedule, TenantId};
+use hookbeat_entity::{schedule, ScheduleId, TenantId};
 use sea_orm::ActiveValue::Set;
 use serde::de::DeserializeOwned;
-use uuid::Uuid;
 
 use crate::definition::{Catchup, Overlap, RetryPolicy, Target};
 use crate::schedule::{ScheduleSpec, Timing};
@@ -93,10 +92,10 @@ impl StoredSchedule {
 /// 1, no runs and no next fire yet. The caller fills in the members with [`StoredSchedule::write`]
 /// and sets `next_run_at`.
 pub fn new_row(tenant: &TenantId, now: DateTime<Utc>) -> schedule::ActiveModel {
-    let id = Uuid::now_v7();
+    let id = ScheduleId::new();
     schedule::ActiveModel {
         id: Set(id),
-        tenant_id: Set(tenant.as_str().to_owned()),
+        tenant_id: Set(tenant.clone()),
         shard: Set(shard_of(id)),
         paused_reason: Set(None),
         next_run_at: Set(None),

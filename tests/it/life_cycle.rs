@@ -3,16 +3,16 @@
 
 use chrono::{DateTime, Duration, Utc};
 use hookbeat_entity::run::{self, RunStatus};
+use hookbeat_entity::{RunId, ScheduleId};
 use hookbeat_scheduler::runs::{self, AttemptRecord, Finished, Lease, NewRun, RunUpdate};
 use hookbeat_scheduler::Clock;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::helpers::{spawn_app, Backend, TestApp};
 use crate::on_both_databases;
 
-async fn row(app: &TestApp, id: Uuid) -> run::Model {
+async fn row(app: &TestApp, id: RunId) -> run::Model {
     run::Entity::find_by_id(id)
         .one(&app.db)
         .await
@@ -20,7 +20,7 @@ async fn row(app: &TestApp, id: Uuid) -> run::Model {
         .expect("the run exists")
 }
 
-async fn attempts_of(app: &TestApp, id: Uuid) -> Vec<hookbeat_entity::attempt::Model> {
+async fn attempts_of(app: &TestApp, id: RunId) -> Vec<hookbeat_entity::attempt::Model> {
     hookbeat_entity::attempt::Entity::find()
         .filter(hookbeat_entity::attempt::Column::RunId.eq(id))
         .all(&app.db)
@@ -28,9 +28,9 @@ async fn attempts_of(app: &TestApp, id: Uuid) -> Vec<hookbeat_entity::attempt::M
         .unwrap()
 }
 
-fn fire(app: &TestApp, schedule: Uuid, at: DateTime<Utc>) -> NewRun {
+fn fire(app: &TestApp, schedule: ScheduleId, at: DateTime<Utc>) -> NewRun {
     NewRun {
-        tenant_id: app.tenant.clone(),
+        tenant_id: app.tenant.as_str().into(),
         schedule_id: schedule,
         scheduled_for: at,
         trigger: run::trigger::SCHEDULE,
@@ -88,7 +88,7 @@ async fn every_transition_of_a_run(backend: Backend) {
             "target": {"url": "http://127.0.0.1:9/"},
         }))
         .await;
-    let schedule: Uuid = schedule["id"].as_str().unwrap().parse().unwrap();
+    let schedule = ScheduleId(schedule["id"].as_str().unwrap().parse().unwrap());
     let t0 = app.clock.now();
     let lease = Duration::seconds(60);
 

@@ -633,7 +633,7 @@ async fn a_tenant_backlog_does_not_starve_other_tenants() {
     assert_eq!(
         batch
             .iter()
-            .filter(|r| r.tenant_id == "quiet-tenant")
+            .filter(|r| r.tenant_id.as_str() == "quiet-tenant")
             .count(),
         1,
         "the quiet tenant's run is in the first batch"
@@ -642,7 +642,7 @@ async fn a_tenant_backlog_does_not_starve_other_tenants() {
     let earliest = now - Duration::seconds(50);
     assert!(batch
         .iter()
-        .filter(|r| r.tenant_id == app.tenant)
+        .filter(|r| r.tenant_id.as_str() == app.tenant)
         .all(|r| r.scheduled_for == earliest));
 }
 

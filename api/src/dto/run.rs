@@ -45,8 +45,8 @@ impl From<run::Model> for Run {
     fn from(m: run::Model) -> Self {
         let waiting = m.status.is_waiting();
         Self {
-            id: m.id,
-            schedule_id: m.schedule_id,
+            id: m.id.into(),
+            schedule_id: m.schedule_id.into(),
             scheduled_for: m.scheduled_for,
             trigger: m.trigger,
             status: m.status.as_str().to_owned(),

@@ -272,7 +272,7 @@ impl Schedule {
     pub fn from_model(m: schedule::Model) -> Result<Self, ApiError> {
         Ok(Self {
             input: ScheduleInput::from_model(&m)?,
-            id: m.id,
+            id: m.id.into(),
             paused_reason: m.paused_reason,
             next_run_at: if m.enabled { m.next_run_at } else { None },
             last_run_at: m.last_run_at,

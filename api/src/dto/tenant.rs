@@ -29,7 +29,7 @@ pub struct Tenant {
 impl From<tenant::Model> for Tenant {
     fn from(m: tenant::Model) -> Self {
         Self {
-            id: m.id,
+            id: m.id.to_string(),
             disabled: m.disabled,
             max_schedules: m.max_schedules,
             min_interval_seconds: m.min_interval_seconds,

@@ -14,8 +14,10 @@ use uuid::Uuid;
 use crate::error::ApiError;
 
 /// A path id; anything that is not a UUID names nothing, so it is a 404 like an unknown id.
-pub fn parse_id(raw: &str, what: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::not_found(what))
+pub fn parse_id<Id: From<Uuid>>(raw: &str, what: &str) -> Result<Id, ApiError> {
+    Uuid::parse_str(raw)
+        .map(Id::from)
+        .map_err(|_| ApiError::not_found(what))
 }
 
 /// The version an `If-Match` header demands, if any. `*` matches every version.

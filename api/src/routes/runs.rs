@@ -3,9 +3,8 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use hookbeat_entity::run::RunStatus;
-use hookbeat_entity::{attempt, run};
+use hookbeat_entity::{attempt, run, ScheduleId};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-use uuid::Uuid;
 
 use hookbeat_scheduler::notify::announce;
 use hookbeat_scheduler::runs;
@@ -26,7 +25,7 @@ use crate::state::AppState;
 async fn page(
     state: &AppState,
     caller: &Caller,
-    schedule_id: Option<Uuid>,
+    schedule_id: Option<ScheduleId>,
     page: &PageQuery,
     filter: &RunFilter,
 ) -> Result<HttpResponse, ApiError> {
@@ -47,7 +46,7 @@ async fn page(
         .limit(limit + 1)
         .all(&state.db)
         .await?;
-    let (rows, next_cursor) = finish_page(rows, limit, |r| r.id);
+    let (rows, next_cursor) = finish_page(rows, limit, |r| r.id.into());
     Ok(HttpResponse::Ok().json(RunPage {
         items: rows.into_iter().map(Run::from).collect(),
         next_cursor,

@@ -116,7 +116,7 @@ pub async fn list(
         .limit(limit + 1)
         .all(&state.db)
         .await?;
-    let (rows, next_cursor) = finish_page(rows, limit, |s| s.id);
+    let (rows, next_cursor) = finish_page(rows, limit, |s| s.id.into());
     let items = rows
         .into_iter()
         .map(Schedule::from_model)

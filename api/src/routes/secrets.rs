@@ -29,7 +29,7 @@ async fn current(state: &AppState, caller: &Caller) -> Result<HttpResponse, ApiE
     let mut secrets = Vec::with_capacity(rows.len());
     for row in rows {
         let at = Row::SigningSecret {
-            tenant: &row.tenant_id,
+            tenant: row.tenant_id.as_str(),
             id: row.id,
         };
         let secret = state
@@ -136,7 +136,7 @@ async fn rotate_once(
     };
     signing_secret::ActiveModel {
         id: Set(id),
-        tenant_id: Set(tenant.as_str().to_owned()),
+        tenant_id: Set(tenant.clone()),
         secret: Set(state.sealer.seal(row, &generate_secret())),
         created_at: Set(now),
         expires_at: Set(None),

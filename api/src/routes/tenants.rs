@@ -106,7 +106,7 @@ pub async fn list(
         .await?;
     let next_cursor = if rows.len() as u64 > limit {
         rows.truncate(limit as usize);
-        rows.last().map(|t| t.id.clone())
+        rows.last().map(|t| t.id.to_string())
     } else {
         None
     };
@@ -171,7 +171,7 @@ pub async fn patch(
     };
     check_quotas(&quotas)?;
     let disabled = change.disabled.unwrap_or(current.disabled);
-    if disabled && !current.disabled && current.id == caller.tenant.as_str() {
+    if disabled && !current.disabled && current.id == caller.tenant {
         // The admin's own tenant: disabling it would lock the installation out of its admin API.
         return Err(ApiError::Conflict(
             "an admin cannot disable its own tenant; use an admin token of another tenant".into(),

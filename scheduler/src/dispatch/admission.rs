@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
+use hookbeat_entity::TenantId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::politeness::{AtLimit, Key, Limits, Reservation};
@@ -130,8 +131,9 @@ impl Admission {
     }
 
     /// The tenants at their share of the slots: a claim leaves their runs where they are.
-    pub(super) fn tenants_at_limit(&self) -> Vec<String> {
-        self.limits.tenants_at_limit()
+    pub(super) fn tenants_at_limit(&self) -> Vec<TenantId> {
+        let tenants = self.limits.tenants_at_limit();
+        tenants.into_iter().map(TenantId::from).collect()
     }
 
     /// Keeps the `runs` that fit under the limits, each with its place, in order; `key` names a
@@ -304,7 +306,7 @@ mod tests {
             at(0),
         );
         assert_eq!(admitted.kept.len(), 2);
-        assert_eq!(admission.tenants_at_limit(), vec!["busy".to_owned()]);
+        assert_eq!(admission.tenants_at_limit(), vec![TenantId::from("busy")]);
         drop(admitted);
         assert!(admission.tenants_at_limit().is_empty());
     }

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use hookbeat_entity::{run, schedule, signing_secret};
+use hookbeat_entity::{RunId, ScheduleId, TenantId};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
-use uuid::Uuid;
 
 use crate::definition::RetryPolicy;
 use crate::fairness::{self, Rotation};
@@ -33,7 +33,7 @@ impl Claimed {
         let (steps, _) = self.schedule.as_ref()?;
         let target = steps.target_of(&self.run)?;
         Some((
-            self.run.tenant_id.clone(),
+            self.run.tenant_id.to_string(),
             crate::politeness::host_key(&target.url),
         ))
     }
@@ -89,7 +89,7 @@ impl Intake {
         &self,
         now: DateTime<Utc>,
         limit: usize,
-        skip: &[String],
+        skip: &[TenantId],
     ) -> anyhow::Result<Vec<Claimed>> {
         if self.rescue_due(now) {
             let rescued = runs::rescue_expired(&self.db, now, self.rescue_batch).await?;
@@ -133,14 +133,14 @@ impl Intake {
     pub(super) async fn take_in(
         &self,
         runs: Vec<run::Model>,
-        schedules: &HashMap<Uuid, schedule::Model>,
+        schedules: &HashMap<ScheduleId, schedule::Model>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Vec<Claimed>> {
         if runs.is_empty() {
             return Ok(Vec::new());
         }
         let tenants: HashSet<&str> = runs.iter().map(|r| r.tenant_id.as_str()).collect();
-        let mut keys: HashMap<String, Vec<SigningKey>> = HashMap::new();
+        let mut keys: HashMap<TenantId, Vec<SigningKey>> = HashMap::new();
         for secret in signing_secret::Entity::find_valid_for_tenants(tenants, now)
             .all(&self.db)
             .await
@@ -175,14 +175,14 @@ impl Intake {
         }
         self.metrics.handed_back.inc_by(refused.len() as u64);
         tracing::debug!(runs = refused.len(), "handed back over a politeness limit");
-        let ids: Vec<Uuid> = refused.iter().map(|c| c.run.id).collect();
+        let ids: Vec<RunId> = refused.iter().map(|c| c.run.id).collect();
         runs::hand_back(&self.db, &self.worker_id, &ids, now + HAND_BACK_DELAY, now).await
     }
 
     /// A signing key from its stored secret; `None` (and a log line) if it cannot be read.
     fn open(&self, secret: &signing_secret::Model) -> Option<SigningKey> {
         let row = Row::SigningSecret {
-            tenant: &secret.tenant_id,
+            tenant: secret.tenant_id.as_str(),
             id: secret.id,
         };
         match self.sealer.open(row, &secret.secret) {

@@ -32,6 +32,7 @@ use std::collections::HashSet;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use hookbeat_entity::run::{self, RunStatus};
+use hookbeat_entity::{RunId, ScheduleId, TenantId};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, FromQueryResult, Statement, Value,
 };
@@ -98,7 +99,7 @@ pub async fn claim(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     limit: usize,
-    skip: &[String],
+    skip: &[TenantId],
 ) -> anyhow::Result<Vec<run::Model>> {
     let condition = if skip.is_empty() {
         String::new()
@@ -119,7 +120,7 @@ pub async fn claim_per_tenant(
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
     share: usize,
-    tenants: &[String],
+    tenants: &[TenantId],
 ) -> anyhow::Result<Vec<run::Model>> {
     if tenants.is_empty() {
         return Ok(Vec::new());
@@ -160,7 +161,7 @@ fn claim_values(
     lease_until: DateTime<Utc>,
     now: DateTime<Utc>,
     limit: usize,
-    tenants: &[String],
+    tenants: &[TenantId],
 ) -> Vec<Value> {
     let mut values: Vec<Value> = vec![
         worker_id.into(),
@@ -168,7 +169,7 @@ fn claim_values(
         now.into(),
         (limit as i64).into(),
     ];
-    values.extend(tenants.iter().map(|t| Value::from(t.as_str())));
+    values.extend(tenants.iter().map(|t| Value::from(t.clone())));
     values
 }
 
@@ -185,19 +186,19 @@ async fn take(
 pub async fn due_tenants(
     db: &DatabaseConnection,
     now: DateTime<Utc>,
-    after: &str,
+    after: &TenantId,
     limit: usize,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Vec<TenantId>> {
     #[derive(FromQueryResult)]
     struct TenantRow {
-        tenant_id: String,
+        tenant_id: TenantId,
     }
     let backend = db.get_database_backend();
     let query = match backend {
         DbBackend::Sqlite => sql::DUE_TENANTS_SQLITE,
         _ => sql::DUE_TENANTS,
     };
-    let values = vec![now.into(), after.into(), (limit as i64).into()];
+    let values = vec![now.into(), after.clone().into(), (limit as i64).into()];
     Ok(
         TenantRow::find_by_statement(statement(backend, query, values))
             .all(db)
@@ -213,7 +214,7 @@ pub async fn due_tenants(
 pub async fn hand_back(
     db: &DatabaseConnection,
     worker_id: &str,
-    runs: &[Uuid],
+    runs: &[RunId],
     due_again: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
@@ -278,7 +279,7 @@ pub async fn release_owned(
 /// A run in flight as [`sql::SELECT_EXPIRED`] and [`sql::SELECT_OWNED`] read it.
 #[derive(FromQueryResult)]
 struct InFlight {
-    id: Uuid,
+    id: RunId,
     attempts: i32,
     step: i32,
     locked_by: Option<String>,
@@ -313,7 +314,7 @@ async fn take_back(
     txn.execute(statement(backend, &take_back, values))
         .await
         .context("taking runs back")?;
-    let records: Vec<(Uuid, i32, i32, AttemptRecord)> = lost
+    let records: Vec<(RunId, i32, i32, AttemptRecord)> = lost
         .iter()
         .map(|row| {
             let worker = row.locked_by.as_deref().unwrap_or("unknown");
@@ -353,7 +354,7 @@ pub async fn finish(
 ) -> anyhow::Result<Vec<bool>> {
     #[derive(FromQueryResult)]
     struct IdRow {
-        id: Uuid,
+        id: RunId,
     }
     if finished.is_empty() {
         return Ok(Vec::new());
@@ -380,7 +381,7 @@ pub async fn finish(
     }
 
     let txn = begin_write(db).await.context("beginning write-back")?;
-    let applied: HashSet<Uuid> = IdRow::find_by_statement(statement(backend, &finish, values))
+    let applied: HashSet<RunId> = IdRow::find_by_statement(statement(backend, &finish, values))
         .all(&txn)
         .await
         .context("writing back runs")?
@@ -406,7 +407,7 @@ pub async fn finish(
 /// group is at most a claim batch, well under both backends' parameter limits.
 fn record_attempts<'a>(
     backend: DbBackend,
-    attempts: impl ExactSizeIterator<Item = (Uuid, i32, i32, &'a AttemptRecord)>,
+    attempts: impl ExactSizeIterator<Item = (RunId, i32, i32, &'a AttemptRecord)>,
 ) -> Statement {
     let rows = placeholder_rows(1, attempts.len(), sql::ATTEMPT_COLUMNS);
     let mut values: Vec<Value> = Vec::with_capacity(attempts.len() * sql::ATTEMPT_COLUMNS);
@@ -479,11 +480,11 @@ pub async fn prune_finished(
 /// Which of `schedules` still have an unfinished run.
 pub async fn unfinished_schedules(
     conn: &impl ConnectionTrait,
-    schedules: &[Uuid],
-) -> anyhow::Result<HashSet<Uuid>> {
+    schedules: &[ScheduleId],
+) -> anyhow::Result<HashSet<ScheduleId>> {
     #[derive(FromQueryResult)]
     struct ScheduleIdRow {
-        schedule_id: Uuid,
+        schedule_id: ScheduleId,
     }
     if schedules.is_empty() {
         return Ok(HashSet::new());

@@ -3,13 +3,13 @@
 
 use chrono::{DateTime, Utc};
 use hookbeat_entity::run::RunStatus;
-use uuid::Uuid;
+use hookbeat_entity::{RunId, ScheduleId, TenantId};
 
 /// A run to make: a fire of its schedule, or a manual trigger or backfill.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRun {
-    pub tenant_id: String,
-    pub schedule_id: Uuid,
+    pub tenant_id: TenantId,
+    pub schedule_id: ScheduleId,
     /// The fire it delivers.
     pub scheduled_for: DateTime<Utc>,
     /// `hookbeat_entity::run::trigger`'s names.
@@ -60,7 +60,7 @@ pub struct AttemptRecord {
 #[derive(Debug, Clone)]
 pub struct Finished {
     /// The run as claimed: its id, and the attempt number that fences the write-back.
-    pub run_id: Uuid,
+    pub run_id: RunId,
     pub attempt: i32,
     pub step: i32,
     pub record: AttemptRecord,

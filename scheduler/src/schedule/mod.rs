@@ -280,16 +280,15 @@ pub fn preview(
 /// A deterministic delay in `0..=jitter_ms` for one fire of one schedule: the same on every
 /// worker and on every retry, so jitter never moves a fire twice.
 pub fn jitter_for(
-    schedule_id: uuid::Uuid,
+    schedule_id: hookbeat_entity::ScheduleId,
     scheduled_for: DateTime<Utc>,
     jitter_ms: i64,
 ) -> Duration {
     if jitter_ms <= 0 {
         return Duration::zero();
     }
-    let seed = schedule_id.as_u128() as u64
-        ^ (schedule_id.as_u128() >> 64) as u64
-        ^ scheduled_for.timestamp_micros() as u64;
+    let id = schedule_id.0.as_u128();
+    let seed = id as u64 ^ (id >> 64) as u64 ^ scheduled_for.timestamp_micros() as u64;
     Duration::milliseconds((splitmix64(seed) % (jitter_ms as u64 + 1)) as i64)
 }
 
@@ -443,7 +442,7 @@ mod tests {
 
     #[test]
     fn jitter_is_deterministic_and_bounded() {
-        let id = uuid::Uuid::now_v7();
+        let id = hookbeat_entity::ScheduleId::new();
         let at = t("2026-01-01T00:00:00Z");
         let first = jitter_for(id, at, 5_000);
         assert_eq!(first, jitter_for(id, at, 5_000));

@@ -14,16 +14,16 @@ pub use coordinator::{fair_share, Coordinator, Heartbeat, ShardConfig};
 use std::sync::{Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
+use hookbeat_entity::ScheduleId;
 use sea_orm::DatabaseConnection;
-use uuid::Uuid;
 
 /// Schedules are spread over a fixed number of logical shards, the unit that workers divide
 /// among themselves. Fixed at install: changing it would move every schedule.
 pub const SHARD_COUNT: u64 = 64;
 
 /// The shard of a schedule, from its id's random bits.
-pub fn shard_of(id: Uuid) -> i32 {
-    (crate::schedule::splitmix64(id.as_u128() as u64) % SHARD_COUNT) as i32
+pub fn shard_of(id: ScheduleId) -> i32 {
+    (crate::schedule::splitmix64(id.0.as_u128() as u64) % SHARD_COUNT) as i32
 }
 
 /// Shard ids as an SQL list (`1, 5, 9`); they are integers, so they are written into the SQL.
