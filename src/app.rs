@@ -211,9 +211,12 @@ pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Re
             cancel.clone(),
         ));
     }
-    let mut worker = roles
-        .worker
-        .then(|| tokio::spawn(components.worker.clone().run(cancel.clone())));
+    // Supervision: each role is a task; whichever ends first stops the others, and each one's
+    // end is logged with why. A role that ends before shutdown was asked for fails the process.
+    let mut running = Supervisor::default();
+    if roles.worker {
+        running.start("worker", components.worker.clone().run(cancel.clone()));
+    }
     // Readiness reports on the worker where this process runs one.
     let state = AppState {
         worker: roles
@@ -226,78 +229,91 @@ pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Re
             .with_context(|| format!("binding the metrics listener to {address}"))?;
         let bound = listener.local_addr().context("reading the bound address")?;
         let server = hookbeat_api::startup::run_operations(listener, state.clone())?;
-        let handle = server.handle();
         tracing::info!(address = %format!("http://{bound}"), "worker metrics and health listening");
-        tokio::spawn(server);
-        let stopper = cancel.clone();
-        tokio::spawn(async move {
-            stopper.cancelled().await;
-            handle.stop(true).await;
-        });
+        running.start("metrics listener", serve_until(server, cancel.clone()));
     }
     if roles.api {
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding the API to {}", settings.listen))?;
         let address = listener.local_addr().context("reading the bound address")?;
         let server = hookbeat_api::run(listener, state, None)?;
-        let handle = server.handle();
         tracing::info!(
             address = %format!("http://{address}"),
             database = %database::redact(&settings.database_url),
             worker = roles.worker,
             "hookbeat API listening; get a token with: hookbeat token --tenant demo"
         );
-        let stopper = cancel.clone();
-        tokio::spawn(async move {
-            stopper.cancelled().await;
-            handle.stop(true).await;
-        });
-        // Supervision: whichever role ends first ends the process; a worker that ends before
-        // shutdown was asked for stops the API too and makes the process fail.
-        let server = tokio::spawn(server);
-        let ended_early = match worker.as_mut() {
-            Some(running) => {
-                tokio::select! {
-                    served = server => {
-                        served.context("the API server panicked")?.context("the API server failed")?;
-                        None
-                    }
-                    finished = running => Some(finished),
-                }
-            }
-            None => {
-                server
-                    .await
-                    .context("the API server panicked")?
-                    .context("the API server failed")?;
-                None
-            }
-        };
-        if let Some(finished) = ended_early {
-            worker = None;
-            let why = match finished {
-                Ok(Ok(())) if cancel.is_cancelled() => None,
-                Ok(Ok(())) => Some("the worker stopped on its own".to_owned()),
-                Ok(Err(error)) => Some(format!("the worker failed: {error:#}")),
-                Err(error) => Some(format!("the worker task panicked: {error}")),
-            };
-            cancel.cancel();
-            if let Some(why) = why {
-                tracing::error!(reason = %why, "a role ended; stopping the process");
-                anyhow::bail!(why);
-            }
-        }
-        tracing::info!("API stopped");
-        cancel.cancel();
+        running.start("API", serve_until(server, cancel.clone()));
     }
-    if let Some(worker) = worker {
-        worker.await.context("the worker task panicked")??;
-    }
+    let outcome = running.until_all_end(&cancel).await;
     components.db.close().await.ok();
     if let Some(worker_db) = components.worker_db {
         worker_db.close().await.ok();
     }
-    Ok(())
+    outcome
+}
+
+/// Serves until `cancel` fires, then stops gracefully (in-flight requests finish).
+async fn serve_until(
+    server: actix_web::dev::Server,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let handle = server.handle();
+    tokio::spawn(async move {
+        cancel.cancelled().await;
+        handle.stop(true).await;
+    });
+    server.await.context("serving failed")
+}
+
+/// The roles of a process as tasks, each with its name.
+#[derive(Default)]
+struct Supervisor {
+    tasks: tokio::task::JoinSet<anyhow::Result<()>>,
+    names: std::collections::HashMap<tokio::task::Id, &'static str>,
+}
+
+impl Supervisor {
+    fn start(
+        &mut self,
+        name: &'static str,
+        role: impl std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+    ) {
+        let id = self.tasks.spawn(role).id();
+        self.names.insert(id, name);
+    }
+
+    /// Waits for every role to end. The first to end cancels the others; each end is logged. An
+    /// end before shutdown was asked for (an error, a panic, or a role that just stopped) is the
+    /// process's error.
+    async fn until_all_end(mut self, cancel: &CancellationToken) -> anyhow::Result<()> {
+        let mut failure = None;
+        while let Some(ended) = self.tasks.join_next_with_id().await {
+            let asked_to_stop = cancel.is_cancelled();
+            let (id, result) = match ended {
+                Ok((id, result)) => (id, result),
+                Err(error) => (error.id(), Err(anyhow::anyhow!("it panicked: {error}"))),
+            };
+            let role = self.names.get(&id).copied().unwrap_or("a role");
+            let why = match result {
+                Ok(()) if asked_to_stop => {
+                    tracing::info!(role, "stopped");
+                    None
+                }
+                Ok(()) => Some(format!("the {role} stopped on its own")),
+                Err(error) => Some(format!("the {role} failed: {error:#}")),
+            };
+            if let Some(why) = why {
+                tracing::error!(role, reason = %why, "a role ended; stopping the process");
+                failure.get_or_insert(why);
+            }
+            cancel.cancel();
+        }
+        match failure {
+            Some(why) => Err(anyhow::anyhow!(why)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The worker as `/readyz` sees it.
@@ -331,4 +347,61 @@ async fn shutdown_on_signal(mut signals: Signals, cancel: CancellationToken) {
         _ = signals.terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
     }
     cancel.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A role that runs until shutdown is asked for.
+    async fn until_cancelled(cancel: CancellationToken) -> anyhow::Result<()> {
+        cancel.cancelled().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_role_that_fails_stops_the_others_and_fails_the_process() {
+        let cancel = CancellationToken::new();
+        let mut running = Supervisor::default();
+        running.start("API", until_cancelled(cancel.clone()));
+        running.start("worker", async { anyhow::bail!("the database is gone") });
+        let outcome = running.until_all_end(&cancel).await;
+        assert!(cancel.is_cancelled(), "the API was asked to stop");
+        let error = outcome.expect_err("the process fails");
+        assert_eq!(error.to_string(), "the worker failed: the database is gone");
+    }
+
+    #[tokio::test]
+    async fn a_role_that_panics_or_just_stops_is_named() {
+        let cancel = CancellationToken::new();
+        let mut running = Supervisor::default();
+        running.start("worker", async { panic!("bug") });
+        running.start("API", until_cancelled(cancel.clone()));
+        let error = running.until_all_end(&cancel).await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("the worker failed: it panicked"),
+            "{error}"
+        );
+
+        let cancel = CancellationToken::new();
+        let mut running = Supervisor::default();
+        running.start("API", async { Ok(()) });
+        let error = running.until_all_end(&cancel).await.unwrap_err();
+        assert_eq!(error.to_string(), "the API stopped on its own");
+    }
+
+    #[tokio::test]
+    async fn roles_asked_to_stop_end_the_process_cleanly() {
+        let cancel = CancellationToken::new();
+        let mut running = Supervisor::default();
+        running.start("API", until_cancelled(cancel.clone()));
+        running.start("worker", until_cancelled(cancel.clone()));
+        cancel.cancel();
+        running
+            .until_all_end(&cancel)
+            .await
+            .expect("a clean shutdown");
+    }
 }

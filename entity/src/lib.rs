@@ -3,6 +3,8 @@
 //! Every tenant-owned table is reached through a tenant-scoped root (`find_for_tenant`,
 //! `find_for_tenant_by_id`, `update_for_tenant`, `delete_for_tenant`) so that neither a read nor
 //! a write can forget the tenant filter; the tenant itself only ever comes from a verified token.
+//! Runs are written only by the scheduler's run transitions (`hookbeat_scheduler::runs`), which
+//! take the tenant from the run itself.
 
 pub mod attempt;
 pub mod idempotency_key;

@@ -62,16 +62,6 @@ impl Entity {
     pub fn find_for_tenant_by_id(tenant: &TenantId, id: RunId) -> Select<Entity> {
         Self::find_for_tenant(tenant).filter(Column::Id.eq(id))
     }
-
-    /// The root of every tenant-facing run update.
-    pub fn update_for_tenant(tenant: &TenantId) -> sea_orm::UpdateMany<Entity> {
-        Self::update_many().filter(Column::TenantId.eq(tenant.as_str()))
-    }
-
-    /// The root of every tenant-facing run delete.
-    pub fn delete_for_tenant(tenant: &TenantId) -> sea_orm::DeleteMany<Entity> {
-        Self::delete_many().filter(Column::TenantId.eq(tenant.as_str()))
-    }
 }
 
 /// A run's state, stored as its lower-case name in `runs.status`.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
 use hookbeat_entity::idempotency_key;
-use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
@@ -123,27 +123,22 @@ impl Maintenance {
     /// (the enabled count scans the schedules table), so with several workers only the owner of
     /// shard 0 counts; the others keep 0 (dashboards take the `max`).
     async fn refresh_gauges(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
-        #[derive(FromQueryResult)]
-        struct Count {
-            n: i64,
-        }
         if !self.shards.owns(0) {
             self.metrics.runs_pending.set(0);
             self.metrics.schedules_enabled.set(0);
             return Ok(());
         }
         let pending = runs::count_due(&self.db, now).await?;
-        let enabled = Count::find_by_statement(sql::statement(
+        let count = sql::statement(
             self.db.get_database_backend(),
             COUNT_ENABLED_SCHEDULES,
             vec![],
-        ))
-        .one(&self.db)
-        .await
-        .context("counting enabled schedules")?
-        .map_or(0, |row| row.n);
+        );
+        let enabled: Option<i64> = sql::value(&self.db, count, "n")
+            .await
+            .context("counting enabled schedules")?;
         self.metrics.runs_pending.set(pending);
-        self.metrics.schedules_enabled.set(enabled);
+        self.metrics.schedules_enabled.set(enabled.unwrap_or(0));
         Ok(())
     }
 }

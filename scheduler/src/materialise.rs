@@ -15,7 +15,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use hookbeat_entity::{run, schedule};
 use hookbeat_entity::{ScheduleId, TenantId};
-use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Value};
 
 use crate::definition::{Catchup, Overlap};
 use crate::runs::{self, Lease, NewRun};
@@ -70,11 +70,6 @@ const ADVANCE_MANY: &str = "UPDATE schedules AS s SET next_run_at = v.next_run_a
 const ADVANCE_CHUNK: usize = 500;
 
 const SELECT_DISABLED: &str = "SELECT id FROM tenants WHERE disabled AND id IN ";
-
-#[derive(Debug, FromQueryResult)]
-struct TenantIdRow {
-    id: TenantId,
-}
 
 /// What a pass made, and the runs it leased to the calling worker with their schedules.
 #[derive(Debug, Default)]
@@ -150,17 +145,15 @@ pub async fn materialise_and_lease(
         .map(Value::from)
         .collect();
     let in_list = sql::placeholders(1, tenant_ids.len());
-    let disabled: HashSet<TenantId> = TenantIdRow::find_by_statement(sql::statement(
-        backend,
-        &format!("{SELECT_DISABLED}{in_list}"),
-        tenant_ids,
-    ))
-    .all(&txn)
+    let select_disabled = format!("{SELECT_DISABLED}{in_list}");
+    let disabled: Vec<TenantId> = sql::column(
+        &txn,
+        sql::statement(backend, &select_disabled, tenant_ids),
+        "id",
+    )
     .await
-    .context("checking disabled tenants")?
-    .into_iter()
-    .map(|row| row.id)
-    .collect();
+    .context("checking disabled tenants")?;
+    let disabled: HashSet<TenantId> = disabled.into_iter().collect();
 
     let mut fires = Vec::new();
     let mut advances = Vec::with_capacity(due.len());
@@ -263,22 +256,16 @@ pub async fn next_due(
     db: &DatabaseConnection,
     shards: Shards,
 ) -> anyhow::Result<Option<DateTime<Utc>>> {
-    #[derive(FromQueryResult)]
-    struct Due {
-        due: Option<DateTime<Utc>>,
-    }
     let query = match &shards {
         Shards::All => NEXT_DUE.to_owned(),
         Shards::Owned(owned) if owned.is_empty() => return Ok(None),
         Shards::Owned(owned) => NEXT_DUE_IN_SHARDS.replace("{shards}", &crate::shards::list(owned)),
     };
-    Ok(
-        Due::find_by_statement(sql::statement(db.get_database_backend(), &query, vec![]))
-            .one(db)
-            .await
-            .context("reading when the next schedule is due")?
-            .and_then(|row| row.due),
-    )
+    let statement = sql::statement(db.get_database_backend(), &query, vec![]);
+    let due: Option<Option<DateTime<Utc>>> = sql::value(db, statement, "due")
+        .await
+        .context("reading when the next schedule is due")?;
+    Ok(due.flatten())
 }
 
 /// The plan of one due schedule. A row it cannot plan (unreadable, or its next fire outside

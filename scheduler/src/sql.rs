@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use sea_orm::{DbBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TryGetable, Value};
 
 const ROW_LOCK: &str = " FOR UPDATE SKIP LOCKED";
 
@@ -34,6 +34,28 @@ pub fn placeholder_rows(first: usize, rows: usize, columns: usize) -> String {
     rows.join(", ")
 }
 
+/// The column `name` of every row `statement` returns.
+pub async fn column<T: TryGetable>(
+    conn: &impl ConnectionTrait,
+    statement: Statement,
+    name: &str,
+) -> Result<Vec<T>, DbErr> {
+    let rows = conn.query_all(statement).await?;
+    rows.iter().map(|row| row.try_get("", name)).collect()
+}
+
+/// The column `name` of the one row `statement` returns; `None` when it returns none.
+pub async fn value<T: TryGetable>(
+    conn: &impl ConnectionTrait,
+    statement: Statement,
+    name: &str,
+) -> Result<Option<T>, DbErr> {
+    match conn.query_one(statement).await? {
+        Some(row) => Ok(Some(row.try_get("", name)?)),
+        None => Ok(None),
+    }
+}
+
 /// Begins a transaction that holds the database's write lock from its first statement.
 ///
 /// SQLite starts transactions as readers; a reader that later writes after another connection
@@ -43,7 +65,7 @@ pub fn placeholder_rows(first: usize, rows: usize, columns: usize) -> String {
 pub async fn begin_write(
     db: &sea_orm::DatabaseConnection,
 ) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
+    use sea_orm::TransactionTrait;
     let txn = db.begin().await?;
     if db.get_database_backend() == DbBackend::Sqlite {
         txn.execute_unprepared("DELETE FROM settings WHERE 0 = 1")

@@ -220,7 +220,10 @@ impl Admission {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use chrono::{DateTime, Utc};
+    use hookbeat_entity::TenantId;
+
+    use super::Admission;
 
     fn at(seconds: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()

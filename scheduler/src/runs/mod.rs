@@ -38,7 +38,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use crate::sql::{begin_write, placeholder_rows, placeholders, statement};
+use crate::sql::{begin_write, column, placeholder_rows, placeholders, statement, value};
 
 /// Makes `runs`, in order, leasing those due at `now` to the worker that offers a `lease`, as
 /// many as it offers. Returns the runs made: a fire that already has a run is left out.
@@ -189,25 +189,15 @@ pub async fn due_tenants(
     after: &TenantId,
     limit: usize,
 ) -> anyhow::Result<Vec<TenantId>> {
-    #[derive(FromQueryResult)]
-    struct TenantRow {
-        tenant_id: TenantId,
-    }
     let backend = db.get_database_backend();
     let query = match backend {
         DbBackend::Sqlite => sql::DUE_TENANTS_SQLITE,
         _ => sql::DUE_TENANTS,
     };
     let values = vec![now.into(), after.clone().into(), (limit as i64).into()];
-    Ok(
-        TenantRow::find_by_statement(statement(backend, query, values))
-            .all(db)
-            .await
-            .context("listing tenants with due runs")?
-            .into_iter()
-            .map(|row| row.tenant_id)
-            .collect(),
-    )
+    column(db, statement(backend, query, values), "tenant_id")
+        .await
+        .context("listing tenants with due runs")
 }
 
 /// Gives claimed runs back unattempted, due again at `due_again`.
@@ -352,10 +342,6 @@ pub async fn finish(
     finished: &[Finished],
     now: DateTime<Utc>,
 ) -> anyhow::Result<Vec<bool>> {
-    #[derive(FromQueryResult)]
-    struct IdRow {
-        id: RunId,
-    }
     if finished.is_empty() {
         return Ok(Vec::new());
     }
@@ -381,12 +367,10 @@ pub async fn finish(
     }
 
     let txn = begin_write(db).await.context("beginning write-back")?;
-    let applied: HashSet<RunId> = IdRow::find_by_statement(statement(backend, &finish, values))
-        .all(&txn)
+    let applied: HashSet<RunId> = column(&txn, statement(backend, &finish, values), "id")
         .await
         .context("writing back runs")?
         .into_iter()
-        .map(|row| row.id)
         .collect();
     txn.execute(record_attempts(
         backend,
@@ -482,10 +466,6 @@ pub async fn unfinished_schedules(
     conn: &impl ConnectionTrait,
     schedules: &[ScheduleId],
 ) -> anyhow::Result<HashSet<ScheduleId>> {
-    #[derive(FromQueryResult)]
-    struct ScheduleIdRow {
-        schedule_id: ScheduleId,
-    }
     if schedules.is_empty() {
         return Ok(HashSet::new());
     }
@@ -495,45 +475,27 @@ pub async fn unfinished_schedules(
         placeholders(1, schedules.len())
     );
     let values = schedules.iter().map(|id| Value::from(*id)).collect();
-    Ok(
-        ScheduleIdRow::find_by_statement(statement(conn.get_database_backend(), &query, values))
-            .all(conn)
-            .await
-            .context("checking unfinished runs")?
-            .into_iter()
-            .map(|row| row.schedule_id)
-            .collect(),
-    )
+    let statement = statement(conn.get_database_backend(), &query, values);
+    let unfinished: Vec<ScheduleId> = column(conn, statement, "schedule_id")
+        .await
+        .context("checking unfinished runs")?;
+    Ok(unfinished.into_iter().collect())
 }
 
 /// The earliest instant a run becomes claimable: a waiting run falling due, or a lease expiring.
 pub async fn next_due(db: &DatabaseConnection) -> anyhow::Result<Option<DateTime<Utc>>> {
-    #[derive(FromQueryResult)]
-    struct Due {
-        due: Option<DateTime<Utc>>,
-    }
-    Ok(
-        Due::find_by_statement(statement(db.get_database_backend(), sql::NEXT_DUE, vec![]))
-            .one(db)
-            .await
-            .context("reading when the next run is due")?
-            .and_then(|row| row.due),
-    )
+    let statement = statement(db.get_database_backend(), sql::NEXT_DUE, vec![]);
+    let due: Option<Option<DateTime<Utc>>> = value(db, statement, "due")
+        .await
+        .context("reading when the next run is due")?;
+    Ok(due.flatten())
 }
 
 /// How many unfinished runs are due at `now`.
 pub async fn count_due(db: &DatabaseConnection, now: DateTime<Utc>) -> anyhow::Result<i64> {
-    #[derive(FromQueryResult)]
-    struct Count {
-        n: i64,
-    }
-    Ok(Count::find_by_statement(statement(
-        db.get_database_backend(),
-        sql::COUNT_DUE,
-        vec![now.into()],
-    ))
-    .one(db)
-    .await
-    .context("counting due runs")?
-    .map_or(0, |row| row.n))
+    let statement = statement(db.get_database_backend(), sql::COUNT_DUE, vec![now.into()]);
+    let count = value(db, statement, "n")
+        .await
+        .context("counting due runs")?;
+    Ok(count.unwrap_or(0))
 }

@@ -9,7 +9,7 @@
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use super::{list, SHARD_COUNT};
 use crate::runs;
@@ -42,21 +42,6 @@ const RELEASE_ALL: &str =
 const DEREGISTER: &str = "DELETE FROM workers WHERE id = $1";
 const UNOWNED: &str =
     "SELECT COUNT(*) AS n FROM shard_leases WHERE owner IS NULL OR lease_until < $1";
-#[derive(FromQueryResult)]
-struct WorkerRow {
-    id: String,
-}
-
-#[derive(FromQueryResult)]
-struct ShardRow {
-    shard: i32,
-}
-
-#[derive(FromQueryResult)]
-struct CountRow {
-    n: i64,
-}
-
 /// What a heartbeat found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Heartbeat {
@@ -103,15 +88,11 @@ impl Coordinator {
     /// One heartbeat at `now`.
     pub async fn heartbeat(&self, now: DateTime<Utc>) -> anyhow::Result<Heartbeat> {
         let owned = self.rebalance(now).await?;
-        let unowned = CountRow::find_by_statement(sql::statement(
-            self.db.get_database_backend(),
-            UNOWNED,
-            vec![now.into()],
-        ))
-        .one(&self.db)
-        .await
-        .context("counting unowned shards")?
-        .map_or(0, |row| row.n);
+        let count = sql::statement(self.db.get_database_backend(), UNOWNED, vec![now.into()]);
+        let unowned: Option<i64> = sql::value(&self.db, count, "n")
+            .await
+            .context("counting unowned shards")?;
+        let unowned = unowned.unwrap_or(0);
         let live_workers = self.live(now).await?.len();
         Ok(Heartbeat {
             owned,
@@ -121,17 +102,10 @@ impl Coordinator {
     }
 
     async fn live(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<String>> {
-        Ok(WorkerRow::find_by_statement(sql::statement(
-            self.db.get_database_backend(),
-            LIVE,
-            vec![now.into()],
-        ))
-        .all(&self.db)
-        .await
-        .context("listing live workers")?
-        .into_iter()
-        .map(|row| row.id)
-        .collect())
+        let live = sql::statement(self.db.get_database_backend(), LIVE, vec![now.into()]);
+        sql::column(&self.db, live, "id")
+            .await
+            .context("listing live workers")
     }
 
     /// Registers, reaps, and takes or gives shards to match the fair share; returns those owned.
@@ -171,17 +145,14 @@ impl Coordinator {
              RETURNING shard",
             list(&share)
         );
-        let mut owned: Vec<i32> = ShardRow::find_by_statement(sql::statement(
+        let acquire = sql::statement(
             backend,
             &acquire,
             vec![id.into(), expires.into(), now.into()],
-        ))
-        .all(db)
-        .await
-        .context("taking shards")?
-        .into_iter()
-        .map(|row| row.shard)
-        .collect();
+        );
+        let mut owned: Vec<i32> = sql::column(db, acquire, "shard")
+            .await
+            .context("taking shards")?;
         owned.sort_unstable();
         Ok(owned)
     }
