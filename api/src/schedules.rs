@@ -75,7 +75,7 @@ pub async fn insert(
     let timing = input.validate(state.allow_private_targets)?;
     let now = state.clock.now();
     check_min_interval(caller, &timing, now)?;
-    let txn = hookbeat_scheduler::sql::begin_write(&state.db).await?;
+    let txn = hookbeat_entity::begin_write(&state.db).await?;
     let account = tenant::Entity::find_tenant(&caller.tenant)
         .lock_exclusive()
         .one(&txn)

@@ -14,5 +14,7 @@ pub mod schedule;
 pub mod setting;
 pub mod signing_secret;
 pub mod tenant;
+pub mod transaction;
 
 pub use ids::{RunId, ScheduleId, TenantId};
+pub use transaction::begin_write;

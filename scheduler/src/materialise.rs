@@ -111,7 +111,7 @@ pub async fn materialise_and_lease(
     let select_due = SELECT_DUE
         .replace("{floor}", floor)
         .replace("{shards}", &shards.condition());
-    let txn = sql::begin_write(db)
+    let txn = hookbeat_entity::begin_write(db)
         .await
         .context("beginning materialise")?;
 

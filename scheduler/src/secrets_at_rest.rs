@@ -170,7 +170,7 @@ async fn reseal_signing_secrets(
     sealer: &Sealer,
     ids: &[Uuid],
 ) -> anyhow::Result<u64> {
-    let txn = crate::sql::begin_write(db)
+    let txn = hookbeat_entity::begin_write(db)
         .await
         .context("beginning to seal signing secrets")?;
     let rows = signing_secret::Entity::find()

@@ -56,24 +56,6 @@ pub async fn value<T: TryGetable>(
     }
 }
 
-/// Begins a transaction that holds the database's write lock from its first statement.
-///
-/// SQLite starts transactions as readers; a reader that later writes after another connection
-/// committed fails with `SQLITE_BUSY_SNAPSHOT`, which the busy timeout does not retry. A write
-/// that matches no row takes the lock up front (like `BEGIN IMMEDIATE`), so the transaction waits
-/// its turn instead of failing. PostgreSQL needs nothing: its row locks do the job.
-pub async fn begin_write(
-    db: &sea_orm::DatabaseConnection,
-) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
-    use sea_orm::TransactionTrait;
-    let txn = db.begin().await?;
-    if db.get_database_backend() == DbBackend::Sqlite {
-        txn.execute_unprepared("DELETE FROM settings WHERE 0 = 1")
-            .await?;
-    }
-    Ok(txn)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

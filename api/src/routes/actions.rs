@@ -219,7 +219,7 @@ async fn make_runs(
         return Ok(Vec::new());
     }
     let now = state.clock.now();
-    let txn = hookbeat_scheduler::sql::begin_write(&state.db).await?;
+    let txn = hookbeat_entity::begin_write(&state.db).await?;
     // PostgreSQL: the row lock orders concurrent requests; SQLite: the write lock already does.
     let current = schedule::Entity::find_for_tenant(&caller.tenant)
         .filter(schedule::Column::Id.eq(schedule.id))

@@ -105,7 +105,7 @@ async fn rotate_once(
 ) -> Result<HttpResponse, ApiError> {
     let now = state.clock.now();
     let tenant = &caller.tenant;
-    let txn = hookbeat_scheduler::sql::begin_write(&state.db).await?;
+    let txn = hookbeat_entity::begin_write(&state.db).await?;
     // Rotations of one tenant take turns (PostgreSQL; SQLite has one writer anyway), so each
     // sees the secret the one before made current, and two at once cannot leave three valid.
     tenant::Entity::find_tenant(tenant)

@@ -12,7 +12,9 @@ use uuid::Uuid;
 
 use super::state::{AttemptRecord, Finished, TakenBack};
 use super::{sql, take};
-use crate::sql::{begin_write, column, placeholder_rows, placeholders, statement};
+use hookbeat_entity::begin_write;
+
+use crate::sql::{column, placeholder_rows, placeholders, statement};
 
 /// Claims up to `limit` due runs, oldest first, leaving the runs of the tenants in `skip` where
 /// they are.
