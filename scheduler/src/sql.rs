@@ -1,22 +1,49 @@
 //! Hand-written SQL for both backends. Statements are written once, in PostgreSQL's dialect;
-//! for SQLite, `$N` placeholders become `?N` (SQLite numbers `$N` by first appearance, not by N)
-//! and row locks are dropped (SQLite serialises writers, one process owns the file).
-
-use std::borrow::Cow;
+//! for SQLite, row locks are dropped (SQLite serialises writers, one process owns the file) and
+//! `$N` placeholders become anonymous `?`, with the values laid out in the order the placeholders
+//! appear (see [`positional`]).
 
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TryGetable, Value};
 
 const ROW_LOCK: &str = " FOR UPDATE SKIP LOCKED";
 
 pub fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    Statement::from_sql_and_values(backend, dialect(backend, sql), values)
+    match backend {
+        DbBackend::Sqlite => {
+            let (sql, values) = positional(&sql.replace(ROW_LOCK, ""), &values);
+            Statement::from_sql_and_values(backend, sql, values)
+        }
+        _ => Statement::from_sql_and_values(backend, sql, values),
+    }
 }
 
-fn dialect(backend: DbBackend, sql: &str) -> Cow<'_, str> {
-    match backend {
-        DbBackend::Sqlite => Cow::Owned(sql.replace(ROW_LOCK, "").replace('$', "?")),
-        _ => Cow::Borrowed(sql),
+/// `sql` with each `$N` made an anonymous `?`, and the values in the order the placeholders
+/// appear (a value named twice is bound twice; a number with no value binds NULL, as SQLite does
+/// for an unbound parameter).
+///
+/// SQLite numbers `$N` by first appearance, not by N, so the numbers must go; and numbered
+/// parameters (`?N`) cost the driver a look-up of each one's name, which SQLite answers by
+/// walking the statement's list of names: binding n of them costs n², and a group write of
+/// thousands of values spends most of its time there. Anonymous parameters have no name.
+fn positional(sql: &str, values: &[Value]) -> (String, Vec<Value>) {
+    let mut text = String::with_capacity(sql.len());
+    let mut ordered = Vec::with_capacity(values.len());
+    let mut rest = sql;
+    while let Some(dollar) = rest.find('$') {
+        text.push_str(&rest[..dollar]);
+        let after = &rest[dollar + 1..];
+        let digits = after.len() - after.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        match after[..digits].parse::<usize>() {
+            Ok(n) if n > 0 => {
+                text.push('?');
+                ordered.push(values.get(n - 1).cloned().unwrap_or(Value::String(None)));
+            }
+            _ => text.push_str(&rest[dollar..dollar + 1 + digits]),
+        }
+        rest = &after[digits..];
     }
+    text.push_str(rest);
+    (text, ordered)
 }
 
 /// `$first, $first+1, …` for `count` placeholders: a row of a multi-row `VALUES` list.
@@ -61,13 +88,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sqlite_dialect_numbers_placeholders_and_drops_row_locks() {
-        let sql = "SELECT * FROM t WHERE a = $2 AND b = $1 LIMIT $3 FOR UPDATE SKIP LOCKED";
+    fn sqlite_binds_in_order_of_appearance_and_drops_row_locks() {
+        let sql =
+            "SELECT * FROM t WHERE a = $2 AND b = $1 AND c = $2 LIMIT $3 FOR UPDATE SKIP LOCKED";
+        let values: Vec<Value> = vec![1i64.into(), "two".into(), 3i64.into()];
+        let sqlite = statement(DbBackend::Sqlite, sql, values.clone());
         assert_eq!(
-            dialect(DbBackend::Sqlite, sql),
-            "SELECT * FROM t WHERE a = ?2 AND b = ?1 LIMIT ?3"
+            sqlite.sql,
+            "SELECT * FROM t WHERE a = ? AND b = ? AND c = ? LIMIT ?"
         );
-        assert_eq!(dialect(DbBackend::Postgres, sql), sql);
+        let bound: Vec<Value> = sqlite.values.unwrap().0;
+        assert_eq!(
+            bound,
+            vec!["two".into(), 1i64.into(), "two".into(), 3i64.into()]
+        );
+        let postgres = statement(DbBackend::Postgres, sql, values.clone());
+        assert_eq!(postgres.sql, sql);
+        assert_eq!(postgres.values.unwrap().0, values);
+    }
+
+    #[test]
+    fn text_without_a_number_after_a_dollar_is_kept() {
+        let (sql, values) = positional("SELECT '$', $1 || '$x'", &["a".into()]);
+        assert_eq!(sql, "SELECT '$', ? || '$x'");
+        assert_eq!(values, vec![Value::from("a")]);
     }
 
     #[test]
