@@ -10,7 +10,7 @@ const ROW_LOCK: &str = " FOR UPDATE SKIP LOCKED";
 pub fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
     match backend {
         DbBackend::Sqlite => {
-            let (sql, values) = positional(&sql.replace(ROW_LOCK, ""), &values);
+            let (sql, values) = positional(&sql.replace(ROW_LOCK, ""), values);
             Statement::from_sql_and_values(backend, sql, values)
         }
         _ => Statement::from_sql_and_values(backend, sql, values),
@@ -25,9 +25,9 @@ pub fn statement(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement
 /// parameters (`?N`) cost the driver a look-up of each one's name, which SQLite answers by
 /// walking the statement's list of names: binding n of them costs n², and a group write of
 /// thousands of values spends most of its time there. Anonymous parameters have no name.
-fn positional(sql: &str, values: &[Value]) -> (String, Vec<Value>) {
+fn positional(sql: &str, values: Vec<Value>) -> (String, Vec<Value>) {
     let mut text = String::with_capacity(sql.len());
-    let mut ordered = Vec::with_capacity(values.len());
+    let mut order = Vec::with_capacity(values.len());
     let mut rest = sql;
     while let Some(dollar) = rest.find('$') {
         text.push_str(&rest[..dollar]);
@@ -36,13 +36,33 @@ fn positional(sql: &str, values: &[Value]) -> (String, Vec<Value>) {
         match after[..digits].parse::<usize>() {
             Ok(n) if n > 0 => {
                 text.push('?');
-                ordered.push(values.get(n - 1).cloned().unwrap_or(Value::String(None)));
+                order.push(n - 1);
             }
             _ => text.push_str(&rest[dollar..dollar + 1 + digits]),
         }
         rest = &after[digits..];
     }
     text.push_str(rest);
+    // Each value moves to its last place and is copied only to the places before it.
+    let mut last_use = vec![usize::MAX; values.len()];
+    for (place, &n) in order.iter().enumerate() {
+        if let Some(last) = last_use.get_mut(n) {
+            *last = place;
+        }
+    }
+    let mut values: Vec<Option<Value>> = values.into_iter().map(Some).collect();
+    let ordered = order
+        .iter()
+        .enumerate()
+        .map(|(place, &n)| {
+            let value = match values.get_mut(n) {
+                Some(slot) if last_use[n] == place => slot.take(),
+                Some(slot) => slot.clone(),
+                None => None,
+            };
+            value.unwrap_or(Value::String(None))
+        })
+        .collect();
     (text, ordered)
 }
 
@@ -109,9 +129,10 @@ mod tests {
 
     #[test]
     fn text_without_a_number_after_a_dollar_is_kept() {
-        let (sql, values) = positional("SELECT '$', $1 || '$x'", &["a".into()]);
-        assert_eq!(sql, "SELECT '$', ? || '$x'");
-        assert_eq!(values, vec![Value::from("a")]);
+        let (sql, values) = positional("SELECT '$', $1 || '$x', $3", vec!["a".into()]);
+        assert_eq!(sql, "SELECT '$', ? || '$x', ?");
+        // A number with no value binds NULL, as SQLite leaves an unbound parameter.
+        assert_eq!(values, vec![Value::from("a"), Value::String(None)]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use hookbeat_entity::{run, schedule, signing_secret};
 use hookbeat_entity::{RunId, ScheduleId, TenantId};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
+use super::WorkerConfig;
 use crate::definition::RetryPolicy;
 use crate::fairness::{self, Rotation};
 use crate::metrics::WorkerMetrics;
@@ -64,18 +65,15 @@ pub(super) struct Intake {
 impl Intake {
     pub(super) fn new(
         db: DatabaseConnection,
-        worker_id: String,
-        lease: Duration,
-        rescue_batch: usize,
-        sealer: Sealer,
+        config: &WorkerConfig,
         metrics: WorkerMetrics,
     ) -> Self {
         Self {
             db,
-            worker_id,
-            lease,
-            rescue_batch,
-            sealer,
+            worker_id: config.worker_id.clone(),
+            lease: config.lease,
+            rescue_batch: config.claim_batch,
+            sealer: config.sealer.clone(),
             metrics,
             rotation: Default::default(),
             rescued_at: Mutex::new(None),

@@ -116,14 +116,7 @@ impl Worker {
             config.max_in_flight_per_tenant,
             config.max_in_flight_per_host,
         );
-        let intake = Intake::new(
-            db.clone(),
-            config.worker_id.clone(),
-            config.lease,
-            config.claim_batch,
-            config.sealer.clone(),
-            metrics.clone(),
-        );
+        let intake = Intake::new(db.clone(), &config, metrics.clone());
         let attempts = Arc::new(Attempts {
             db: db.clone(),
             clock: clock.clone(),
