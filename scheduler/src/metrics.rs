@@ -46,6 +46,11 @@ pub struct WorkerMetrics {
     /// wake-up: an API change, a NOTIFY, a delivery slot coming free), `notify` (NOTIFYs received
     /// from PostgreSQL, counted as they arrive).
     pub wakeups: IntCounterVec,
+    /// 1 while the worker is stalled: no result recorded while work is due (see
+    /// `dispatch::stall`).
+    pub worker_stalled: IntGauge,
+    /// Stalls that began.
+    pub worker_stalls: IntCounter,
 }
 
 impl WorkerMetrics {
@@ -116,6 +121,14 @@ impl WorkerMetrics {
                 ),
                 &["source"],
             )?,
+            worker_stalled: IntGauge::new(
+                "hookbeat_worker_stalled",
+                "1 while this worker has recorded no result for its stall limit (30 s) while work has been due that long.",
+            )?,
+            worker_stalls: IntCounter::new(
+                "hookbeat_worker_stalls_total",
+                "Stalls of this worker that began (see hookbeat_worker_stalled).",
+            )?,
         };
         registry.register(Box::new(metrics.fire_lag.clone()))?;
         registry.register(Box::new(metrics.deliveries.clone()))?;
@@ -131,6 +144,8 @@ impl WorkerMetrics {
         registry.register(Box::new(metrics.leases_expired.clone()))?;
         registry.register(Box::new(metrics.write_back_failures.clone()))?;
         registry.register(Box::new(metrics.wakeups.clone()))?;
+        registry.register(Box::new(metrics.worker_stalled.clone()))?;
+        registry.register(Box::new(metrics.worker_stalls.clone()))?;
         // Pre-create every label value so dashboards see zeros instead of missing series.
         for outcome in ["success", "retry", "failed"] {
             metrics.deliveries.with_label_values(&[outcome]);

@@ -410,7 +410,112 @@ async fn the_schedule_count_migration_counts_existing_schedules(backend: Backend
     );
 }
 
+/// A log sink for one test: everything the current thread's tasks log, as text.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// Holds every write to the runs table until dropped: PostgreSQL by a table lock, SQLite by its
+/// one write lock.
+async fn hold_run_writes(app: &TestApp) -> sea_orm::DatabaseTransaction {
+    use sea_orm::TransactionTrait;
+    let lock = app.db.begin().await.unwrap();
+    let statement = match app.db.get_database_backend() {
+        DbBackend::Postgres => "LOCK TABLE runs IN SHARE MODE",
+        _ => "DELETE FROM settings WHERE 0 = 1",
+    };
+    lock.execute_unprepared(statement).await.unwrap();
+    lock
+}
+
+/// A worker that records nothing while fires have been due for its stall limit says so at warn
+/// and in `hookbeat_worker_stalled` / `hookbeat_worker_stalls_total`, and says when it
+/// progresses again: here every write to the runs table is held, so the due fires cannot even
+/// become runs.
+async fn a_stalled_worker_says_so(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let logs = Captured::default();
+    let sink = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || sink.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    // The test's runtime has one thread: the worker's tasks log here.
+    let _logging = tracing::subscriber::set_default(subscriber);
+
+    let receiver = Receiver::start();
+    app.create_minutely_schedules("stall", 3, &receiver.url)
+        .await;
+    let registry = prometheus::Registry::new();
+    let metrics = hookbeat_scheduler::metrics::WorkerMetrics::register(&registry).unwrap();
+    let worker = hookbeat_scheduler::Worker::new(
+        app.worker_db.clone(),
+        std::sync::Arc::new(app.clock.clone()),
+        WorkerConfig {
+            allow_private_targets: true,
+            stall_after: Duration::seconds(20),
+            ..WorkerConfig::default()
+        },
+        metrics.clone(),
+        hookbeat_scheduler::notify::Wakeup::new(),
+    )
+    .unwrap();
+
+    let lock = hold_run_writes(&app).await;
+    // The fires are due at +60 s. The worker's clock then moves a second per look (20 ms of
+    // real time), so the watch, which looks once a real second, sees the fires wait ever longer
+    // while nothing is recorded.
+    app.clock.advance(Duration::seconds(60));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(worker.run(cancel.clone()));
+    let wait = std::time::Duration::from_secs(20);
+    let stalled = eventually(wait, || async {
+        app.clock.advance(Duration::seconds(1));
+        (metrics.worker_stalled.get() == 1).then_some(())
+    })
+    .await;
+    let sent_meanwhile = receiver.received().len();
+    drop(lock);
+    assert!(stalled.is_some(), "no stall reported:\n{}", logs.text());
+    assert_eq!(sent_meanwhile, 0, "a fire was delivered past the lock");
+    assert_eq!(metrics.worker_stalls.get(), 1);
+    let warned = logs.text();
+    assert!(
+        warned.contains("WARN") && warned.contains("worker stalled"),
+        "{warned}"
+    );
+
+    let recovered = eventually(wait, || async {
+        (metrics.worker_stalled.get() == 0 && receiver.received().len() == 3).then_some(())
+    })
+    .await;
+    cancel.cancel();
+    running.await.unwrap().unwrap();
+    assert!(recovered.is_some(), "{}", logs.text());
+    assert_eq!(metrics.worker_stalls.get(), 1, "one stall, told once");
+    assert!(logs.text().contains("worker progressing again"));
+}
+
 on_both_databases!(
+    a_stalled_worker_says_so,
     the_schedule_count_migration_counts_existing_schedules,
     readiness_reports_each_check,
     the_latest_migration_rolls_back_and_applies_again

@@ -18,6 +18,8 @@ use crate::politeness::{AtLimit, Key, Limits, Reservation};
 const UNRECORDED_PER_SLOT: usize = 4;
 
 pub(super) struct Admission {
+    /// Delivery slots in all.
+    concurrency: usize,
     /// Requests in flight: a slot is held from the claim until the receiver has answered.
     slots: Arc<Semaphore>,
     /// Results not yet recorded: held from the claim until the write-back commits.
@@ -56,6 +58,13 @@ pub(super) struct Admitted<T> {
     pub refused: Vec<T>,
 }
 
+/// How much of a worker's room is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Load {
+    pub sending: usize,
+    pub unrecorded: usize,
+}
+
 /// A delivery's hold on a slot and on a place for its result.
 pub(super) struct Permits {
     /// Given back when the receiver has answered.
@@ -72,6 +81,7 @@ impl Admission {
         per_host: usize,
     ) -> Self {
         Self {
+            concurrency,
             slots: Arc::new(Semaphore::new(concurrency)),
             unrecorded: Arc::new(Semaphore::new(concurrency * UNRECORDED_PER_SLOT)),
             limits: Limits::sharing(per_tenant, per_host, concurrency),
@@ -178,6 +188,15 @@ impl Admission {
                 .refused(refusing, now);
         }
         Admitted { kept, refused }
+    }
+
+    /// Requests in flight and results awaiting their write-back, now.
+    pub(super) fn load(&self) -> Load {
+        Load {
+            sending: self.concurrency - self.slots.available_permits(),
+            unrecorded: self.concurrency * UNRECORDED_PER_SLOT
+                - self.unrecorded.available_permits(),
+        }
     }
 
     /// A slot and a place for the result, for a delivery the budget counted.

@@ -36,6 +36,9 @@ pub struct WorkerConfig {
     pub max_in_flight_per_tenant: usize,
     /// Deliveries in flight per target host (`host:port`), in this worker.
     pub max_in_flight_per_host: usize,
+    /// How long a worker may record no result while work has been due that long before it
+    /// reports a stall (see `stall`).
+    pub stall_after: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -54,6 +57,7 @@ impl Default for WorkerConfig {
             retention: Duration::days(30),
             max_in_flight_per_tenant: 128,
             max_in_flight_per_host: 64,
+            stall_after: Duration::seconds(30),
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The worker: the loop that claims due runs as far as it has room, materialises due schedules,
 //! delivers concurrently and records the results. Its parts: [`admission`] (how much it may
 //! take in), [`intake`] (claims and what deliveries need), [`attempt`] (send, decide, record),
-//! [`write_back`] (results in groups), the shard view (`crate::shards`) and the maintenance loop
-//! (`crate::maintenance`) beside it.
+//! [`write_back`] (results in groups), the shard view (`crate::shards`), and beside the loop the
+//! [`stall`] watch and the maintenance loop (`crate::maintenance`).
 //!
 //! The loop sleeps until the earliest due instant (of a schedule or a run), woken earlier by a
 //! [`Wakeup`] when the API changes something; `max_idle` bounds the sleep for changes that arrive
@@ -16,6 +16,7 @@ mod admission;
 mod attempt;
 mod config;
 mod intake;
+mod stall;
 mod write_back;
 
 pub use config::{default_worker_id, WorkerConfig};
@@ -181,6 +182,7 @@ impl Worker {
             }
             .run(cancel.clone()),
         );
+        let stalls = tokio::spawn(self.clone().watch_for_stalls(cancel.clone()));
         let mut in_flight = JoinSet::new();
         let mut failures = 0u32;
         tracing::info!(worker_id = %parts.config.worker_id, "worker started");
@@ -245,6 +247,7 @@ impl Worker {
         }
         beats.await.ok();
         maintenance.await.ok();
+        stalls.await.ok();
         if let Err(error) = self.leave().await {
             tracing::warn!(error = %format!("{error:#}"), "leaving the shard group failed; the shards move when their leases expire");
         }

@@ -9,6 +9,7 @@
 //! for as long as the earliest of its runs' leases holds: giving up at once would leave every
 //! run of the group to its lease, and each would be delivered a second time.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -46,6 +47,8 @@ struct Queued {
 #[derive(Clone)]
 pub(super) struct WriteBack {
     queue: mpsc::UnboundedSender<Queued>,
+    /// Results recorded so far: the worker's progress, as the stall watch reads it.
+    recorded: Arc<AtomicU64>,
 }
 
 impl WriteBack {
@@ -57,8 +60,21 @@ impl WriteBack {
         failures: prometheus::IntCounter,
     ) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(record_groups(db, worker_id, clock, failures, receiver));
-        Self { queue }
+        let recorded = Arc::new(AtomicU64::new(0));
+        tokio::spawn(record_groups(
+            db,
+            worker_id,
+            clock,
+            failures,
+            recorded.clone(),
+            receiver,
+        ));
+        Self { queue, recorded }
+    }
+
+    /// Results recorded so far.
+    pub(super) fn recorded(&self) -> u64 {
+        self.recorded.load(Ordering::Relaxed)
     }
 
     /// Queues one attempt's result, for a run held until `lease_until`, and waits until it is
@@ -96,6 +112,7 @@ async fn record_groups(
     worker_id: String,
     clock: Arc<dyn Clock>,
     failures: prometheus::IntCounter,
+    recorded: Arc<AtomicU64>,
     mut receiver: mpsc::UnboundedReceiver<Queued>,
 ) {
     let mut group = Vec::with_capacity(MAX_GROUP);
@@ -120,6 +137,7 @@ async fn record_groups(
             write_while_leased(&db, &worker_id, &*clock, &failures, &finished, lease_until).await;
         match result {
             Ok(held) => {
+                recorded.fetch_add(held.len() as u64, Ordering::Relaxed);
                 for (answer, held) in answers.into_iter().zip(held) {
                     // The delivery that waits for this may have been cancelled at shutdown.
                     let _ = answer.send(Ok(held));
