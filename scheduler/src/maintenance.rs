@@ -76,6 +76,12 @@ pub async fn prune(
     Ok(pruned)
 }
 
+/// When each kind of housekeeping is next due.
+struct Due {
+    gauges: DateTime<Utc>,
+    prune: DateTime<Utc>,
+}
+
 /// The housekeeping of one worker.
 pub struct Maintenance {
     pub db: DatabaseConnection,
@@ -87,35 +93,48 @@ pub struct Maintenance {
 }
 
 impl Maintenance {
-    /// Prunes and recounts on their intervals until `cancel` fires.
+    /// Prunes and recounts on their intervals until `cancel` fires, even in the middle of a
+    /// round that waits on the database (a batch cut short is rolled back, and done next time).
     pub async fn run(self, cancel: CancellationToken) {
-        let mut gauges_due = self.clock.now();
-        let mut prune_due = self.clock.now();
+        let now = self.clock.now();
+        let mut due = Due {
+            gauges: now,
+            prune: now,
+        };
         while !cancel.is_cancelled() {
-            let now = self.clock.now();
-            if now >= gauges_due {
-                if let Err(error) = self.refresh_gauges(now).await {
-                    tracing::warn!(error = %format!("{error:#}"), "refreshing gauges failed");
-                }
-                gauges_due = now + GAUGE_INTERVAL;
-            }
-            if now >= prune_due {
-                match prune(&self.db, now, self.retention, PRUNE_BATCHES_PER_ROUND).await {
-                    Ok(pruned) if pruned.runs > 0 => tracing::info!(
-                        runs = pruned.runs,
-                        secrets = pruned.secrets,
-                        "pruned history"
-                    ),
-                    Ok(_) => {}
-                    Err(error) => tracing::warn!(error = %format!("{error:#}"), "pruning failed"),
-                }
-                let jitter = rand::random::<u16>() as i64 % PRUNE_JITTER_MS;
-                prune_due = now + PRUNE_INTERVAL + Duration::milliseconds(jitter);
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                _ = self.round(&mut due) => {}
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(TICK) => {}
             }
+        }
+    }
+
+    /// Does what is due at this tick, and moves `due` on past it.
+    async fn round(&self, due: &mut Due) {
+        let now = self.clock.now();
+        if now >= due.gauges {
+            if let Err(error) = self.refresh_gauges(now).await {
+                tracing::warn!(error = %format!("{error:#}"), "refreshing gauges failed");
+            }
+            due.gauges = now + GAUGE_INTERVAL;
+        }
+        if now >= due.prune {
+            match prune(&self.db, now, self.retention, PRUNE_BATCHES_PER_ROUND).await {
+                Ok(pruned) if pruned.runs > 0 => tracing::info!(
+                    runs = pruned.runs,
+                    secrets = pruned.secrets,
+                    "pruned history"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = %format!("{error:#}"), "pruning failed"),
+            }
+            let jitter = rand::random::<u16>() as i64 % PRUNE_JITTER_MS;
+            due.prune = now + PRUNE_INTERVAL + Duration::milliseconds(jitter);
         }
     }
 

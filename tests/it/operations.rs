@@ -514,7 +514,58 @@ async fn a_stalled_worker_says_so(backend: Backend) {
     assert!(logs.text().contains("worker progressing again"));
 }
 
+/// A worker whose pass waits on the database (every write to the runs table held) still stops
+/// when asked, and says so: a SIGTERM never hangs on a stuck statement.
+async fn a_worker_waiting_on_the_database_stops_when_asked(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    app.create_minutely_schedules("stuck", 2, &receiver.url)
+        .await;
+    let lock = hold_run_writes(&app).await;
+    app.clock.advance(Duration::seconds(60));
+    let worker = app.another_worker(WorkerConfig {
+        allow_private_targets: true,
+        ..WorkerConfig::default()
+    });
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(worker.run(cancel.clone()));
+    // Until the worker waits on the held lock: PostgreSQL shows the waiting statement; SQLite's
+    // waiting statement holds a pooled connection of the worker's (nothing else of it runs).
+    let wait = std::time::Duration::from_secs(10);
+    let waiting = eventually(wait, || async {
+        let waiting = match app.db.get_database_backend() {
+            DbBackend::Postgres => {
+                let count = Statement::from_string(
+                    DbBackend::Postgres,
+                    "SELECT COUNT(*) AS n FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                );
+                let row = app.db.query_one(count).await.unwrap().unwrap();
+                row.try_get::<i64>("", "n").unwrap() > 0
+            }
+            _ => {
+                let pool = app.worker_db.get_sqlite_connection_pool();
+                pool.size() as usize > pool.num_idle()
+            }
+        };
+        waiting.then_some(())
+    })
+    .await;
+    assert!(waiting.is_some(), "the worker never reached the lock");
+    cancel.cancel();
+    let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), running).await;
+    drop(lock);
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "the worker did not stop within 10 s of being asked: {stopped:?}"
+    );
+    assert_eq!(receiver.received().len(), 0);
+}
+
 on_both_databases!(
+    a_worker_waiting_on_the_database_stops_when_asked,
     a_stalled_worker_says_so,
     the_schedule_count_migration_counts_existing_schedules,
     readiness_reports_each_check,

@@ -77,6 +77,10 @@ enum Pass {
 /// it spin.
 const MIN_WAIT: Duration = Duration::milliseconds(10);
 
+/// How long a stopping worker tries to hand its shards and runs over before it leaves them to
+/// their leases.
+const LEAVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// What one deterministic pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PassReport {
@@ -189,7 +193,13 @@ impl Worker {
         while !cancel.is_cancelled() {
             while in_flight.try_join_next().is_some() {}
             let now = parts.clock.now();
-            let pass = self.pass(now, &mut in_flight).await.map(|(pass, _)| pass);
+            // A pass waiting on the database (a lock, a primary gone) must not keep the worker
+            // from stopping: what it held returns to the queue as if the worker had died.
+            let pass = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                pass = self.pass(now, &mut in_flight) => pass.map(|(pass, _)| pass),
+            };
             if pass.is_ok() {
                 failures = 0;
             }
@@ -248,8 +258,14 @@ impl Worker {
         beats.await.ok();
         maintenance.await.ok();
         stalls.await.ok();
-        if let Err(error) = self.leave().await {
-            tracing::warn!(error = %format!("{error:#}"), "leaving the shard group failed; the shards move when their leases expire");
+        match tokio::time::timeout(LEAVE_LIMIT, self.leave()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(error = %format!("{error:#}"), "leaving the shard group failed; the shards move when their leases expire")
+            }
+            Err(_) => tracing::warn!(
+                "leaving the shard group took too long (the database is not answering); the shards move when their leases expire"
+            ),
         }
         tracing::info!("worker stopped");
         Ok(())
@@ -414,7 +430,12 @@ impl Worker {
             return;
         };
         while !cancel.is_cancelled() {
-            if let Err(error) = self.heartbeat().await {
+            let beat = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                beat = self.heartbeat() => beat,
+            };
+            if let Err(error) = beat {
                 tracing::warn!(error = %format!("{error:#}"), "shard heartbeat failed");
             }
             tokio::select! {

@@ -95,7 +95,12 @@ impl Worker {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(TICK) => {}
             }
-            let due = match self.next_due().await {
+            let due = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                due = self.next_due() => due,
+            };
+            let due = match due {
                 Ok(due) => due,
                 Err(error) => {
                     tracing::debug!(error = %format!("{error:#}"), "the stall watch could not read the next due time");
