@@ -75,6 +75,7 @@ pub async fn create(
         id: Set(id.clone()),
         disabled: Set(false),
         max_schedules: Set(quotas.max_schedules),
+        schedule_count: Set(0),
         min_interval_seconds: Set(quotas.min_interval_seconds),
         api_rate_per_second: Set(quotas.api_rate_per_second),
         created_at: Set(now),

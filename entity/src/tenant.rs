@@ -11,6 +11,8 @@ pub struct Model {
     pub id: TenantId,
     pub disabled: bool,
     pub max_schedules: i64,
+    /// The tenant's schedules, kept by every create and delete in the same transaction.
+    pub schedule_count: i64,
     pub min_interval_seconds: i64,
     pub api_rate_per_second: i64,
     pub created_at: DateTimeUtc,

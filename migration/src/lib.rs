@@ -10,6 +10,7 @@ mod m20261122_000004_steps;
 mod m20261122_000005_idempotency;
 mod m20261122_000006_leases;
 mod m20261122_000007_queue_indexes;
+mod m20261201_000008_schedule_count;
 
 pub use m20261122_000002_shards::SHARDS;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_idempotency::Migration),
             Box::new(m20261122_000006_leases::Migration),
             Box::new(m20261122_000007_queue_indexes::Migration),
+            Box::new(m20261201_000008_schedule_count::Migration),
         ]
     }
 }

@@ -6,13 +6,16 @@
 use std::collections::BTreeSet;
 
 use chrono::Duration;
+use hookbeat_entity::ScheduleId;
 use hookbeat_migration::{Migrator, MigratorTrait};
+
 use hookbeat_scheduler::shards::SHARD_COUNT;
 use hookbeat_scheduler::WorkerConfig;
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
 use serde_json::{json, Value};
 
 use crate::end_to_end::signing_secrets;
+use crate::helpers::app::token_for;
 use crate::helpers::db::TestDb;
 use crate::helpers::process::{token, Process, SECRET};
 use crate::helpers::{eventually, spawn_app, Backend, Receiver, Reply, TestApp};
@@ -349,7 +352,66 @@ async fn the_latest_migration_rolls_back_and_applies_again(backend: Backend) {
     assert_eq!(receiver.received().len(), 1);
 }
 
+/// Migration 8 fills each tenant's `schedule_count` from the schedules the database holds,
+/// whatever the column held before: the quota holds on an upgraded database.
+async fn the_schedule_count_migration_counts_existing_schedules(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let schedule = |name: &str| {
+        json!({
+            "name": name,
+            "schedule": {"kind": "interval", "every_seconds": 60},
+            "target": {"url": "https://example.com/"}
+        })
+    };
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let created = app.create_schedule(schedule(&format!("mine-{n}"))).await;
+        ids.push(
+            created["id"]
+                .as_str()
+                .unwrap()
+                .parse::<uuid::Uuid>()
+                .unwrap(),
+        );
+    }
+    let other = token_for("other", "schedules:read schedules:write");
+    app.create_schedule_as(&other, schedule("theirs")).await;
+
+    // Back to the schema before the count; a schedule goes while it is there.
+    let from_eight = Migrator::migrations()
+        .iter()
+        .rev()
+        .position(|m| m.name() == "m20261201_000008_schedule_count")
+        .unwrap()
+        + 1;
+    Migrator::down(&app.db, Some(from_eight as u32))
+        .await
+        .expect("rolling back");
+    let gone = hookbeat_entity::schedule::Entity::delete_by_id(ScheduleId(ids[0]))
+        .exec(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(gone.rows_affected, 1);
+    Migrator::up(&app.db, None).await.expect("applying again");
+
+    let counts: std::collections::BTreeMap<String, i64> = hookbeat_entity::tenant::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.id.to_string(), t.schedule_count))
+        .filter(|(_, count)| *count > 0)
+        .collect();
+    assert_eq!(
+        counts,
+        [(app.tenant.to_string(), 2), ("other".to_owned(), 1)].into()
+    );
+}
+
 on_both_databases!(
+    the_schedule_count_migration_counts_existing_schedules,
     readiness_reports_each_check,
     the_latest_migration_rolls_back_and_applies_again
 );

@@ -251,7 +251,91 @@ async fn a_retried_tenant_create_returns_the_first_result(backend: Backend) {
     );
 }
 
+/// A tenant's `schedule_count` follows every create and delete, and only those that take
+/// effect; the quota is checked against it, so a delete makes room again.
+async fn a_tenant_counts_its_schedules(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let admin = token_for("operator", "admin");
+    let acme = token_for("acme", "schedules:read schedules:write");
+    let created = app
+        .call_as(
+            &admin,
+            Method::POST,
+            "/v1/tenants",
+            Some(json!({"id": "acme", "max_schedules": 2})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["schedule_count"], 0);
+    let count = || async {
+        let tenant = app
+            .call_as(&admin, Method::GET, "/v1/tenants/acme", None)
+            .await;
+        assert_eq!(tenant.status, StatusCode::OK, "{}", tenant.body);
+        tenant.body["schedule_count"].as_i64().unwrap()
+    };
+    let schedule = |name: &str| json!({"name": name, "schedule": {"kind": "interval", "every_seconds": 60}, "target": {"url": "https://example.com/"}});
+    let create = |body: serde_json::Value| {
+        let acme = acme.clone();
+        let app = &app;
+        async move {
+            app.call_as(&acme, Method::POST, "/v1/schedules", Some(body))
+                .await
+        }
+    };
+
+    let first = create(schedule("first")).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert_eq!(count().await, 1);
+    // Refused creates leave the count alone: a taken name, an invalid schedule.
+    assert_eq!(create(schedule("first")).await.status, StatusCode::CONFLICT);
+    let invalid = create(json!({"name": "bad", "schedule": {"kind": "interval", "every_seconds": 0}, "target": {"url": "https://example.com/"}})).await;
+    assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(count().await, 1);
+    // A create by name counts as a create; replacing by name does not.
+    let by_name = app
+        .call_as(
+            &acme,
+            Method::PUT,
+            "/v1/schedules/by-name/second",
+            Some(schedule("second")),
+        )
+        .await;
+    assert_eq!(by_name.status, StatusCode::CREATED, "{}", by_name.body);
+    let replaced = app
+        .call_as(
+            &acme,
+            Method::PUT,
+            "/v1/schedules/by-name/second",
+            Some(schedule("second")),
+        )
+        .await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.body);
+    assert_eq!(count().await, 2);
+
+    let over = create(schedule("third")).await;
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS);
+    let detail = over.body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("has 2 schedules") && detail.contains("quota is 2"),
+        "{detail}"
+    );
+
+    // Deleting one makes room; deleting it again changes nothing.
+    let path = format!("/v1/schedules/{}", first.body["id"].as_str().unwrap());
+    let deleted = app.call_as(&acme, Method::DELETE, &path, None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let again = app.call_as(&acme, Method::DELETE, &path, None).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert_eq!(count().await, 1);
+    assert_eq!(create(schedule("third")).await.status, StatusCode::CREATED);
+    assert_eq!(count().await, 2);
+}
+
 on_both_databases!(
+    a_tenant_counts_its_schedules,
     admins_manage_tenants_and_quotas_hold,
     a_disabled_tenant_is_refused_and_does_not_fire,
     a_retried_tenant_create_returns_the_first_result,

@@ -214,6 +214,7 @@ fn tenant_model() -> Tenant {
         id: "acme".to_owned(),
         disabled: false,
         max_schedules: 500,
+        schedule_count: 12,
         min_interval_seconds: 60,
         api_rate_per_second: 100,
         created_at: at("2026-03-01T09:00:00Z"),

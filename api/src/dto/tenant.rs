@@ -18,6 +18,8 @@ pub struct Tenant {
     pub disabled: bool,
     /// Schedules the tenant may have.
     pub max_schedules: i64,
+    /// Schedules the tenant has now.
+    pub schedule_count: i64,
     /// The shortest time allowed between two fires of one schedule, in seconds.
     pub min_interval_seconds: i64,
     /// API requests per second (a burst of two seconds' worth is allowed), per API process.
@@ -32,6 +34,7 @@ impl From<tenant::Model> for Tenant {
             id: m.id.to_string(),
             disabled: m.disabled,
             max_schedules: m.max_schedules,
+            schedule_count: m.schedule_count,
             min_interval_seconds: m.min_interval_seconds,
             api_rate_per_second: m.api_rate_per_second,
             created_at: m.created_at,
