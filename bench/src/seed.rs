@@ -14,6 +14,9 @@
 //! SQLite has no arrays: there a chunk's rows go as a `VALUES` list of bound parameters
 //! ([`insert_sql_sqlite`]). Bound, never spelt out in the SQL, every value is stored as hookbeat's
 //! own writes store it: ids as 16-byte blobs, instants as RFC 3339 text.
+//!
+//! Seeded rows bypass the API, which keeps each tenant's `schedule_count` for the quota, so the
+//! counts are set afterwards from the rows themselves ([`COUNT_SCHEDULES`]).
 
 use anyhow::Context;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -31,6 +34,20 @@ pub const SQLITE_CHUNK: usize = 5_000;
 
 /// The parameters of one row in [`insert_sql_sqlite`]: id, tenant, shard, name.
 const SQLITE_VALUES_PER_ROW: usize = 4;
+
+/// Sets every tenant's `schedule_count` (what the API checks the quota against, and keeps
+/// itself on every create and delete) to the schedules it holds: seeded rows went around the
+/// API. One statement for both databases; it counts through `schedules_tenant_id_idx`.
+const COUNT_SCHEDULES: &str = "UPDATE tenants SET schedule_count = \
+     (SELECT COUNT(*) FROM schedules WHERE schedules.tenant_id = tenants.id)";
+
+/// Rows per INSERT on `backend`.
+fn chunk_rows(backend: DbBackend) -> usize {
+    match backend {
+        DbBackend::Sqlite => SQLITE_CHUNK,
+        _ => CHUNK,
+    }
+}
 
 /// Columns set per row; every other column is copied from the template.
 const OVERRIDDEN: [&str; 12] = [
@@ -173,10 +190,7 @@ pub async fn seed(
     let now = Utc::now().trunc_subsecs(6);
     let postgres_sql = insert_sql_postgres(&copied);
     let tenants = array_literal(seed.tenants.iter().map(|t| format!("\"{t}\"")));
-    let chunk_size = match backend {
-        DbBackend::Sqlite => SQLITE_CHUNK,
-        _ => CHUNK,
-    };
+    let chunk_size = chunk_rows(backend);
     let mut ids = Vec::with_capacity(seed.count);
     while ids.len() < seed.count {
         let size = chunk_size.min(seed.count - ids.len());
@@ -233,6 +247,9 @@ pub async fn seed(
         ids.extend(chunk);
         progress(ids.len());
     }
+    db.execute_unprepared(COUNT_SCHEDULES)
+        .await
+        .context("counting the tenants' schedules")?;
     Ok(ids)
 }
 
@@ -292,35 +309,86 @@ mod tests {
         assert!(full.matches('?').count() <= 32_766);
     }
 
-    /// The SQLite seed on a file migrated as hookbeat migrates it, from a template written by
-    /// hookbeat's own codec: every copy reads back as the template (but for its name and being
-    /// enabled), lands in its id's shard and its tenant in turn, and hookbeat's own due query
-    /// finds each one at the instant it was given.
+    /// The SQLite seed, on a file migrated as hookbeat migrates it.
     #[tokio::test]
     async fn sqlite_copies_read_back_as_the_template_and_come_due_when_told() {
-        use hookbeat_entity::{schedule, TenantId};
+        let dir = tempfile::tempdir().unwrap();
+        let url = crate::sqlite::url(&dir.path().join(crate::sqlite::FILE_NAME)).unwrap();
+        let db = crate::database::connect(&url, 1).await.unwrap();
+        copies_read_back_as_the_template_and_come_due_when_told(&db).await;
+    }
+
+    /// The PostgreSQL seed, on a database of its own (dropped afterwards) on
+    /// `HOOKBEAT_TEST_POSTGRES_URL` or the local server; skipped loudly when there is none,
+    /// unless `HOOKBEAT_REQUIRE_POSTGRES=1`, as the workspace's tests do.
+    #[tokio::test]
+    async fn postgres_copies_read_back_as_the_template_and_come_due_when_told() {
+        let admin = std::env::var("HOOKBEAT_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| crate::cli::DEFAULT_POSTGRES_URL.to_owned());
+        // Not `hookbeat_bench_…`, which `cleanup` would take for a dead bench's.
+        let name = format!(
+            "hookbeat_benchtest_{}_{}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
+        let database = match crate::database::BenchDatabase::create(&admin, &name).await {
+            Ok(database) => database,
+            Err(error) => {
+                let required = std::env::var("HOOKBEAT_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+                assert!(
+                    !required,
+                    "PostgreSQL is required but unreachable: {error:#}"
+                );
+                eprintln!("\n*** SKIPPING the PostgreSQL seed test: {error:#} ***\n");
+                return;
+            }
+        };
+        let db = crate::database::connect(&database.url, 1).await.unwrap();
+        let checked = tokio::spawn(async move {
+            copies_read_back_as_the_template_and_come_due_when_told(&db).await;
+            db.close().await.ok();
+        })
+        .await;
+        database.drop_database().await.unwrap();
+        if let Err(failure) = checked {
+            std::panic::resume_unwind(failure.into_panic());
+        }
+    }
+
+    /// Migrates `db` (empty) as hookbeat does, writes a template with hookbeat's own codec and
+    /// seeds two chunks' worth of copies over three tenants. Every copy reads back as the
+    /// template (but for its name and being enabled), lands in its id's shard and its tenant in
+    /// turn, numbering and tenants continuing across chunks; each tenant's `schedule_count` is
+    /// what it holds; and hookbeat's own due query finds every copy at the instant it was
+    /// given, and none a microsecond earlier.
+    async fn copies_read_back_as_the_template_and_come_due_when_told(db: &DatabaseConnection) {
+        use hookbeat_entity::{schedule, tenant, TenantId};
         use hookbeat_migration::{Migrator, MigratorTrait};
         use hookbeat_scheduler::definition::{Catchup, Overlap, RetryPolicy};
         use hookbeat_scheduler::materialise::materialise_due;
         use hookbeat_scheduler::schedule::ScheduleSpec;
         use hookbeat_scheduler::shards::Shards;
         use hookbeat_scheduler::stored::{new_row, StoredSchedule};
-        use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter};
+        use sea_orm::{
+            ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+        };
         use serde_json::json;
 
-        let dir = tempfile::tempdir().unwrap();
-        let url = crate::sqlite::url(&dir.path().join(crate::sqlite::FILE_NAME)).unwrap();
-        let db = crate::database::connect(&url, 1).await.unwrap();
-        Migrator::up(&db, None).await.unwrap();
+        Migrator::up(db, None).await.unwrap();
         let now = Utc::now().trunc_subsecs(6);
         let tenants: Vec<String> = (0..3).map(|i| format!("t-{i}")).collect();
-        for tenant in &tenants {
-            db.execute(Statement::from_sql_and_values(
-                DbBackend::Sqlite,
-                "INSERT INTO tenants (id, disabled, max_schedules, min_interval_seconds, \
-                 api_rate_per_second, created_at, updated_at) VALUES (?, false, 10, 1, 100, ?, ?)",
-                [tenant.clone().into(), now.into(), now.into()],
-            ))
+        for id in &tenants {
+            tenant::ActiveModel {
+                id: Set(TenantId(id.clone())),
+                disabled: Set(false),
+                max_schedules: Set(10),
+                schedule_count: Set(0),
+                min_interval_seconds: Set(1),
+                api_rate_per_second: Set(100),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(db)
             .await
             .unwrap();
         }
@@ -354,16 +422,17 @@ mod tests {
         };
         let mut row = new_row(&TenantId(tenants[0].clone()), now);
         template.write(&mut row).unwrap();
-        let template_id = row.insert(&db).await.unwrap().id;
+        let template_id = row.insert(db).await.unwrap().id;
 
-        // Two chunks, the second short, so that numbering and tenants continue across them.
-        let count = SQLITE_CHUNK + 7;
+        // Two chunks, the second short.
+        let chunk = chunk_rows(db.get_database_backend());
+        let count = chunk + 7;
         let next_run_at = DateTime::parse_from_rfc3339("2030-01-01T00:05:00Z")
             .unwrap()
             .to_utc();
         let mut reported = Vec::new();
         let ids = seed(
-            &db,
+            db,
             &Seed {
                 template: template_id.0,
                 count,
@@ -375,12 +444,12 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(reported, vec![SQLITE_CHUNK, count]);
+        assert_eq!(reported, vec![chunk, count]);
         assert_eq!(ids.len(), count);
 
         let copies: std::collections::HashMap<Uuid, schedule::Model> = schedule::Entity::find()
             .filter(schedule::Column::Name.starts_with("copy-"))
-            .all(&db)
+            .all(db)
             .await
             .unwrap()
             .into_iter()
@@ -410,17 +479,25 @@ mod tests {
             assert!(copy.created_at >= now);
         }
 
-        // hookbeat's own due query: nothing a microsecond early, every copy at the instant.
+        // The template and every third copy from the first; every third from the second, third.
+        let counts: Vec<i64> = tenant::Entity::find()
+            .order_by_asc(tenant::Column::Id)
+            .all(db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.schedule_count)
+            .collect();
+        let third = |first: usize| (first..count).step_by(3).count() as i64;
+        assert_eq!(counts, vec![1 + third(0), third(1), third(2)]);
+
         let early = next_run_at - chrono::Duration::microseconds(1);
         let batch = 2 * count as u64;
-        assert_eq!(
-            materialise_due(&db, early, batch, Shards::All)
-                .await
-                .unwrap()
-                .schedules,
-            0
-        );
-        let due = materialise_due(&db, next_run_at, batch, Shards::All)
+        let before = materialise_due(db, early, batch, Shards::All)
+            .await
+            .unwrap();
+        assert_eq!(before.schedules, 0);
+        let due = materialise_due(db, next_run_at, batch, Shards::All)
             .await
             .unwrap();
         assert_eq!((due.schedules, due.runs_created), (count, count));
