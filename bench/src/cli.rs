@@ -3,12 +3,19 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+/// The PostgreSQL server the bench creates its database on, unless `--postgres-url` says another.
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// `hookbeat worker` processes on PostgreSQL, unless `--workers` says otherwise.
+pub const DEFAULT_WORKERS: u16 = 2;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "hookbeat-bench",
-    about = "Sets up PostgreSQL, hookbeat's API and workers and a local receiver, runs a load \
-             scenario and reports throughput, fire lag, duplicates, losses and resource use"
+    about = "Sets up PostgreSQL, hookbeat's API and workers and a local receiver (or, with \
+             --database sqlite, one `hookbeat serve` on an SQLite file), runs a load scenario and \
+             reports throughput, fire lag, duplicates, losses and resource use"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -22,16 +29,21 @@ pub struct Common {
     /// The hookbeat binary to measure.
     #[arg(long, global = true, default_value = "target/release/hookbeat")]
     pub hookbeat_bin: PathBuf,
-    /// A PostgreSQL database to connect to for creating and dropping the bench database.
-    #[arg(
-        long,
-        global = true,
-        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
-    )]
-    pub postgres_url: String,
-    /// `hookbeat worker` processes (each pools up to 20 PostgreSQL connections).
-    #[arg(long, global = true, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=8))]
-    pub workers: u16,
+    /// What hookbeat runs on. `postgres`: a fresh PostgreSQL database on --postgres-url, one
+    /// `hookbeat api` and --workers `hookbeat worker` processes. `sqlite`: the embedded default,
+    /// one `hookbeat serve` (API and worker in one process) on a fresh SQLite file in the run
+    /// directory, with no PostgreSQL involved; for burst and sustained (and cleanup).
+    #[arg(long, global = true, value_enum, default_value_t = DatabaseMode::Postgres)]
+    pub database: DatabaseMode,
+    /// A PostgreSQL database to connect to for creating and dropping the bench database
+    /// [default: postgres://postgres@127.0.0.1:5432/postgres]. Not with --database sqlite.
+    #[arg(long, global = true)]
+    pub postgres_url: Option<String>,
+    /// `hookbeat worker` processes, each pooling up to 20 PostgreSQL connections [default: 2].
+    /// With --database sqlite the worker is the one `hookbeat serve` process: leave this unset
+    /// (or 1).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=8))]
+    pub workers: Option<u16>,
     /// Tenants the schedules are spread over, round-robin.
     #[arg(long, global = true, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub tenants: u16,
@@ -48,8 +60,8 @@ pub struct Common {
     /// Also write the report as JSON to this file.
     #[arg(long, global = true)]
     pub json: Option<PathBuf>,
-    /// Where the per-process logs go (a directory named after the database is made inside);
-    /// default: the system's temporary directory.
+    /// Where the per-process logs (and with --database sqlite the database file) go: a
+    /// directory named after the run is made inside; default: the system's temporary directory.
     #[arg(long, global = true)]
     pub run_dir: Option<PathBuf>,
     /// RUST_LOG for the hookbeat processes (default: hookbeat's own, `info`).
@@ -62,7 +74,8 @@ pub struct Common {
     pub hookbeat_env: Vec<(String, String)>,
     /// A PostgreSQL parameter for the bench database only, KEY=VALUE (repeatable; ALTER
     /// DATABASE … SET, gone with the database), e.g. synchronous_commit=off to see how much of
-    /// the time is WAL flushes. Measurements of hookbeat as shipped use none.
+    /// the time is WAL flushes. Measurements of hookbeat as shipped use none. Not with
+    /// --database sqlite.
     #[arg(long = "pg-setting", global = true, value_parser = parse_env)]
     pub pg_settings: Vec<(String, String)>,
     /// Seconds a process gets to exit after SIGTERM before SIGKILL.
@@ -71,6 +84,79 @@ pub struct Common {
     /// Hard limit on the whole run, seconds; everything is stopped when it passes.
     #[arg(long, global = true, default_value_t = 900)]
     pub max_runtime: u64,
+}
+
+/// The database hookbeat runs on, and with it the processes the bench starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseMode {
+    /// PostgreSQL: `hookbeat api` and N `hookbeat worker` processes.
+    #[default]
+    Postgres,
+    /// SQLite, the embedded default: one `hookbeat serve`.
+    Sqlite,
+}
+
+impl DatabaseMode {
+    /// The hookbeat command that serves the API: on SQLite it also runs the worker.
+    pub fn api_command(self) -> &'static str {
+        match self {
+            DatabaseMode::Postgres => "api",
+            DatabaseMode::Sqlite => "serve",
+        }
+    }
+}
+
+impl Common {
+    /// `--postgres-url`, or the local server.
+    pub fn postgres_url(&self) -> &str {
+        self.postgres_url.as_deref().unwrap_or(DEFAULT_POSTGRES_URL)
+    }
+
+    /// The processes that run hookbeat's worker: `--workers` (default 2) on PostgreSQL, the one
+    /// `hookbeat serve` on SQLite.
+    pub fn workers(&self) -> u16 {
+        match self.database {
+            DatabaseMode::Postgres => self.workers.unwrap_or(DEFAULT_WORKERS),
+            DatabaseMode::Sqlite => 1,
+        }
+    }
+
+    /// Refuses options that mean nothing with the chosen database, rather than ignoring them.
+    pub fn validate(&self, scenario: &Scenario) -> anyhow::Result<()> {
+        if self.database == DatabaseMode::Postgres {
+            return Ok(());
+        }
+        if let Some(workers) = self.workers.filter(|w| *w != 1) {
+            anyhow::bail!(
+                "--workers {workers}: with --database sqlite the worker runs inside the one \
+                 `hookbeat serve` process (an SQLite file has one process); leave --workers unset"
+            );
+        }
+        anyhow::ensure!(
+            self.pg_settings.is_empty(),
+            "--pg-setting sets a parameter of the PostgreSQL bench database; with --database \
+             sqlite there is none"
+        );
+        anyhow::ensure!(
+            self.postgres_url.is_none(),
+            "--postgres-url names a PostgreSQL server; with --database sqlite none is used"
+        );
+        anyhow::ensure!(
+            !matches!(scenario, Scenario::IdleMemory(_)),
+            "idle-memory measures a `hookbeat worker` process, which runs on PostgreSQL only; \
+             --database sqlite is for burst and sustained"
+        );
+        Ok(())
+    }
+}
+
+impl Cli {
+    /// Every rule across options, checked before anything starts.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.common.validate(&self.scenario)?;
+        self.scenario.validate()
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -82,7 +168,8 @@ pub enum Scenario {
     Burst(BurstArgs),
     /// Many stored schedules due far in the future; one worker's start-up time and memory.
     IdleMemory(IdleArgs),
-    /// Drop the databases of bench runs that were killed outright (their process is gone).
+    /// Drop the databases of bench runs that were killed outright (their process is gone); with
+    /// --database sqlite, remove their run directories (which hold their SQLite files).
     Cleanup,
     /// Load the receiver alone from in-process clients, to show its ceiling on this machine.
     ReceiverCheck(ReceiverCheckArgs),
@@ -249,6 +336,14 @@ mod tests {
         Cli::try_parse_from(argv).expect("parses").scenario
     }
 
+    /// The command line `hookbeat-bench ARGS…`, parsed and validated.
+    fn checked(args: &[&str]) -> anyhow::Result<Cli> {
+        let cli =
+            Cli::try_parse_from(std::iter::once("hookbeat-bench").chain(args.iter().copied()))?;
+        cli.validate()?;
+        Ok(cli)
+    }
+
     #[test]
     fn a_warmup_must_leave_a_steady_window() {
         let error = sustained(&["--duration", "60", "--warmup", "50"])
@@ -259,5 +354,59 @@ mod tests {
         assert!(sustained(&["--duration", "90", "--warmup", "30"])
             .validate()
             .is_ok());
+    }
+
+    #[test]
+    fn postgres_is_the_default_with_two_workers() {
+        let cli = checked(&["burst"]).unwrap();
+        assert_eq!(cli.common.database, DatabaseMode::Postgres);
+        assert_eq!(cli.common.workers(), 2);
+        assert_eq!(cli.common.postgres_url(), DEFAULT_POSTGRES_URL);
+        let cli = checked(&["--workers", "4", "--pg-setting", "fsync=off", "burst"]).unwrap();
+        assert_eq!(cli.common.workers(), 4);
+    }
+
+    #[test]
+    fn sqlite_runs_one_serve_process() {
+        let cli = checked(&["--database", "sqlite", "sustained"]).unwrap();
+        assert_eq!(cli.common.database, DatabaseMode::Sqlite);
+        assert_eq!(cli.common.workers(), 1);
+        assert_eq!(cli.common.database.api_command(), "serve");
+        // Saying what happens anyway is allowed.
+        assert!(checked(&["--database", "sqlite", "--workers", "1", "burst"]).is_ok());
+    }
+
+    #[test]
+    fn sqlite_refuses_what_only_postgres_has() {
+        for (args, named) in [
+            (
+                &["--database", "sqlite", "--workers", "2", "burst"][..],
+                "--workers 2",
+            ),
+            (
+                &[
+                    "--database",
+                    "sqlite",
+                    "--pg-setting",
+                    "fsync=off",
+                    "sustained",
+                ][..],
+                "--pg-setting",
+            ),
+            (
+                &[
+                    "--database",
+                    "sqlite",
+                    "--postgres-url",
+                    "postgres://x@127.0.0.1/y",
+                    "burst",
+                ][..],
+                "--postgres-url",
+            ),
+            (&["--database", "sqlite", "idle-memory"][..], "idle-memory"),
+        ] {
+            let error = checked(args).unwrap_err().to_string();
+            assert!(error.contains(named), "{args:?}: {error}");
+        }
     }
 }

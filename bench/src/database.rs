@@ -1,5 +1,6 @@
 //! The bench's own PostgreSQL database: created fresh for each run under a unique name, dropped
-//! at the end (unless `--keep`), and a small connection pool for the bench's own queries.
+//! at the end (unless `--keep`); the name every run goes by; and a small connection pool, to
+//! either database, for the bench's own queries.
 
 use std::time::Duration;
 
@@ -12,14 +13,32 @@ pub struct BenchDatabase {
     pub url: String,
 }
 
+/// Quotas high enough that no bench scenario meets them: the bench measures throughput, not
+/// the quota checks (defaults are 10,000 schedules and 100 API requests a second per tenant).
+const RAISE_QUOTAS: &str =
+    "UPDATE tenants SET max_schedules = 100000000, api_rate_per_second = 1000000000";
+
+pub async fn raise_quotas(db: &DatabaseConnection) -> anyhow::Result<()> {
+    db.execute_unprepared(RAISE_QUOTAS)
+        .await
+        .context("raising the tenants' quotas")?;
+    Ok(())
+}
+
+/// The name of a run, `hookbeat_bench_<time>_<pid>`: its PostgreSQL database and its run
+/// directory go by it, so that [`owner_pid`] can tell whether the run is still going.
+pub fn run_name() -> String {
+    format!(
+        "hookbeat_bench_{}_{}",
+        chrono::Utc::now().format("%Y%m%d%H%M%S"),
+        std::process::id()
+    )
+}
+
 impl BenchDatabase {
-    /// Creates `hookbeat_bench_<time>_<pid>` on the server of `admin_url`.
-    pub async fn create(admin_url: &str) -> anyhow::Result<Self> {
-        let name = format!(
-            "hookbeat_bench_{}_{}",
-            chrono::Utc::now().format("%Y%m%d%H%M%S"),
-            std::process::id()
-        );
+    /// Creates the database `name` on the server of `admin_url`.
+    pub async fn create(admin_url: &str, name: &str) -> anyhow::Result<Self> {
+        let name = name.to_owned();
         let url = with_database(admin_url, &name)?;
         let admin = connect(admin_url, 1).await?;
         admin
@@ -87,6 +106,14 @@ pub fn owner_pid(database: &str) -> Option<u32> {
         .ok()
 }
 
+/// Whether the bench run named `name` is still going: its process is alive and a bench.
+pub fn still_running(name: &str) -> bool {
+    owner_pid(name).is_some_and(|pid| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains("hookbeat-bench"))
+    })
+}
+
 /// Drops the bench databases whose bench process is gone (killed before its teardown ran).
 pub async fn cleanup(admin_url: &str) -> anyhow::Result<()> {
     let admin = connect(admin_url, 1).await?;
@@ -98,11 +125,7 @@ pub async fn cleanup(admin_url: &str) -> anyhow::Result<()> {
     .await
     .context("listing bench databases")?;
     for Name { datname } in names {
-        let alive = owner_pid(&datname).is_some_and(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmd| String::from_utf8_lossy(&cmd).contains("hookbeat-bench"))
-        });
-        if alive {
+        if still_running(&datname) {
             crate::progress::note(format!("{datname}: its bench is still running; kept"));
             continue;
         }
@@ -116,6 +139,9 @@ pub async fn cleanup(admin_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A pool of up to `connections` to a PostgreSQL or SQLite URL. On SQLite the bench's writes
+/// wait for `hookbeat serve`'s as long as hookbeat's own wait for each other (its busy timeout);
+/// WAL mode needs no setting, being a property of the file, set when hookbeat created it.
 pub async fn connect(url: &str, connections: u32) -> anyhow::Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
@@ -123,9 +149,16 @@ pub async fn connect(url: &str, connections: u32) -> anyhow::Result<DatabaseConn
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30))
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|opts| opts.busy_timeout(Duration::from_secs(10)));
     Database::connect(options).await.with_context(|| {
-        format!("connecting to PostgreSQL at {url} (is it running? `pg_ctlcluster 15 main start`)")
+        if url.starts_with("sqlite:") {
+            format!("opening the SQLite database {url}")
+        } else {
+            format!(
+                "connecting to PostgreSQL at {url} (is it running? `pg_ctlcluster 15 main start`)"
+            )
+        }
     })
 }
 

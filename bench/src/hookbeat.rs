@@ -1,6 +1,7 @@
-//! Running the hookbeat binary: `migrate`, `token`, `api` and `worker`, each with the bench
-//! database, a JWT secret, `--allow-private-targets` (the receiver is on 127.0.0.1) and JSON logs
-//! in a file per process under the run directory.
+//! Running the hookbeat binary: `migrate`, `token`, `api` and `worker` (PostgreSQL) or `serve`
+//! (SQLite), each with the bench database, `--allow-private-targets` (the receiver is on
+//! 127.0.0.1) and JSON logs in a file per process under the run directory; on PostgreSQL also a
+//! JWT secret, which the embedded install makes and keeps itself.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -38,7 +39,9 @@ pub struct Spawned {
 pub struct Hookbeat {
     bin: PathBuf,
     database_url: String,
-    jwt_secret: String,
+    /// `None` on SQLite: the first `hookbeat token` makes one and keeps it in the database file,
+    /// as for anyone who runs the embedded default.
+    jwt_secret: Option<String>,
     run_dir: PathBuf,
     rust_log: Option<String>,
     /// `--hookbeat-env` settings, for experiments with hookbeat's own knobs.
@@ -49,7 +52,7 @@ impl Hookbeat {
     pub fn new(
         bin: &Path,
         database_url: String,
-        jwt_secret: String,
+        jwt_secret: Option<String>,
         run_dir: PathBuf,
         rust_log: Option<String>,
         extra_env: Vec<(String, String)>,
@@ -80,10 +83,12 @@ impl Hookbeat {
         let mut env = vec![
             // Secrets go through the environment, not the command line anyone can read in ps.
             ("DATABASE_URL".to_owned(), self.database_url.clone()),
-            ("HOOKBEAT_JWT_SECRET".to_owned(), self.jwt_secret.clone()),
             // Names the worker in `runs.locked_by` (worker ids are `HOSTNAME-pid-random`).
             ("HOSTNAME".to_owned(), name.to_owned()),
         ];
+        if let Some(secret) = &self.jwt_secret {
+            env.push(("HOOKBEAT_JWT_SECRET".to_owned(), secret.clone()));
+        }
         if let Some(filter) = &self.rust_log {
             env.push(("RUST_LOG".to_owned(), filter.clone()));
         }
@@ -171,10 +176,15 @@ impl Hookbeat {
         })
     }
 
-    /// Starts `hookbeat api` and returns it with its base URL, read from the log line that
-    /// announces the address it bound (it listens on port 0).
-    pub async fn start_api(&self, supervisor: &Supervisor) -> anyhow::Result<(Spawned, String)> {
-        let api = self.start(supervisor, "api", "api").await?;
+    /// Starts `hookbeat COMMAND` (`api`, or `serve`: the API with the worker) under the name of
+    /// its command and returns it with its base URL, read from the log line that announces the
+    /// address it bound (it listens on port 0).
+    pub async fn start_api(
+        &self,
+        supervisor: &Supervisor,
+        command: &str,
+    ) -> anyhow::Result<(Spawned, String)> {
+        let api = self.start(supervisor, command, command).await?;
         let line = wait_for_line(supervisor, &api, Duration::from_secs(30), |line| {
             logs::field(line, "address").is_some()
         })

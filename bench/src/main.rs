@@ -8,6 +8,7 @@ mod cli;
 mod clock;
 mod database;
 mod environment;
+mod history;
 mod hookbeat;
 mod logs;
 mod monitor;
@@ -20,6 +21,7 @@ mod report;
 mod sampler;
 mod scenario;
 mod seed;
+mod sqlite;
 mod stack;
 mod stats;
 mod supervisor;
@@ -31,7 +33,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
-use crate::cli::{Cli, Scenario};
+use crate::cli::{Cli, DatabaseMode, Scenario};
 use crate::report::Report;
 use crate::stack::Teardown;
 
@@ -48,9 +50,14 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: &Cli) -> anyhow::Result<()> {
-    cli.scenario.validate()?;
+    cli.validate()?;
     match &cli.scenario {
-        Scenario::Cleanup => return database::cleanup(&cli.common.postgres_url).await,
+        Scenario::Cleanup => {
+            return match cli.common.database {
+                DatabaseMode::Postgres => database::cleanup(cli.common.postgres_url()).await,
+                DatabaseMode::Sqlite => sqlite::cleanup(&stack::run_base(&cli.common.run_dir)),
+            }
+        }
         Scenario::ReceiverCheck(args) => {
             return receiver_check::run(args.seconds, usize::from(args.connections)).await
         }

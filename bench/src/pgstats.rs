@@ -1,31 +1,18 @@
 //! What PostgreSQL can tell about a run without changing its configuration: table and database
 //! counters (`pg_stat_user_tables`, `pg_stat_database`) before and after a window, a once-a-second
 //! sample of what the bench database's active backends are doing (`pg_stat_activity`: a poor
-//! man's profiler, since `pg_stat_statements` needs a server restart), and from hookbeat's own
-//! tables where the time of each fire went (materialise, claim, HTTP).
+//! man's profiler, since `pg_stat_statements` needs a server restart), and the server's settings
+//! that bear on the figures. None of it exists on SQLite (see [`crate::sqlite`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Statement};
+use sea_orm::{DatabaseConnection, DbBackend, FromQueryResult, Statement};
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// Quotas high enough that no bench scenario meets them: the bench measures throughput, not
-/// the quota checks (defaults are 10,000 schedules and 100 API requests a second per tenant).
-const RAISE_QUOTAS: &str =
-    "UPDATE tenants SET max_schedules = 100000000, api_rate_per_second = 1000000000";
-
-pub async fn raise_quotas(db: &DatabaseConnection) -> anyhow::Result<()> {
-    db.execute_unprepared(RAISE_QUOTAS)
-        .await
-        .context("raising the tenants' quotas")?;
-    Ok(())
-}
 
 /// Counters that only grow; the difference between two snapshots is a window's work.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -214,64 +201,6 @@ impl ActivitySampler {
     }
 }
 
-/// Where the time of the fires scheduled in a window went, from hookbeat's tables (first
-/// attempts only), in seconds: p50 / p99 / max of each stage.
-#[derive(Debug, Clone, Default, Serialize, FromQueryResult)]
-pub struct Stages {
-    pub runs: i64,
-    /// The worker pass that made the run began this long after the scheduled time.
-    pub materialise_p50: Option<f64>,
-    pub materialise_p99: Option<f64>,
-    pub materialise_max: Option<f64>,
-    /// From that pass to the start of the first attempt: waiting to be claimed.
-    pub claim_p50: Option<f64>,
-    pub claim_p99: Option<f64>,
-    pub claim_max: Option<f64>,
-    /// The first attempt's HTTP exchange.
-    pub http_p50: Option<f64>,
-    pub http_p99: Option<f64>,
-    pub http_max: Option<f64>,
-}
-
-const STAGES: &str = "WITH f AS ( \
-     SELECT extract(epoch FROM r.created_at - r.scheduled_for)::float8 AS m, \
-            extract(epoch FROM a.started_at - r.created_at)::float8 AS c, \
-            a.duration_ms::float8 / 1000.0 AS h \
-     FROM runs r JOIN attempts a ON a.run_id = r.id AND a.attempt = 1 \
-     WHERE r.\"trigger\" = 'schedule' AND r.scheduled_for >= $1 AND r.scheduled_for <= $2) \
-     SELECT count(*) AS runs, \
-       percentile_disc(0.5) WITHIN GROUP (ORDER BY m) AS materialise_p50, \
-       percentile_disc(0.99) WITHIN GROUP (ORDER BY m) AS materialise_p99, \
-       max(m) AS materialise_max, \
-       percentile_disc(0.5) WITHIN GROUP (ORDER BY c) AS claim_p50, \
-       percentile_disc(0.99) WITHIN GROUP (ORDER BY c) AS claim_p99, \
-       max(c) AS claim_max, \
-       percentile_disc(0.5) WITHIN GROUP (ORDER BY h) AS http_p50, \
-       percentile_disc(0.99) WITHIN GROUP (ORDER BY h) AS http_p99, \
-       max(h) AS http_max \
-     FROM f";
-
-pub async fn stages(
-    db: &DatabaseConnection,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> anyhow::Result<Stages> {
-    let statement =
-        Statement::from_sql_and_values(DbBackend::Postgres, STAGES, [from.into(), to.into()]);
-    Ok(Stages::find_by_statement(statement)
-        .one(db)
-        .await
-        .context("reading run stages")?
-        .unwrap_or_default())
-}
-
-#[derive(FromQueryResult)]
-struct CountRow {
-    key: String,
-    n: i64,
-}
-
-/// Runs by status and attempts by outcome at the end of the run.
 /// Server settings that change what a run measures: a figure taken with autovacuum off (as this
 /// machine's CI configuration has it) or with `pg_stat_statements` loaded says so in its report.
 const SERVER_SETTINGS: &str = "SELECT name AS key, setting AS value FROM pg_settings \
@@ -294,19 +223,4 @@ pub async fn server_settings(db: &DatabaseConnection) -> anyhow::Result<BTreeMap
             .map(|r| (r.key, r.value))
             .collect(),
     )
-}
-
-pub async fn run_states(db: &DatabaseConnection) -> anyhow::Result<BTreeMap<String, i64>> {
-    let statement = Statement::from_string(
-        DbBackend::Postgres,
-        "SELECT 'runs.' || status AS key, count(*) AS n FROM runs GROUP BY status \
-         UNION ALL SELECT 'attempts.' || outcome AS key, count(*) AS n FROM attempts GROUP BY outcome",
-    );
-    Ok(CountRow::find_by_statement(statement)
-        .all(db)
-        .await
-        .context("counting runs")?
-        .into_iter()
-        .map(|r| (r.key, r.n))
-        .collect())
 }

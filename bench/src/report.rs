@@ -8,14 +8,18 @@ use serde::Serialize;
 
 use crate::accounting::Outcome;
 use crate::api_client::CreateReport;
+use crate::cli::DatabaseMode;
+use crate::history::Stages;
 use crate::logs::LogTally;
-use crate::pgstats::{ActivityProfile, Counters, Stages};
+use crate::pgstats::{ActivityProfile, Counters};
 use crate::sampler::{GroupSummary, MachineSummary, MachineTick};
 use crate::stats::Summary;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub scenario: String,
+    /// What hookbeat ran on: `postgres` (API and workers apart) or `sqlite` (one `serve`).
+    pub database: DatabaseMode,
     pub started_at: String,
     pub environment: Environment,
     pub settings: serde_json::Value,
@@ -28,6 +32,9 @@ pub struct Report {
     pub processes: Vec<GroupSummary>,
     pub machine_cpu: Option<MachineSummary>,
     pub postgres: Option<PostgresFigures>,
+    pub sqlite: Option<SqliteFigures>,
+    /// Figures this database mode cannot give, each with why (none on PostgreSQL).
+    pub not_applicable: Vec<String>,
     pub logs: BTreeMap<String, LogTally>,
     pub receiver: ReceiverFigures,
     pub goals: Vec<Goal>,
@@ -128,6 +135,18 @@ pub struct PostgresFigures {
     pub server: BTreeMap<String, String>,
 }
 
+/// The embedded database at the end of the measurement window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SqliteFigures {
+    pub file: String,
+    pub version: String,
+    /// Taken while `hookbeat serve` still ran (see [`crate::sqlite::Sizes`]).
+    pub database_bytes: u64,
+    pub wal_bytes: u64,
+    pub stages: Option<Stages>,
+    pub run_states: BTreeMap<String, i64>,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ReceiverFigures {
     pub requests: usize,
@@ -144,6 +163,32 @@ pub struct Goal {
 
 fn ms(value: Option<f64>) -> String {
     value.map_or("-".to_owned(), |s| format!("{:.0} ms", s * 1000.0))
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Where a fire's time went, and how the runs ended: the same lines on either database.
+fn render_history(out: &mut String, stages: &Option<Stages>, run_states: &BTreeMap<String, i64>) {
+    if let Some(s) = stages {
+        let _ = writeln!(
+            out,
+            "where a fire's time goes ({} runs, p50 / p99 / max): materialise {} / {} / {}; \
+             wait for claim {} / {} / {}; HTTP {} / {} / {}",
+            s.runs,
+            ms(s.materialise_p50),
+            ms(s.materialise_p99),
+            ms(s.materialise_max),
+            ms(s.claim_p50),
+            ms(s.claim_p99),
+            ms(s.claim_max),
+            ms(s.http_p50),
+            ms(s.http_p99),
+            ms(s.http_max)
+        );
+    }
+    let _ = writeln!(out, "runs and attempts: {run_states:?}");
 }
 
 fn summary(label: &str, s: &Option<Summary>) -> String {
@@ -171,6 +216,15 @@ impl Report {
             e.hookbeat_bin,
             e.hookbeat_bin_modified,
             e.git
+        );
+        let _ = writeln!(
+            out,
+            "database: {}",
+            match self.database {
+                DatabaseMode::Postgres => "postgres (hookbeat api + hookbeat worker processes)",
+                DatabaseMode::Sqlite =>
+                    "sqlite (one hookbeat serve: API and worker in one process)",
+            }
         );
         let _ = writeln!(out, "settings: {}", self.settings);
         if let Some(c) = &self.creation {
@@ -312,25 +366,22 @@ impl Report {
                 m.avg_busy_pct, m.peak_busy_pct, m.max_load1, m.outside_cpu_pct
             );
         }
+        if let Some(lite) = &self.sqlite {
+            render_history(&mut out, &lite.stages, &lite.run_states);
+            let _ = writeln!(
+                out,
+                "SQLite {}: {} is {:.1} MiB, its WAL {:.1} MiB, at the end of the window",
+                lite.version,
+                lite.file,
+                mib(lite.database_bytes),
+                mib(lite.wal_bytes)
+            );
+        }
+        for what in &self.not_applicable {
+            let _ = writeln!(out, "not applicable on this database: {what}");
+        }
         if let Some(pg) = &self.postgres {
-            if let Some(s) = &pg.stages {
-                let _ = writeln!(
-                    out,
-                    "where a fire's time goes ({} runs, p50 / p99 / max): materialise {} / {} / {}; \
-                     wait for claim {} / {} / {}; HTTP {} / {} / {}",
-                    s.runs,
-                    ms(s.materialise_p50),
-                    ms(s.materialise_p99),
-                    ms(s.materialise_max),
-                    ms(s.claim_p50),
-                    ms(s.claim_p99),
-                    ms(s.claim_max),
-                    ms(s.http_p50),
-                    ms(s.http_p99),
-                    ms(s.http_max)
-                );
-            }
-            let _ = writeln!(out, "runs and attempts: {:?}", pg.run_states);
+            render_history(&mut out, &pg.stages, &pg.run_states);
             let _ = writeln!(out, "PostgreSQL server settings: {:?}", pg.server);
             let _ = writeln!(
                 out,

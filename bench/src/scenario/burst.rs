@@ -4,7 +4,8 @@
 //! With `--seed api` a probe of disabled schedules measures the API's create rate first, T is
 //! picked far enough ahead for the rest, and every schedule is created with `start_at: T`, so
 //! its first fire is T however early it was created. With `--seed sql` one disabled template is
-//! created through the API and copied N times with `next_run_at = T` (see [`crate::seed`]).
+//! created through the API and copied N times with `next_run_at = T` (see [`crate::seed`]); on
+//! SQLite one more API write then wakes `hookbeat serve`'s worker to the rows it was not told of.
 //! Expected fires: each schedule's first fire if it is T (cut-off T); fires of T + 60 s that a
 //! slow run meets are not judged.
 
@@ -16,7 +17,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::accounting::{self, Grid};
-use crate::cli::{BurstArgs, BurstSpec, Common, SeedMode};
+use crate::cli::{BurstArgs, BurstSpec, Common, DatabaseMode, SeedMode};
 use crate::clock::{next_minute_after, now_us, to_datetime};
 use crate::monitor::Monitor;
 use crate::progress;
@@ -25,7 +26,7 @@ use crate::seed::{self, Seed};
 use crate::stack::Stack;
 use crate::stats;
 
-use super::{check_workers_alive, goal, probe_create_rate, Measurement};
+use super::{check_workers_alive, goal, probe_create_rate, record_stages, Measurement};
 
 const SECOND: i64 = 1_000_000;
 const MINUTE: i64 = 60 * SECOND;
@@ -52,10 +53,10 @@ pub async fn run(
     report.settings = json!({
         "schedules": args.schedules, "seed": format!("{:?}", args.seed).to_lowercase(),
         "spec": format!("{:?}", args.spec).to_lowercase(), "timeout_s": args.timeout,
-        "workers": common.workers, "tenants": common.tenants, "concurrency": common.concurrency,
+        "workers": common.workers(), "tenants": common.tenants, "concurrency": common.concurrency,
         "receiver_ports": common.receiver_ports,
     });
-    stack.start_workers(usize::from(common.workers)).await?;
+    stack.start_workers(usize::from(common.workers())).await?;
     let (boundary, grids) = match args.seed {
         SeedMode::Sql => seed_sql(stack, args, report).await?,
         SeedMode::Api => seed_api(stack, common, args, report).await?,
@@ -128,10 +129,7 @@ pub async fn run(
         per_second: outcome.delivered as f64 / ((last - first).max(1) as f64 / 1e6),
         timeline: stats::per_second(after.iter().copied(), 0, end_us - boundary),
     };
-    if let Some(pg) = &mut report.postgres {
-        let t = to_datetime(boundary);
-        pg.stages = Some(crate::pgstats::stages(&stack.db, t, t).await?);
-    }
+    record_stages(stack, boundary, boundary, report).await?;
     report.goals.push(goal(
         "every schedule due in the same minute delivered within 30 s of it",
         format!(
@@ -197,6 +195,15 @@ async fn seed_sql(
         );
     }
     seed::analyze(&stack.db).await?;
+    if stack.mode == DatabaseMode::Sqlite {
+        // The rows went into the file behind `hookbeat serve`'s back. Its worker hears of changes
+        // from its own API only (PostgreSQL workers poll at least every 5 s), else at its idle
+        // limit of 30 s, which may be after T. One write through the API wakes it, as any
+        // create does: a disabled schedule that never fires.
+        let body = json!({"name": "burst-seeded", "schedule": spec(args.spec),
+                          "target": {"url": stack.receiver.url(0)}, "enabled": false});
+        stack.api_client.create(stack.token_for(0), &body).await?;
+    }
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     report.seeding = Some(Seeding {

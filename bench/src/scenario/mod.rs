@@ -1,24 +1,28 @@
 //! The scenarios, and what they share: the stack options from the command line, the start of a
 //! measurement window (PostgreSQL counters, activity sampling) and its close (stop the workers,
-//! collect process, PostgreSQL, log and receiver figures).
+//! collect process, database, log and receiver figures), and where each fire's time went.
 
 mod burst;
 mod idle;
 mod sustained;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{Cli, Scenario};
-use crate::clock::now_us;
-use crate::pgstats::{self, ActivitySampler, Counters};
-use crate::report::{Goal, PostgresFigures, ReceiverFigures, Report};
+use crate::cli::{Cli, DatabaseMode, Scenario};
+use crate::clock::{now_us, to_datetime};
+use crate::history;
+use crate::pgstats::{self, ActivityProfile, ActivitySampler, Counters};
+use crate::report::{Goal, PostgresFigures, ReceiverFigures, Report, SqliteFigures};
+use crate::sqlite;
 use crate::stack::{Stack, StackOptions, Teardown};
 
 pub async fn run(cli: &Cli, teardown: &Teardown) -> anyhow::Result<Report> {
     let common = &cli.common;
     let options = StackOptions {
         hookbeat_bin: common.hookbeat_bin.clone(),
-        postgres_url: common.postgres_url.clone(),
+        database: common.database,
+        postgres_url: common.postgres_url().to_owned(),
         run_dir: common.run_dir.clone(),
         rust_log: common.rust_log.clone(),
         tenants: usize::from(common.tenants),
@@ -29,6 +33,7 @@ pub async fn run(cli: &Cli, teardown: &Teardown) -> anyhow::Result<Report> {
     };
     let mut report = Report {
         scenario: cli.scenario.name().to_owned(),
+        database: common.database,
         started_at: chrono::Utc::now().to_rfc3339(),
         environment: crate::environment::describe(&common.hookbeat_bin),
         ..Report::default()
@@ -66,22 +71,44 @@ pub async fn run(cli: &Cli, teardown: &Teardown) -> anyhow::Result<Report> {
 /// An open measurement window.
 pub struct Measurement {
     pub from_us: i64,
-    counters: Counters,
-    activity: ActivitySampler,
+    database: Window,
+}
+
+/// What a measurement window keeps of the database while it is open.
+enum Window {
+    /// The counters at the start, and the activity sampled since.
+    Postgres(Counters, ActivitySampler),
+    /// The file, whose sizes are read at the close.
+    Sqlite(PathBuf),
+}
+
+/// What a closing window read of the database before hookbeat stopped.
+enum Closing {
+    /// The counters at the window's start, and the activity sampled over it.
+    Postgres(Counters, ActivityProfile),
+    Sqlite(PathBuf, sqlite::Sizes),
 }
 
 impl Measurement {
     pub async fn start(stack: &Stack) -> anyhow::Result<Self> {
+        let database = match (stack.mode, &stack.sqlite_file) {
+            (DatabaseMode::Sqlite, Some(file)) => Window::Sqlite(file.clone()),
+            (DatabaseMode::Sqlite, None) => anyhow::bail!("an SQLite stack without its file"),
+            (DatabaseMode::Postgres, _) => Window::Postgres(
+                pgstats::counters(&stack.db).await?,
+                ActivitySampler::start(stack.db.clone()),
+            ),
+        };
         Ok(Self {
             from_us: now_us(),
-            counters: pgstats::counters(&stack.db).await?,
-            activity: ActivitySampler::start(stack.db.clone()),
+            database,
         })
     }
 
     /// Closes the window at `to_us`: stops the workers (PostgreSQL backends flush their
-    /// statistics when they exit, so the counters read afterwards are complete) and fills in
-    /// the figures every scenario reports.
+    /// statistics when they exit, so the counters read afterwards are complete; on SQLite that
+    /// stops `hookbeat serve`, so the file's sizes are read first) and fills in the figures
+    /// every scenario reports.
     pub async fn finish(
         self,
         stack: &mut Stack,
@@ -89,7 +116,16 @@ impl Measurement {
         grace: Duration,
         report: &mut Report,
     ) -> anyhow::Result<()> {
-        let activity = self.activity.finish(12).await;
+        // What can only be read while hookbeat runs.
+        let before_stop = match self.database {
+            Window::Postgres(counters, activity) => {
+                Closing::Postgres(counters, activity.finish(12).await)
+            }
+            Window::Sqlite(file) => {
+                let sizes = sqlite::sizes(&file);
+                Closing::Sqlite(file, sizes)
+            }
+        };
         let stop_started = std::time::Instant::now();
         let killed = stack.stop_workers(grace).await;
         if !killed.is_empty() {
@@ -99,31 +135,53 @@ impl Measurement {
             ));
         }
         report.notes.push(format!(
-            "the workers took {:.1} s to stop after SIGTERM",
+            "{} took {:.1} s to stop after SIGTERM",
+            match stack.mode {
+                DatabaseMode::Postgres => "the workers",
+                DatabaseMode::Sqlite => "`hookbeat serve`",
+            },
             stop_started.elapsed().as_secs_f64()
         ));
-        let counters = pgstats::counters(&stack.db).await?.since(&self.counters);
-        let run_states = pgstats::run_states(&stack.db).await?;
-        let server = pgstats::server_settings(&stack.db).await?;
-        if server.get("autovacuum").is_some_and(|v| v == "off") {
-            report.notes.push(
-                "autovacuum is off on this server: dead index entries pile up all run long, \
-                 which production servers (autovacuum on by default) do not see"
-                    .to_owned(),
-            );
+        let run_states = history::run_states(&stack.db).await?;
+        match before_stop {
+            Closing::Postgres(counters, activity) => {
+                let counters = pgstats::counters(&stack.db).await?.since(&counters);
+                let server = pgstats::server_settings(&stack.db).await?;
+                if server.get("autovacuum").is_some_and(|v| v == "off") {
+                    report.notes.push(
+                        "autovacuum is off on this server: dead index entries pile up all run \
+                         long, which production servers (autovacuum on by default) do not see"
+                            .to_owned(),
+                    );
+                }
+                report.postgres = Some(PostgresFigures {
+                    counters,
+                    activity,
+                    stages: None,
+                    run_states,
+                    server,
+                });
+            }
+            Closing::Sqlite(file, sizes) => {
+                report.sqlite = Some(SqliteFigures {
+                    file: file.display().to_string(),
+                    version: sqlite::version(&stack.db).await?,
+                    database_bytes: sizes.database_bytes,
+                    wal_bytes: sizes.wal_bytes,
+                    stages: None,
+                    run_states,
+                });
+                report.not_applicable = sqlite::NOT_APPLICABLE
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect();
+            }
         }
         stack.stop_sampling().await;
         let (processes, machine) = stack.sampler.summarise(self.from_us, to_us);
         report.processes = processes;
         report.machine_cpu = Some(machine);
         report.machine_series = stack.sampler.machine_series();
-        report.postgres = Some(PostgresFigures {
-            counters,
-            activity,
-            stages: None,
-            run_states,
-            server,
-        });
         for (name, path) in stack.logs() {
             report.logs.insert(name, crate::logs::tally(&path));
         }
@@ -146,6 +204,23 @@ pub fn check_workers_alive(stack: &Stack) -> anyhow::Result<()> {
                 crate::logs::last_lines(&worker.log, 10)
             );
         }
+    }
+    Ok(())
+}
+
+/// Where the time of the fires scheduled in `[from_us, to_us]` went, into the report's figures
+/// for its database.
+pub async fn record_stages(
+    stack: &Stack,
+    from_us: i64,
+    to_us: i64,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let stages = history::stages(&stack.db, to_datetime(from_us), to_datetime(to_us)).await?;
+    if let Some(pg) = &mut report.postgres {
+        pg.stages = Some(stages);
+    } else if let Some(lite) = &mut report.sqlite {
+        lite.stages = Some(stages);
     }
     Ok(())
 }

@@ -25,7 +25,7 @@ use crate::report::{DeliveryFigures, Report};
 use crate::stack::Stack;
 use crate::stats;
 
-use super::{check_workers_alive, goal, probe_create_rate, Measurement};
+use super::{check_workers_alive, goal, probe_create_rate, record_stages, Measurement};
 
 const SECOND: i64 = 1_000_000;
 
@@ -59,11 +59,11 @@ pub async fn run(
     report.settings = json!({
         "schedules": args.schedules, "min_every": args.min_every, "max_every": args.max_every,
         "duration_s": args.duration, "tail_s": args.tail, "drain_s": args.drain,
-        "workers": common.workers, "tenants": common.tenants, "concurrency": common.concurrency,
+        "workers": common.workers(), "tenants": common.tenants, "concurrency": common.concurrency,
         "receiver_ports": common.receiver_ports, "phases": format!("{:?}", args.phases).to_lowercase(),
         "warmup_s": args.warmup, "start": format!("{:?}", args.start).to_lowercase(),
     });
-    stack.start_workers(usize::from(common.workers)).await?;
+    stack.start_workers(usize::from(common.workers())).await?;
     let measurement = Measurement::start(stack).await?;
     let create_from_us = now_us();
     let start_at = match args.start {
@@ -234,16 +234,7 @@ pub async fn run(
             cutoff_us,
         ),
     };
-    if let Some(pg) = &mut report.postgres {
-        pg.stages = Some(
-            crate::pgstats::stages(
-                &stack.db,
-                crate::clock::to_datetime(steady_from),
-                crate::clock::to_datetime(cutoff_us),
-            )
-            .await?,
-        );
-    }
+    record_stages(stack, steady_from, cutoff_us, report).await?;
     let p99 = figures.lag_steady.map_or(f64::INFINITY, |l| l.p99_ms);
     report.goals.push(goal(
         "≥ 5,000 deliveries/s sustained with p99 fire lag < 500 ms",
