@@ -109,8 +109,15 @@ pub async fn insert(
     StoredSchedule::from(input).write(&mut row)?;
     let model = row.insert(&txn).await?;
     txn.commit().await?;
-    announce(&state.db, &state.wakeup).await;
+    announce_schedule(state, &model).await;
     Ok(model)
+}
+
+/// Wakes the workers for a saved schedule's next fire; one that will not fire needs no worker.
+async fn announce_schedule(state: &AppState, saved: &schedule::Model) {
+    if let Some(next) = saved.next_run_at.filter(|_| saved.enabled) {
+        announce(&state.db, &state.wakeup, Some(next)).await;
+    }
 }
 
 /// Changes the tenant's schedule `key` with `change`, which is given the schedule as it is and
@@ -142,7 +149,7 @@ where
             return Ok(Some(current));
         };
         if let Some(saved) = save_if_unchanged(state, tenant, row, &current, now).await? {
-            announce(&state.db, &state.wakeup).await;
+            announce_schedule(state, &saved).await;
             return Ok(Some(saved));
         }
     }

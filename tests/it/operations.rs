@@ -10,11 +10,13 @@ use hookbeat_entity::ScheduleId;
 use hookbeat_migration::{Migrator, MigratorTrait};
 
 use hookbeat_scheduler::shards::SHARD_COUNT;
-use hookbeat_scheduler::WorkerConfig;
+use hookbeat_scheduler::{Clock, WorkerConfig};
+use reqwest::{Method, StatusCode};
 use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Statement};
 use serde_json::{json, Value};
 
 use crate::end_to_end::signing_secrets;
+use crate::helpers::app::spawn_app_with;
 use crate::helpers::app::token_for;
 use crate::helpers::db::TestDb;
 use crate::helpers::process::{token, Process, SECRET};
@@ -564,7 +566,86 @@ async fn a_worker_waiting_on_the_database_stops_when_asked(backend: Backend) {
     assert_eq!(receiver.received().len(), 0);
 }
 
+/// `hookbeat_wakeups_total{source}` as `/metrics` shows it.
+async fn wakeups(app: &TestApp, source: &str) -> f64 {
+    let scrape = app.get("/metrics").await.body;
+    let text = scrape.as_str().expect("/metrics is text");
+    let series = format!("hookbeat_wakeups_total{{source=\"{source}\"}} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in /metrics"))
+}
+
+/// An idle worker stays asleep while schedules that fire after it looks again are created: no
+/// pass per create. Something due sooner (a trigger) still wakes it at once.
+async fn creating_later_schedules_leaves_an_idle_worker_asleep(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |options| {
+        options.worker.max_idle = Duration::hours(1);
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(app.worker.clone().run(cancel.clone()));
+    let wait = std::time::Duration::from_secs(10);
+    // Asleep once it holds its shards. Taking them on PostgreSQL wakes it once; a wake-up of
+    // our own, seen through, leaves no other pending.
+    let ready = eventually(wait, || async { app.worker.readiness().ok() }).await;
+    assert!(ready.is_some(), "the worker never took its shards");
+    let before = wakeups(&app, "early").await;
+    app.wakeup.wake();
+    let asleep = eventually(wait, || async {
+        let woken = wakeups(&app, "early").await;
+        (woken > before)
+            .then(|| app.wakeup.asleep_until())
+            .flatten()
+    })
+    .await;
+    let looks_again = asleep.expect("the worker never fell asleep");
+    assert_eq!(looks_again, app.clock.now() + Duration::hours(1));
+    let woken_before = wakeups(&app, "early").await;
+
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let made = app
+            .create_schedule(json!({
+                "name": format!("later-{n}"),
+                "schedule": {"kind": "interval", "every_seconds": 7200},
+                "target": {"url": receiver.url}
+            }))
+            .await;
+        ids.push(made["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        wakeups(&app, "early").await,
+        woken_before,
+        "a create woke the worker"
+    );
+    assert_eq!(app.wakeup.asleep_until(), Some(looks_again));
+
+    let triggered = app
+        .call(
+            Method::POST,
+            &format!("/v1/schedules/{}/trigger", ids[0]),
+            None,
+        )
+        .await;
+    assert_eq!(triggered.status, StatusCode::ACCEPTED, "{}", triggered.body);
+    let delivered = eventually(wait, || async {
+        (receiver.received().len() == 1).then_some(())
+    })
+    .await;
+    cancel.cancel();
+    running.await.unwrap().unwrap();
+    assert!(delivered.is_some(), "the trigger was not delivered");
+    assert!(wakeups(&app, "early").await > woken_before);
+}
+
 on_both_databases!(
+    creating_later_schedules_leaves_an_idle_worker_asleep,
     a_worker_waiting_on_the_database_stops_when_asked,
     a_stalled_worker_says_so,
     the_schedule_count_migration_counts_existing_schedules,

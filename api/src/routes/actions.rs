@@ -266,7 +266,7 @@ async fn make_runs(
     }
     update.update(&txn).await?;
     txn.commit().await?;
-    announce(&state.db, &state.wakeup).await;
+    announce(&state.db, &state.wakeup, None).await;
     Ok(runs)
 }
 

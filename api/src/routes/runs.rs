@@ -186,6 +186,6 @@ async fn redeliver_once(state: &AppState, current: run::Model) -> Result<HttpRes
         .ok_or_else(|| {
             ApiError::Conflict("the run was redelivered by another request meanwhile".into())
         })?;
-    announce(&state.db, &state.wakeup).await;
+    announce(&state.db, &state.wakeup, None).await;
     Ok(HttpResponse::Accepted().json(Run::from(updated)))
 }

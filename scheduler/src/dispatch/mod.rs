@@ -231,11 +231,12 @@ impl Worker {
                     backoff
                 }
             };
+            let looks_again = parts.clock.now() + wait;
             let wait = wait.to_std().unwrap_or(std::time::Duration::ZERO);
             let source = tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(wait) => "timer",
-                _ = parts.wakeup.woken() => "early",
+                _ = parts.wakeup.woken(looks_again) => "early",
             };
             parts.metrics.wakeups.with_label_values(&[source]).inc();
         }

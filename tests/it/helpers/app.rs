@@ -27,6 +27,8 @@ pub struct TestApp {
     pub db: DatabaseConnection,
     /// The worker's pool.
     pub worker_db: DatabaseConnection,
+    /// What the API announces to the worker by.
+    pub wakeup: hookbeat_scheduler::notify::Wakeup,
     /// Shared by the starts of the app over it (see [`TestApp::restart_with`]).
     test_db: Arc<TestDb>,
 }
@@ -98,6 +100,7 @@ async fn start(
         token,
         clock,
         worker: components.worker,
+        wakeup: components.state.wakeup.clone(),
         db,
         worker_db,
         test_db,
