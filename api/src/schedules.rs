@@ -78,6 +78,12 @@ pub async fn insert(
     let now = state.clock.now();
     check_min_interval(caller, &timing, now)?;
     let txn = hookbeat_entity::begin_write(&state.db).await?;
+    let mut row = stored::new_row(&caller.tenant, now);
+    row.next_run_at = Set(first_fire(&input, &timing, now, 0)?);
+    StoredSchedule::from(input).write(&mut row)?;
+    let model = row.insert(&txn).await?;
+    // Counted last: on PostgreSQL the tenant's row stays locked until the commit, so the
+    // tenant's creates queue on it for as short a time as possible.
     let counted = tenant::Entity::update_many()
         .col_expr(
             tenant::Column::ScheduleCount,
@@ -104,10 +110,6 @@ pub async fn insert(
             retry_after_seconds: QUOTA_RETRY_AFTER_SECONDS,
         });
     }
-    let mut row = stored::new_row(&caller.tenant, now);
-    row.next_run_at = Set(first_fire(&input, &timing, now, 0)?);
-    StoredSchedule::from(input).write(&mut row)?;
-    let model = row.insert(&txn).await?;
     txn.commit().await?;
     announce_schedule(state, &model).await;
     Ok(model)
