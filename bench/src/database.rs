@@ -173,6 +173,44 @@ pub fn with_database(url: &str, name: &str) -> anyhow::Result<String> {
     Ok(parsed.to_string())
 }
 
+/// Runs `test` (given a connection and the URL) on a PostgreSQL database of its own (dropped afterwards, whatever the test did)
+/// on `HOOKBEAT_TEST_POSTGRES_URL` or the local server; skips loudly when there is none, unless
+/// `HOOKBEAT_REQUIRE_POSTGRES=1`, as the workspace's tests do. `what` names the test in the
+/// skip message.
+#[cfg(test)]
+pub async fn on_scratch_postgres<F, Fut>(what: &str, test: F)
+where
+    F: FnOnce(DatabaseConnection, String) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let admin = std::env::var("HOOKBEAT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| crate::cli::DEFAULT_POSTGRES_URL.to_owned());
+    // Not `hookbeat_bench_…`, which `cleanup` would take for a dead bench's.
+    let name = format!(
+        "hookbeat_benchtest_{}_{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let database = match BenchDatabase::create(&admin, &name).await {
+        Ok(database) => database,
+        Err(error) => {
+            let required = std::env::var("HOOKBEAT_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "PostgreSQL is required but unreachable: {error:#}"
+            );
+            eprintln!("\n*** SKIPPING {what}: {error:#} ***\n");
+            return;
+        }
+    };
+    let db = connect(&database.url, 1).await.unwrap();
+    let checked = tokio::spawn(test(db, database.url.clone())).await;
+    database.drop_database().await.unwrap();
+    if let Err(failure) = checked {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ mod hookbeat;
 mod logs;
 mod monitor;
 mod pgstats;
+mod pgwal;
 mod procfs;
 mod progress;
 mod receiver;

@@ -1,8 +1,9 @@
 //! What PostgreSQL can tell about a run without changing its configuration: table and database
 //! counters (`pg_stat_user_tables`, `pg_stat_database`) before and after a window, a once-a-second
 //! sample of what the bench database's active backends are doing (`pg_stat_activity`: a poor
-//! man's profiler, since `pg_stat_statements` needs a server restart), and the server's settings
-//! that bear on the figures. None of it exists on SQLite (see [`crate::sqlite`]).
+//! man's profiler, since `pg_stat_statements` needs a server restart; [`crate::pgwal`] uses it
+//! only where already loaded), and the server's settings that bear on the figures. None of it
+//! exists on SQLite (see [`crate::sqlite`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

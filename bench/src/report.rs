@@ -12,6 +12,7 @@ use crate::cli::DatabaseMode;
 use crate::history::Stages;
 use crate::logs::LogTally;
 use crate::pgstats::{ActivityProfile, Counters};
+use crate::pgwal::WalFigures;
 use crate::sampler::{GroupSummary, MachineSummary, MachineTick};
 use crate::stats::Summary;
 
@@ -133,6 +134,8 @@ pub struct PostgresFigures {
     pub run_states: BTreeMap<String, i64>,
     /// The server's settings that bear on the figures (autovacuum above all).
     pub server: BTreeMap<String, String>,
+    /// WAL over the scenario's window and per fire delivered in it (burst and sustained).
+    pub wal: Option<WalFigures>,
 }
 
 /// The embedded database at the end of the measurement window.
@@ -396,6 +399,9 @@ impl Report {
                 "PostgreSQL counters over the window: {:?}",
                 pg.counters.0
             );
+            if let Some(wal) = &pg.wal {
+                wal.render(&mut out);
+            }
         }
         for (name, tally) in &self.logs {
             if tally.warnings + tally.errors > 0 {

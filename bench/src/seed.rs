@@ -318,41 +318,14 @@ mod tests {
         copies_read_back_as_the_template_and_come_due_when_told(&db).await;
     }
 
-    /// The PostgreSQL seed, on a database of its own (dropped afterwards) on
-    /// `HOOKBEAT_TEST_POSTGRES_URL` or the local server; skipped loudly when there is none,
-    /// unless `HOOKBEAT_REQUIRE_POSTGRES=1`, as the workspace's tests do.
+    /// The PostgreSQL seed, on a database of its own.
     #[tokio::test]
     async fn postgres_copies_read_back_as_the_template_and_come_due_when_told() {
-        let admin = std::env::var("HOOKBEAT_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| crate::cli::DEFAULT_POSTGRES_URL.to_owned());
-        // Not `hookbeat_bench_…`, which `cleanup` would take for a dead bench's.
-        let name = format!(
-            "hookbeat_benchtest_{}_{}",
-            std::process::id(),
-            rand::random::<u32>()
-        );
-        let database = match crate::database::BenchDatabase::create(&admin, &name).await {
-            Ok(database) => database,
-            Err(error) => {
-                let required = std::env::var("HOOKBEAT_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-                assert!(
-                    !required,
-                    "PostgreSQL is required but unreachable: {error:#}"
-                );
-                eprintln!("\n*** SKIPPING the PostgreSQL seed test: {error:#} ***\n");
-                return;
-            }
-        };
-        let db = crate::database::connect(&database.url, 1).await.unwrap();
-        let checked = tokio::spawn(async move {
+        crate::database::on_scratch_postgres("the PostgreSQL seed test", |db, _| async move {
             copies_read_back_as_the_template_and_come_due_when_told(&db).await;
             db.close().await.ok();
         })
         .await;
-        database.drop_database().await.unwrap();
-        if let Err(failure) = checked {
-            std::panic::resume_unwind(failure.into_panic());
-        }
     }
 
     /// Migrates `db` (empty) as hookbeat does, writes a template with hookbeat's own codec and

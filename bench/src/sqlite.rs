@@ -23,8 +23,16 @@ pub const NOT_APPLICABLE: &[&str] = &[
     "postgres.activity: samples of the server's active backends (pg_stat_activity); there is \
      no server, the database works inside `hookbeat serve`",
     "postgres.server: the server's settings; sqlite.version names the library instead",
+    "postgres.wal: WAL per delivered fire (pg_stat_wal, pg_current_wal_lsn(), \
+     pg_stat_statements); SQLite's WAL is a file, rewound at each checkpoint, whose size \
+     sqlite.wal_bytes gives",
     "processes `postgres backends`: the database's CPU and memory are part of `serve`'s",
 ];
+
+/// [`NOT_APPLICABLE`] as the report lists it.
+pub fn not_applicable() -> Vec<String> {
+    NOT_APPLICABLE.iter().map(|s| (*s).to_owned()).collect()
+}
 
 /// The URL `hookbeat serve` is given for the file at `path` (absolute): created if absent
 /// (`mode=rwc`, as in hookbeat's default), its path percent-encoded.
@@ -129,6 +137,29 @@ mod tests {
                 wal_bytes: 100
             }
         );
+    }
+
+    #[test]
+    fn wal_per_fire_is_listed_as_not_applicable() {
+        let report = crate::report::Report {
+            database: crate::cli::DatabaseMode::Sqlite,
+            not_applicable: not_applicable(),
+            ..Default::default()
+        };
+        let text = report.render();
+        assert!(
+            text.lines().any(|l| l.starts_with(
+                "not applicable on this database: postgres.wal: WAL per delivered fire"
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("PostgreSQL WAL"), "{text}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json["postgres"].is_null());
+        let listed = json["not_applicable"].as_array().unwrap();
+        assert!(listed
+            .iter()
+            .any(|v| v.as_str().unwrap().starts_with("postgres.wal: ")));
     }
 
     #[test]

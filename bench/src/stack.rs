@@ -124,6 +124,8 @@ pub struct Stack {
     pub sqlite_file: Option<PathBuf>,
     /// The bench's own connections to hookbeat's database.
     pub db: DatabaseConnection,
+    /// That database's URL, for a connection of its own.
+    pub database_url: String,
     pub hookbeat: Hookbeat,
     pub receiver: Receiver,
     pub sampler: Sampler,
@@ -216,6 +218,7 @@ impl Stack {
             mode: options.database,
             sqlite_file,
             db,
+            database_url: url,
             hookbeat,
             receiver,
             sampler,

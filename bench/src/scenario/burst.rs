@@ -20,13 +20,14 @@ use crate::accounting::{self, Grid};
 use crate::cli::{BurstArgs, BurstSpec, Common, DatabaseMode, SeedMode};
 use crate::clock::{next_minute_after, now_us, to_datetime};
 use crate::monitor::Monitor;
+use crate::pgwal::{self, OpenWindow};
 use crate::progress;
 use crate::report::{BurstFigures, Report, Seeding};
 use crate::seed::{self, Seed};
 use crate::stack::Stack;
 use crate::stats;
 
-use super::{check_workers_alive, goal, probe_create_rate, record_stages, Measurement};
+use super::{check_workers_alive, goal, probe_create_rate, record_stages, record_wal, Measurement};
 
 const SECOND: i64 = 1_000_000;
 const MINUTE: i64 = 60 * SECOND;
@@ -72,6 +73,10 @@ pub async fn run(
 
     // Wait for T, with the measurement already open so the window holds the run-up.
     let measurement = Measurement::start(stack).await?;
+    let wal = match stack.mode {
+        DatabaseMode::Postgres => Some(OpenWindow::open(&stack.db).await),
+        DatabaseMode::Sqlite => None,
+    };
     let mut monitor = Monitor::new(stack.receiver.recorded.clone());
     monitor.set_cutoff(boundary);
     let wait = progress::bar(((boundary - now_us()).max(0) / SECOND) as u64, "to T (s)");
@@ -105,6 +110,14 @@ pub async fn run(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let end_us = now_us();
     measurement.finish(stack, end_us, grace, report).await?;
+    // Closed with the other counters, once the workers have stopped and flushed their statistics.
+    if let Some(wal) = wal {
+        let closed = match wal {
+            Ok(open) => open.close(&stack.db).await,
+            Err(error) => Err(error),
+        };
+        record_wal(stack, closed, "burst", report);
+    }
 
     let outcome = accounting::account(&grids, &stack.receiver.recorded.all(), boundary);
     let mut after: Vec<i64> = outcome
@@ -172,6 +185,9 @@ async fn seed_sql(
     ));
     let bar = progress::bar(args.schedules as u64, "seed");
     let started = Instant::now();
+    // On a connection of its own, whose statistics are flushed at the end: the WAL window opens
+    // next, and the seeding's WAL must not be added to `pg_stat_wal` inside it.
+    let seeder = crate::database::connect(&stack.database_url, 1).await?;
     let tenants = stack.tenants();
     let mut ids = Vec::with_capacity(args.schedules);
     for (k, template) in templates.iter().enumerate() {
@@ -181,7 +197,7 @@ async fn seed_sql(
         let done = ids.len();
         ids.extend(
             seed::seed(
-                &stack.db,
+                &seeder,
                 &Seed {
                     template: *template,
                     count,
@@ -194,7 +210,11 @@ async fn seed_sql(
             .await?,
         );
     }
-    seed::analyze(&stack.db).await?;
+    seed::analyze(&seeder).await?;
+    if stack.mode == DatabaseMode::Postgres {
+        pgwal::flush_statistics(&seeder).await?;
+    }
+    seeder.close().await.ok();
     if stack.mode == DatabaseMode::Sqlite {
         // The rows went into the file behind `hookbeat serve`'s back. Its worker hears of changes
         // from its own API only (PostgreSQL workers poll at least every 5 s), else at its idle

@@ -13,6 +13,7 @@ use crate::cli::{Cli, DatabaseMode, Scenario};
 use crate::clock::{now_us, to_datetime};
 use crate::history;
 use crate::pgstats::{self, ActivityProfile, ActivitySampler, Counters};
+use crate::pgwal::{self, ClosedWindow};
 use crate::report::{Goal, PostgresFigures, ReceiverFigures, Report, SqliteFigures};
 use crate::sqlite;
 use crate::stack::{Stack, StackOptions, Teardown};
@@ -160,6 +161,7 @@ impl Measurement {
                     stages: None,
                     run_states,
                     server,
+                    wal: None,
                 });
             }
             Closing::Sqlite(file, sizes) => {
@@ -171,10 +173,7 @@ impl Measurement {
                     stages: None,
                     run_states,
                 });
-                report.not_applicable = sqlite::NOT_APPLICABLE
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .collect();
+                report.not_applicable = sqlite::not_applicable();
             }
         }
         stack.stop_sampling().await;
@@ -223,6 +222,34 @@ pub async fn record_stages(
         lite.stages = Some(stages);
     }
     Ok(())
+}
+
+/// WAL over `window` (named `name` in the report), per fire whose first delivery reached the
+/// receiver in it, into the report's PostgreSQL figures. A window that could not be read is a
+/// note: the run's other figures stand without it.
+pub fn record_wal(
+    stack: &Stack,
+    window: anyhow::Result<ClosedWindow>,
+    name: &str,
+    report: &mut Report,
+) {
+    let window = match window {
+        Ok(window) => window,
+        Err(error) => {
+            report
+                .notes
+                .push(format!("WAL over the {name} not measured: {error:#}"));
+            return;
+        }
+    };
+    let fires = pgwal::fires_first_delivered(
+        &stack.receiver.recorded.all(),
+        window.start.at_us,
+        window.end.at_us,
+    );
+    if let Some(pg) = &mut report.postgres {
+        pg.wal = Some(window.figures(name, fires));
+    }
 }
 
 pub fn goal(goal: &str, measured: String, met: bool) -> Goal {

@@ -17,15 +17,16 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::accounting::{self, Grid};
-use crate::cli::{Common, Phases, Start, SustainedArgs};
+use crate::cli::{Common, DatabaseMode, Phases, Start, SustainedArgs};
 use crate::clock::now_us;
 use crate::monitor::Monitor;
+use crate::pgwal::TimedWindow;
 use crate::progress;
 use crate::report::{DeliveryFigures, Report};
 use crate::stack::Stack;
 use crate::stats;
 
-use super::{check_workers_alive, goal, probe_create_rate, record_stages, Measurement};
+use super::{check_workers_alive, goal, probe_create_rate, record_stages, record_wal, Measurement};
 
 const SECOND: i64 = 1_000_000;
 
@@ -46,6 +47,21 @@ pub fn phase_us(i: usize, n: usize, min: u32, max: u32, phases: Phases) -> i64 {
             let period_us = i64::from(every(i, min, max)) * SECOND;
             (i / periods) as i64 * period_us / sharing
         }
+    }
+}
+
+/// Where the steady window begins: once every schedule has fired at least once since creation
+/// ended (or the warm-up asked for has passed), unless that leaves under 10 s before the
+/// cut-off, when it is the whole run.
+fn steady_start(t0: i64, cutoff_us: i64, args: &SustainedArgs) -> i64 {
+    let max_period = i64::from(args.max_every) * SECOND;
+    let warmup = args
+        .warmup
+        .map_or(max_period + 2 * SECOND, |w| w as i64 * SECOND);
+    if cutoff_us - (t0 + warmup) < 10 * SECOND {
+        t0
+    } else {
+        t0 + warmup
     }
 }
 
@@ -151,6 +167,10 @@ pub async fn run(
     let t0 = now_us();
     let stop_us = t0 + args.duration as i64 * SECOND;
     let cutoff_us = stop_us - args.tail as i64 * SECOND;
+    let steady_from = steady_start(t0, cutoff_us, args);
+    // WAL is read at the steady window's edges as the run passes them.
+    let wal = (stack.mode == DatabaseMode::Postgres)
+        .then(|| TimedWindow::spawn(stack.db.clone(), steady_from, cutoff_us));
     let mut monitor = Monitor::new(stack.receiver.recorded.clone());
     monitor.poll();
     monitor.set_cutoff(cutoff_us);
@@ -189,16 +209,6 @@ pub async fn run(
 
     // The accounting.
     let outcome = accounting::account(&grids, &stack.receiver.recorded.all(), cutoff_us);
-    let max_period = i64::from(args.max_every) * SECOND;
-    // Steady state: every schedule has fired at least once since creation ended (or the warm-up
-    // asked for has passed).
-    let warmup = args
-        .warmup
-        .map_or(max_period + 2 * SECOND, |w| w as i64 * SECOND);
-    let mut steady_from = t0 + warmup;
-    if cutoff_us - steady_from < 10 * SECOND {
-        steady_from = t0;
-    }
     let arrivals: Vec<i64> = outcome.fires.iter().map(|f| f.first_arrival_us).collect();
     let steady_seconds = stats::per_second(arrivals.iter().copied(), steady_from, cutoff_us);
     let steady_count: u64 = steady_seconds.iter().sum();
@@ -235,6 +245,9 @@ pub async fn run(
         ),
     };
     record_stages(stack, steady_from, cutoff_us, report).await?;
+    if let Some(wal) = wal {
+        record_wal(stack, wal.closed().await, "steady state", report);
+    }
     let p99 = figures.lag_steady.map_or(f64::INFINITY, |l| l.p99_ms);
     report.goals.push(goal(
         "≥ 5,000 deliveries/s sustained with p99 fire lag < 500 ms",
