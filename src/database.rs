@@ -4,7 +4,8 @@
 //! PostgreSQL connections do not wait for their commits to be flushed to disk
 //! (`synchronous_commit = off`, set as the connection starts; see [`Pool::Worker`]); the API's do.
 //! SQLite runs in WAL mode with a busy timeout, so the two pools in the one process take turns
-//! writing instead of failing. Its file holds the JWT secret and the signing secrets, so it is
+//! writing instead of failing; its `-wal` file is cut back to [`SQLITE_WAL_LIMIT`] after a
+//! checkpoint, so a burst does not leave it at its largest size for good. Its file holds the JWT secret and the signing secrets, so it is
 //! created readable by its owner only (see [`create_owner_only`]).
 
 use std::path::{Path, PathBuf};
@@ -14,6 +15,9 @@ use anyhow::Context;
 use hookbeat_migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+
+/// The size an SQLite `-wal` file is truncated to after a checkpoint empties it, in bytes.
+pub const SQLITE_WAL_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// Whom a connection pool serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +51,7 @@ pub async fn connect(url: &str, pool: Pool) -> anyhow::Result<DatabaseConnection
             opts.journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
+                .pragma("journal_size_limit", SQLITE_WAL_LIMIT.to_string())
                 .foreign_keys(true)
         })
         .map_sqlx_postgres_opts(move |opts| match pool {

@@ -412,6 +412,27 @@ async fn the_schedule_count_migration_counts_existing_schedules(backend: Backend
     );
 }
 
+/// The embedded database truncates its `-wal` file after checkpoints instead of keeping it at
+/// its largest size: every connection of both pools carries the limit.
+#[tokio::test]
+async fn the_sqlite_wal_is_cut_back_after_checkpoints() {
+    let Some(app) = spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    for db in [&app.db, &app.worker_db] {
+        let row = db
+            .query_one(Statement::from_string(
+                DbBackend::Sqlite,
+                "PRAGMA journal_size_limit",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let limit: i64 = row.try_get_by_index(0).unwrap();
+        assert_eq!(limit as u64, hookbeat::database::SQLITE_WAL_LIMIT);
+    }
+}
+
 /// A log sink for one test: everything the current thread's tasks log, as text.
 #[derive(Clone, Default)]
 struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
