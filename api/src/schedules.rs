@@ -11,8 +11,7 @@ use hookbeat_scheduler::schedule::{ScheduleSpec, Timing};
 use hookbeat_scheduler::stored::{self, StoredSchedule};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, IntoActiveModel, QueryFilter,
-    Set,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, IntoActiveModel, QueryFilter, Set,
 };
 
 use crate::auth::Caller;
@@ -84,12 +83,7 @@ pub async fn insert(
     let model = row.insert(&txn).await?;
     // Counted last: on PostgreSQL the tenant's row stays locked until the commit, so the
     // tenant's creates queue on it for as short a time as possible.
-    let counted = tenant::Entity::update_many()
-        .col_expr(
-            tenant::Column::ScheduleCount,
-            Expr::col(tenant::Column::ScheduleCount).add(1),
-        )
-        .filter(tenant::Column::Id.eq(caller.tenant.as_str()))
+    let counted = tenant::Entity::count_schedules(&caller.tenant, 1)
         .filter(
             Expr::col(tenant::Column::ScheduleCount).lt(Expr::col(tenant::Column::MaxSchedules)),
         )
@@ -294,12 +288,7 @@ pub async fn delete(
     if query.exec(&txn).await?.rows_affected == 0 {
         return Err(ApiError::not_found("schedule"));
     }
-    tenant::Entity::update_many()
-        .col_expr(
-            tenant::Column::ScheduleCount,
-            Expr::col(tenant::Column::ScheduleCount).sub(1),
-        )
-        .filter(tenant::Column::Id.eq(tenant.as_str()))
+    tenant::Entity::count_schedules(tenant, -1)
         .exec(&txn)
         .await?;
     txn.commit().await?;

@@ -1,20 +1,20 @@
 //! What hookbeat's own tables say about a run's fires, on either database: runs by status and
 //! attempts by outcome at the end, and where the time of each fire went (materialise, claim,
-//! HTTP). PostgreSQL computes the percentiles itself; SQLite has no percentile function, so its
-//! rows are read and summarised here, with the same nearest-rank rule (`percentile_disc`).
+//! HTTP), read the same way from both and summarised here (SQLite has no percentile function).
 
 use std::collections::BTreeMap;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, FromQueryResult, Statement};
+use hookbeat_scheduler::sql;
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Statement};
 use serde::Serialize;
 
 use crate::stats::percentile;
 
 /// Where the time of the fires scheduled in a window went, from hookbeat's tables (first
 /// attempts only), in seconds: p50 / p99 / max of each stage.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, FromQueryResult)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Stages {
     pub runs: i64,
     /// The worker pass that made the run began this long after the scheduled time.
@@ -31,32 +31,15 @@ pub struct Stages {
     pub http_max: Option<f64>,
 }
 
-const STAGES_POSTGRES: &str = "WITH f AS ( \
-     SELECT extract(epoch FROM r.created_at - r.scheduled_for)::float8 AS m, \
-            extract(epoch FROM a.started_at - r.created_at)::float8 AS c, \
-            a.duration_ms::float8 / 1000.0 AS h \
-     FROM runs r JOIN attempts a ON a.run_id = r.id AND a.attempt = 1 \
-     WHERE r.\"trigger\" = 'schedule' AND r.scheduled_for >= $1 AND r.scheduled_for <= $2) \
-     SELECT count(*) AS runs, \
-       percentile_disc(0.5) WITHIN GROUP (ORDER BY m) AS materialise_p50, \
-       percentile_disc(0.99) WITHIN GROUP (ORDER BY m) AS materialise_p99, \
-       max(m) AS materialise_max, \
-       percentile_disc(0.5) WITHIN GROUP (ORDER BY c) AS claim_p50, \
-       percentile_disc(0.99) WITHIN GROUP (ORDER BY c) AS claim_p99, \
-       max(c) AS claim_max, \
-       percentile_disc(0.5) WITHIN GROUP (ORDER BY h) AS http_p50, \
-       percentile_disc(0.99) WITHIN GROUP (ORDER BY h) AS http_p99, \
-       max(h) AS http_max \
-     FROM f";
-
-/// The rows behind [`STAGES_POSTGRES`], for summing up here. Instants are read whole rather than
+/// The first attempt of every scheduled fire in a window. Instants are read whole rather than
 /// subtracted in SQL: SQLite's date functions keep only milliseconds. hookbeat writes every
-/// instant in one text form, whose order is the order of time, so the window is a text range.
-const STAGES_SQLITE: &str = "SELECT r.scheduled_for, r.created_at, a.started_at, a.duration_ms \
+/// SQLite instant in one text form, whose order is the order of time, so there too the window is
+/// a range.
+const FIRES: &str = "SELECT r.scheduled_for, r.created_at, a.started_at, a.duration_ms \
      FROM runs r JOIN attempts a ON a.run_id = r.id AND a.attempt = 1 \
-     WHERE r.\"trigger\" = 'schedule' AND r.scheduled_for >= ? AND r.scheduled_for <= ?";
+     WHERE r.\"trigger\" = 'schedule' AND r.scheduled_for >= $1 AND r.scheduled_for <= $2";
 
-/// One first attempt of a scheduled fire, as [`STAGES_SQLITE`] reads it.
+/// One first attempt of a scheduled fire, as [`FIRES`] reads it.
 #[derive(Debug, Clone, Copy, FromQueryResult)]
 struct FireRow {
     scheduled_for: DateTime<Utc>,
@@ -71,27 +54,20 @@ pub async fn stages(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> anyhow::Result<Stages> {
-    let backend = db.get_database_backend();
-    if backend == DbBackend::Sqlite {
-        let statement =
-            Statement::from_sql_and_values(backend, STAGES_SQLITE, [from.into(), to.into()]);
-        let rows = FireRow::find_by_statement(statement)
-            .all(db)
-            .await
-            .context("reading run stages")?;
-        return Ok(summarise(&rows));
-    }
-    let statement =
-        Statement::from_sql_and_values(backend, STAGES_POSTGRES, [from.into(), to.into()]);
-    Ok(Stages::find_by_statement(statement)
-        .one(db)
+    let statement = sql::statement(
+        db.get_database_backend(),
+        FIRES,
+        vec![from.into(), to.into()],
+    );
+    let rows = FireRow::find_by_statement(statement)
+        .all(db)
         .await
-        .context("reading run stages")?
-        .unwrap_or_default())
+        .context("reading run stages")?;
+    Ok(summarise(&rows))
 }
 
-/// [`STAGES_POSTGRES`]'s figures from its rows: every row counts as a run, and an attempt still
-/// in flight (no duration) is left out of the HTTP stage, as `percentile_disc` leaves out NULL.
+/// The stages of the fires in `rows`, nearest-rank percentiles: every row counts as a run, and an
+/// attempt still in flight (no duration) is left out of the HTTP stage.
 fn summarise(rows: &[FireRow]) -> Stages {
     let micros = |d: chrono::Duration| d.num_microseconds().unwrap_or(i64::MAX);
     let mut materialise: Vec<i64> = rows

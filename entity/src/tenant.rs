@@ -1,6 +1,7 @@
 //! A tenant and its quotas.
 
 use sea_orm::entity::prelude::*;
+use sea_orm::UpdateMany;
 
 use crate::TenantId;
 
@@ -28,5 +29,16 @@ impl Entity {
     /// The tenant's own row.
     pub fn find_tenant(id: &TenantId) -> Select<Entity> {
         Self::find_by_id(id.as_str())
+    }
+
+    /// Moves the tenant's `schedule_count` by `change`, in the transaction that creates or
+    /// deletes the schedules.
+    pub fn count_schedules(id: &TenantId, change: i64) -> UpdateMany<Entity> {
+        Self::update_many()
+            .col_expr(
+                Column::ScheduleCount,
+                Expr::col(Column::ScheduleCount).add(change),
+            )
+            .filter(Column::Id.eq(id.as_str()))
     }
 }

@@ -102,10 +102,12 @@ impl Maintenance {
             prune: now,
         };
         while !cancel.is_cancelled() {
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break,
-                _ = self.round(&mut due) => {}
+            if cancel
+                .run_until_cancelled(self.round(&mut due))
+                .await
+                .is_none()
+            {
+                break;
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,

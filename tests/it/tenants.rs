@@ -295,23 +295,17 @@ async fn a_tenant_counts_its_schedules(backend: Backend) {
     assert_eq!(invalid.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(count().await, 1);
     // A create by name counts as a create; replacing by name does not.
-    let by_name = app
-        .call_as(
+    let put_second = || {
+        app.call_as(
             &acme,
             Method::PUT,
             "/v1/schedules/by-name/second",
             Some(schedule("second")),
         )
-        .await;
+    };
+    let by_name = put_second().await;
     assert_eq!(by_name.status, StatusCode::CREATED, "{}", by_name.body);
-    let replaced = app
-        .call_as(
-            &acme,
-            Method::PUT,
-            "/v1/schedules/by-name/second",
-            Some(schedule("second")),
-        )
-        .await;
+    let replaced = put_second().await;
     assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.body);
     assert_eq!(count().await, 2);
 

@@ -195,11 +195,13 @@ impl Worker {
             let now = parts.clock.now();
             // A pass waiting on the database (a lock, a primary gone) must not keep the worker
             // from stopping: what it held returns to the queue as if the worker had died.
-            let pass = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break,
-                pass = self.pass(now, &mut in_flight) => pass.map(|(pass, _)| pass),
+            let Some(pass) = cancel
+                .run_until_cancelled(self.pass(now, &mut in_flight))
+                .await
+            else {
+                break;
             };
+            let pass = pass.map(|(pass, _)| pass);
             if pass.is_ok() {
                 failures = 0;
             }
@@ -431,10 +433,8 @@ impl Worker {
             return;
         };
         while !cancel.is_cancelled() {
-            let beat = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break,
-                beat = self.heartbeat() => beat,
+            let Some(beat) = cancel.run_until_cancelled(self.heartbeat()).await else {
+                break;
             };
             if let Err(error) = beat {
                 tracing::warn!(error = %format!("{error:#}"), "shard heartbeat failed");

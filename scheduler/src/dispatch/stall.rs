@@ -95,10 +95,8 @@ impl Worker {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(TICK) => {}
             }
-            let due = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break,
-                due = self.next_due() => due,
+            let Some(due) = cancel.run_until_cancelled(self.next_due()).await else {
+                break;
             };
             let due = match due {
                 Ok(due) => due,
