@@ -31,13 +31,17 @@ pub struct Stages {
     pub http_max: Option<f64>,
 }
 
-/// The first attempt of every scheduled fire in a window. Instants are read whole rather than
-/// subtracted in SQL: SQLite's date functions keep only milliseconds. hookbeat writes every
-/// SQLite instant in one text form, whose order is the order of time, so there too the window is
-/// a range.
+/// The first attempt of every scheduled fire in a window: a row of `attempts`, or the run's
+/// sole attempt kept in its row. Instants are read whole rather than subtracted in SQL: SQLite's
+/// date functions keep only milliseconds. hookbeat writes every SQLite instant in one text form,
+/// whose order is the order of time, so there too the window is a range.
 const FIRES: &str = "SELECT r.scheduled_for, r.created_at, a.started_at, a.duration_ms \
      FROM runs r JOIN attempts a ON a.run_id = r.id AND a.attempt = 1 \
-     WHERE r.\"trigger\" = 'schedule' AND r.scheduled_for >= $1 AND r.scheduled_for <= $2";
+     WHERE r.\"trigger\" = 'schedule' AND r.scheduled_for >= $1 AND r.scheduled_for <= $2 \
+     UNION ALL SELECT scheduled_for, created_at, sole_attempt_started_at AS started_at, \
+         sole_attempt_duration_ms AS duration_ms \
+     FROM runs WHERE sole_attempt_started_at IS NOT NULL AND \"trigger\" = 'schedule' \
+         AND scheduled_for >= $1 AND scheduled_for <= $2";
 
 /// One first attempt of a scheduled fire, as [`FIRES`] reads it.
 #[derive(Debug, Clone, Copy, FromQueryResult)]
@@ -108,12 +112,18 @@ struct CountRow {
     n: i64,
 }
 
-/// Runs by status and attempts by outcome at the end of the run.
+/// Runs by status and attempts by outcome at the end of the run; a run's sole attempt, kept in
+/// its row, counts as a success.
 pub async fn run_states(db: &DatabaseConnection) -> anyhow::Result<BTreeMap<String, i64>> {
     let statement = Statement::from_string(
         db.get_database_backend(),
-        "SELECT 'runs.' || status AS key, count(*) AS n FROM runs GROUP BY status \
-         UNION ALL SELECT 'attempts.' || outcome AS key, count(*) AS n FROM attempts GROUP BY outcome",
+        "SELECT key, CAST(SUM(n) AS BIGINT) AS n FROM ( \
+             SELECT 'runs.' || status AS key, count(*) AS n FROM runs GROUP BY status \
+             UNION ALL SELECT 'attempts.' || outcome AS key, count(*) AS n FROM attempts \
+                 GROUP BY outcome \
+             UNION ALL SELECT 'attempts.success' AS key, count(*) AS n FROM runs \
+                 WHERE sole_attempt_started_at IS NOT NULL) AS counts \
+         GROUP BY key",
     );
     Ok(CountRow::find_by_statement(statement)
         .all(db)

@@ -42,6 +42,11 @@ pub struct Model {
     pub step: i32,
     /// What failed (step, attempts, status, error), once the run failed for good.
     pub failure: Option<Json>,
+    /// When the run's only attempt started, if it succeeded at once and finished the run: that
+    /// attempt is kept here, not in `attempts` (its status code is `last_status_code`).
+    pub sole_attempt_started_at: Option<DateTimeUtc>,
+    pub sole_attempt_duration_ms: Option<i64>,
+    pub sole_attempt_excerpt: Option<String>,
 }
 
 /// The `step` of a run whose `on_failure` call is being delivered.

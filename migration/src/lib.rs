@@ -11,6 +11,7 @@ mod m20261122_000005_idempotency;
 mod m20261122_000006_leases;
 mod m20261122_000007_queue_indexes;
 mod m20261201_000008_schedule_count;
+mod m20261201_000009_sole_attempt;
 
 pub use m20261122_000002_shards::SHARDS;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_leases::Migration),
             Box::new(m20261122_000007_queue_indexes::Migration),
             Box::new(m20261201_000008_schedule_count::Migration),
+            Box::new(m20261201_000009_sole_attempt::Migration),
         ]
     }
 }

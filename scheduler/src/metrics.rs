@@ -33,6 +33,8 @@ pub struct WorkerMetrics {
     pub dead_letters: IntCounter,
     /// Claimed runs handed back over a politeness limit.
     pub handed_back: IntCounter,
+    /// Runs this worker holds, leased, waiting for a place under their tenant's or host's limit.
+    pub runs_waiting: IntGauge,
     /// Live workers, as this worker saw them at its last heartbeat (PostgreSQL).
     pub workers_live: IntGauge,
     /// Shards without a live owner at this worker's last heartbeat (PostgreSQL).
@@ -98,6 +100,10 @@ impl WorkerMetrics {
                 "hookbeat_handed_back_total",
                 "Claimed runs handed back because their tenant or host was at its in-flight limit.",
             )?,
+            runs_waiting: IntGauge::new(
+                "hookbeat_runs_waiting_for_place",
+                "Runs a worker holds, leased, until their tenant or host is under its in-flight limit.",
+            )?,
             write_back_failures: IntCounter::new(
                 "hookbeat_write_back_failures_total",
                 "Failed write-backs of a group of delivery results; each is tried again while the runs' leases hold.",
@@ -139,6 +145,7 @@ impl WorkerMetrics {
         registry.register(Box::new(metrics.claim_batch.clone()))?;
         registry.register(Box::new(metrics.dead_letters.clone()))?;
         registry.register(Box::new(metrics.handed_back.clone()))?;
+        registry.register(Box::new(metrics.runs_waiting.clone()))?;
         registry.register(Box::new(metrics.workers_live.clone()))?;
         registry.register(Box::new(metrics.shards_unowned.clone()))?;
         registry.register(Box::new(metrics.leases_expired.clone()))?;

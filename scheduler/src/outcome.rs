@@ -133,6 +133,9 @@ mod tests {
             finished_at: None,
             step,
             failure: None,
+            sole_attempt_started_at: None,
+            sole_attempt_duration_ms: None,
+            sole_attempt_excerpt: None,
         }
     }
 

@@ -639,8 +639,10 @@ mod receiver_answers {
     }
 
     /// Five fires due at once for one tenant, with at most two deliveries in flight per tenant:
-    /// two go now, the rest are handed back and go at the next instant, two at a time.
-    async fn in_flight_limits_spread_a_burst(backend: Backend) {
+    /// two go at once, the other three wait in the worker, still leased, and go as places come
+    /// free, all at the fire's instant. (They were handed back to the database, due half a
+    /// second later, and claimed again: a write and a round trip each way.)
+    async fn runs_over_a_tenant_limit_wait_in_the_worker_for_a_place(backend: Backend) {
         let Some(app) = spawn_app(backend).await else {
             return;
         };
@@ -653,30 +655,15 @@ mod receiver_answers {
             ..hookbeat_scheduler::WorkerConfig::default()
         });
         app.clock.advance(Duration::seconds(60));
-        let mut per_pass = Vec::new();
-        for _ in 0..4 {
-            per_pass.push(polite.run_once().await.unwrap().attempts);
-            app.clock.advance(Duration::milliseconds(500));
-        }
-        // Two now; half a second later the other three, two and then one at a time (each
-        // `run_once` waits for a pass's deliveries before the next, so never more than two).
-        assert_eq!(per_pass, vec![2, 3, 0, 0]);
+        assert_eq!(polite.run_once().await.unwrap().attempts, 5);
         assert_eq!(receiver.received().len(), 5);
-        let runs = app.get("/v1/runs").await.body;
-        assert!(runs["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|r| r["status"] == "succeeded" && r["attempt_count"] == 1));
+        assert!(receiver.most_at_once() <= 2, "{}", receiver.most_at_once());
+        assert_every_run_went_once_at_its_fire(&app).await;
     }
 
-    /// After a host refused runs for being at its limit, a claim takes no more runs than the host
-    /// has places free: ten fires due for one host that takes two at a time. The first pass
-    /// leases all ten and hands eight back; half a second later the worker claims them two at a
-    /// time and delivers all eight in one instant, handing none back. (Claims sized only by what
-    /// the last one kept grew to three and handed one back, which then waited another half
-    /// second.)
-    async fn claims_take_what_the_host_at_its_limit_has_room_for(backend: Backend) {
+    /// Ten fires due for one host that takes two at a time: one pass at the fire's instant
+    /// delivers all ten, two at a time, none handed back to wait for a later claim.
+    async fn runs_over_a_host_limit_wait_in_the_worker_for_a_place(backend: Backend) {
         let Some(app) = spawn_app(backend).await else {
             return;
         };
@@ -689,17 +676,85 @@ mod receiver_answers {
             ..hookbeat_scheduler::WorkerConfig::default()
         });
         app.clock.advance(Duration::seconds(60));
-        assert_eq!(narrow.run_once().await.unwrap().attempts, 2);
-        app.clock.advance(Duration::milliseconds(500));
-        assert_eq!(narrow.run_once().await.unwrap().attempts, 8);
-        app.clock.advance(Duration::milliseconds(500));
-        assert_eq!(narrow.run_once().await.unwrap().attempts, 0);
+        assert_eq!(narrow.run_once().await.unwrap().attempts, 10);
         assert_eq!(receiver.received().len(), 10);
+        assert!(receiver.most_at_once() <= 2, "{}", receiver.most_at_once());
+        assert_every_run_went_once_at_its_fire(&app).await;
+    }
+
+    /// A worker that stops hands the runs waiting in it for a place back at once, unattempted:
+    /// due again for any worker, with no attempt counted and no lost attempt recorded.
+    async fn a_stopping_worker_hands_back_the_runs_waiting_in_it(backend: Backend) {
+        let Some(app) = spawn_app(backend).await else {
+            return;
+        };
+        let receiver = Receiver::start();
+        let slow = Reply::status(200).delayed(std::time::Duration::from_millis(1500));
+        receiver.script([slow.clone(), slow.clone(), slow]);
+        app.create_minutely_schedules("waiting", 3, &receiver.url)
+            .await;
+        let worker = app.another_worker(hookbeat_scheduler::WorkerConfig {
+            allow_private_targets: true,
+            max_in_flight_per_host: 1,
+            shutdown_grace: std::time::Duration::from_secs(10),
+            ..hookbeat_scheduler::WorkerConfig::default()
+        });
+        app.clock.advance(Duration::seconds(60));
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let running = tokio::spawn(worker.run(cancel.clone()));
+        let sent = eventually(std::time::Duration::from_secs(10), || async {
+            (!receiver.received().is_empty()).then_some(())
+        })
+        .await;
+        cancel.cancel();
+        running.await.unwrap().unwrap();
+        assert!(sent.is_some(), "the first fire was sent");
+        assert_eq!(receiver.received().len(), 1, "the other two waited");
+        let runs = app.get("/v1/runs").await.body;
+        let mut states: Vec<(String, i64, Value)> = runs["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["status"].as_str().unwrap().to_owned(),
+                    r["attempt_count"].as_i64().unwrap(),
+                    r["last_error"].clone(),
+                )
+            })
+            .collect();
+        states.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            states,
+            vec![
+                ("pending".to_owned(), 0, Value::Null),
+                ("pending".to_owned(), 0, Value::Null),
+                ("succeeded".to_owned(), 1, Value::Null),
+            ]
+        );
+    }
+
+    /// Every run succeeded at its first attempt, which started at the clock's instant: none was
+    /// handed back to wait for a later one.
+    async fn assert_every_run_went_once_at_its_fire(app: &crate::helpers::TestApp) {
+        let now = app.clock.now();
+        let runs = app.get("/v1/runs").await.body;
+        for run in runs["items"].as_array().unwrap() {
+            assert_eq!(run["status"], "succeeded", "{run}");
+            assert_eq!(run["attempt_count"], 1, "{run}");
+            let detail = app
+                .get(&format!("/v1/runs/{}", run["id"].as_str().unwrap()))
+                .await;
+            let attempts = detail.body["attempts"].as_array().unwrap();
+            assert_eq!(attempts.len(), 1, "{}", detail.body);
+            assert_eq!(t(&attempts[0]["started_at"]), now, "{}", detail.body);
+        }
     }
 
     on_both_databases!(
-        claims_take_what_the_host_at_its_limit_has_room_for,
-        in_flight_limits_spread_a_burst,
+        runs_over_a_host_limit_wait_in_the_worker_for_a_place,
+        runs_over_a_tenant_limit_wait_in_the_worker_for_a_place,
+        a_stopping_worker_hands_back_the_runs_waiting_in_it,
         private_targets_are_refused_when_connecting,
         retry_after_is_honoured,
         gone_pauses_the_schedule,
@@ -801,8 +856,9 @@ async fn a_retried_trigger_fires_once(backend: Backend) {
 on_both_databases!(a_retried_trigger_fires_once);
 
 /// A delivery's slot comes free when the receiver has answered, not when the result is recorded:
-/// with one slot and every write-back held up (the attempts table is locked), the worker loop
-/// still sends both due fires, one after the other; both are recorded once the lock is gone.
+/// with one slot and every write-back held up (a trigger on the updates of `runs` that give a
+/// lease up waits for a row the test holds locked), the worker loop still sends both due fires, one after the other; both
+/// are recorded once the lock is gone.
 #[tokio::test]
 async fn a_slot_comes_free_when_the_answer_is_in() {
     use sea_orm::{ConnectionTrait, TransactionTrait};
@@ -819,8 +875,20 @@ async fn a_slot_comes_free_when_the_answer_is_in() {
     });
     app.clock.advance(Duration::seconds(60));
 
+    for statement in [
+        "CREATE TABLE gate (x int)",
+        "INSERT INTO gate VALUES (1)",
+        "CREATE FUNCTION wait_at_gate() RETURNS trigger AS $$ BEGIN \
+         PERFORM 1 FROM gate FOR SHARE; RETURN NEW; END $$ LANGUAGE plpgsql",
+        // The write-back gives the lease up; a claim takes one.
+        "CREATE TRIGGER wait_at_gate BEFORE UPDATE ON runs FOR EACH ROW \
+         WHEN (OLD.locked_by IS NOT NULL AND NEW.locked_by IS NULL) \
+         EXECUTE FUNCTION wait_at_gate()",
+    ] {
+        app.db.execute_unprepared(statement).await.unwrap();
+    }
     let lock = app.db.begin().await.unwrap();
-    lock.execute_unprepared("LOCK TABLE attempts IN SHARE MODE")
+    lock.execute_unprepared("SELECT * FROM gate FOR UPDATE")
         .await
         .unwrap();
     let cancel = tokio_util::sync::CancellationToken::new();

@@ -318,24 +318,27 @@ async fn readiness_names_the_failed_check_and_keeps_the_error_to_the_log() {
     );
 }
 
-/// Makes every insert into `attempts` fail while `fail_writes` has a row: a write-back that
-/// fails as it would while the database restarts.
+/// Makes every write-back fail while `fail_writes` has a row, as it would while the database
+/// restarts: the updates of `runs` that give a lease up (a claim takes one; the write-back is
+/// where a run's only attempt is recorded, in its row).
 async fn inject_write_back_failures(db: &sea_orm::DatabaseConnection, backend: Backend) {
     let statements: &[&str] = match backend {
         Backend::Sqlite => &[
             "CREATE TABLE fail_writes (x INTEGER)",
-            "CREATE TRIGGER fail_attempts BEFORE INSERT ON attempts \
-             WHEN EXISTS (SELECT 1 FROM fail_writes) \
+            "CREATE TRIGGER fail_write_backs BEFORE UPDATE ON runs \
+             WHEN OLD.locked_by IS NOT NULL AND NEW.locked_by IS NULL \
+                 AND EXISTS (SELECT 1 FROM fail_writes) \
              BEGIN SELECT RAISE(ABORT, 'injected write-back failure'); END",
         ],
         Backend::Postgres => &[
             "CREATE TABLE fail_writes (x int)",
-            "CREATE FUNCTION fail_attempts() RETURNS trigger AS $$ BEGIN \
+            "CREATE FUNCTION fail_write_backs() RETURNS trigger AS $$ BEGIN \
              IF EXISTS (SELECT 1 FROM fail_writes) THEN \
              RAISE EXCEPTION 'injected write-back failure'; END IF; RETURN NEW; END $$ \
              LANGUAGE plpgsql",
-            "CREATE TRIGGER fail_attempts BEFORE INSERT ON attempts \
-             FOR EACH ROW EXECUTE FUNCTION fail_attempts()",
+            "CREATE TRIGGER fail_write_backs BEFORE UPDATE ON runs FOR EACH ROW \
+             WHEN (OLD.locked_by IS NOT NULL AND NEW.locked_by IS NULL) \
+             EXECUTE FUNCTION fail_write_backs()",
         ],
     };
     for statement in statements {

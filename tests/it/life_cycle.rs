@@ -20,7 +20,15 @@ async fn row(app: &TestApp, id: RunId) -> run::Model {
         .expect("the run exists")
 }
 
+/// The run's history of attempts, as the API shows it.
 async fn attempts_of(app: &TestApp, id: RunId) -> Vec<hookbeat_entity::attempt::Model> {
+    runs::attempts_of(&app.db, &row(app, id).await)
+        .await
+        .unwrap()
+}
+
+/// The run's rows of `attempts`.
+async fn attempt_rows(app: &TestApp, id: RunId) -> Vec<hookbeat_entity::attempt::Model> {
     hookbeat_entity::attempt::Entity::find()
         .filter(hookbeat_entity::attempt::Column::RunId.eq(id))
         .all(&app.db)
@@ -284,7 +292,7 @@ async fn every_transition_of_a_run(backend: Backend) {
         .await
         .unwrap()
         .is_none());
-    assert!(attempts_of(&app, id).await.is_empty());
+    assert!(attempt_rows(&app, id).await.is_empty());
 
     // insert with a lease: due fires go straight to the offering worker, as many as offered.
     let t4 = t3 + Duration::hours(1);
@@ -312,6 +320,66 @@ async fn every_transition_of_a_run(backend: Backend) {
         ],
         "only the fire already due is leased"
     );
+
+    // finish at the first attempt with a 2xx: the run keeps that attempt in its own row, and a
+    // result the fence refuses (another worker's) is still kept, as a row.
+    let leased = &made[0];
+    let success = |worker_at: DateTime<Utc>| {
+        let mut done = result(leased, worker_at, update(RunStatus::Succeeded, None, t4));
+        done.record.outcome = "success";
+        done.record.response_excerpt = Some("ok".to_owned());
+        done
+    };
+    assert_eq!(
+        runs::finish(&app.db, "w5", &[success(t4)], t4)
+            .await
+            .unwrap(),
+        vec![false]
+    );
+    assert_eq!(attempt_rows(&app, leased.id).await.len(), 1);
+    let first_try = t4 + Duration::milliseconds(5);
+    assert_eq!(
+        runs::finish(&app.db, "w4", &[success(first_try)], first_try)
+            .await
+            .unwrap(),
+        vec![true]
+    );
+    assert_eq!(
+        attempt_rows(&app, leased.id).await.len(),
+        1,
+        "the sole attempt has no row of its own"
+    );
+    let history: Vec<_> = attempts_of(&app, leased.id)
+        .await
+        .into_iter()
+        .map(|a| {
+            (
+                a.attempt,
+                a.started_at,
+                a.outcome,
+                a.status_code,
+                a.response_excerpt,
+                a.duration_ms,
+            )
+        })
+        .collect();
+    let sole = (
+        1,
+        first_try,
+        "success".to_owned(),
+        Some(200),
+        Some("ok".to_owned()),
+        3,
+    );
+    let refused = (
+        1,
+        t4,
+        "success".to_owned(),
+        Some(200),
+        Some("ok".to_owned()),
+        3,
+    );
+    assert_eq!(history, vec![refused, sole]);
 }
 
 on_both_databases!(every_transition_of_a_run);

@@ -412,6 +412,88 @@ async fn the_schedule_count_migration_counts_existing_schedules(backend: Backend
     );
 }
 
+/// Migration 9 keeps a run's only attempt in the run's row. Across a rollback and a fresh
+/// upgrade every run shows the same attempts as before, whether they were rows (a failure) or the
+/// run's sole attempt, and the runs delivered after the upgrade keep theirs in their row again.
+async fn the_sole_attempt_migration_keeps_every_attempt(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let first = app
+        .create_schedule(json!({
+            "name": "first",
+            "schedule": {"kind": "interval", "every_seconds": 60},
+            "target": {"url": receiver.url}
+        }))
+        .await;
+    let due: chrono::DateTime<chrono::Utc> =
+        first["next_run_at"].as_str().unwrap().parse().unwrap();
+    // One of the two fires succeeds, the other is refused for good (which one does not matter).
+    receiver.script([Reply::status(200).body("first"), Reply::status(400)]);
+    app.create_schedule(json!({
+        "name": "second",
+        "schedule": {"kind": "once", "at": due},
+        "target": {"url": receiver.url}
+    }))
+    .await;
+    assert_eq!(app.run_worker_at(due).await.attempts, 2);
+    /// Each run's attempts, as the API shows them.
+    async fn shown(app: &TestApp) -> std::collections::BTreeMap<String, Value> {
+        let runs = app.get("/v1/runs").await.body;
+        let mut shown = std::collections::BTreeMap::new();
+        for run in runs["items"].as_array().unwrap() {
+            let id = run["id"].as_str().unwrap();
+            let detail = app.get(&format!("/v1/runs/{id}")).await.body;
+            shown.insert(id.to_owned(), detail["attempts"].clone());
+        }
+        shown
+    }
+    let before = shown(&app).await;
+    assert_eq!(before.len(), 2);
+    let outcomes: BTreeSet<String> = before
+        .values()
+        .map(|attempts| attempts[0]["outcome"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(outcomes, ["failed".to_owned(), "success".to_owned()].into());
+    let rows = || async {
+        hookbeat_entity::attempt::Entity::find()
+            .all(&app.db)
+            .await
+            .unwrap()
+            .len()
+    };
+    assert_eq!(
+        rows().await,
+        1,
+        "the failure has a row, the sole attempt none"
+    );
+
+    let from_nine = Migrator::migrations()
+        .iter()
+        .rev()
+        .position(|m| m.name() == "m20261201_000009_sole_attempt")
+        .unwrap()
+        + 1;
+    Migrator::down(&app.db, Some(from_nine as u32))
+        .await
+        .expect("rolling back");
+    assert_eq!(rows().await, 2, "the sole attempt became a row");
+    Migrator::up(&app.db, None).await.expect("applying again");
+    assert_eq!(shown(&app).await, before);
+
+    let next = due + Duration::seconds(60);
+    assert_eq!(app.run_worker_at(next).await.attempts, 1);
+    assert_eq!(
+        rows().await,
+        2,
+        "the next fire's sole attempt stays in its row"
+    );
+    let after = shown(&app).await;
+    assert_eq!(after.len(), 3);
+    assert!(before.iter().all(|(id, attempts)| &after[id] == attempts));
+}
+
 /// The embedded database truncates its `-wal` file after checkpoints instead of keeping it at
 /// its largest size: every connection of both pools carries the limit.
 #[tokio::test]
@@ -670,6 +752,7 @@ on_both_databases!(
     a_worker_waiting_on_the_database_stops_when_asked,
     a_stalled_worker_says_so,
     the_schedule_count_migration_counts_existing_schedules,
+    the_sole_attempt_migration_keeps_every_attempt,
     readiness_reports_each_check,
     the_latest_migration_rolls_back_and_applies_again
 );

@@ -3,8 +3,8 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use hookbeat_entity::run::RunStatus;
-use hookbeat_entity::{attempt, run, ScheduleId};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use hookbeat_entity::{run, ScheduleId};
+use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use hookbeat_scheduler::notify::announce;
 use hookbeat_scheduler::runs;
@@ -124,11 +124,7 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::SchedulesRead)?;
     let run = load(&state, &caller, &id).await?;
-    let attempts = attempt::Entity::find()
-        .filter(attempt::Column::RunId.eq(run.id))
-        .order_by_asc(attempt::Column::Id)
-        .all(&state.db)
-        .await?;
+    let attempts = hookbeat_scheduler::runs::attempts_of(&state.db, &run).await?;
     Ok(HttpResponse::Ok().json(RunDetail {
         run: Run::from(run),
         attempts: attempts.into_iter().map(Attempt::from).collect(),

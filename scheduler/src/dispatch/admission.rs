@@ -156,6 +156,41 @@ impl Admission {
         key: impl Fn(&T) -> Option<(String, String)>,
         now: DateTime<Utc>,
     ) -> Admitted<T> {
+        let (admitted, refusing) = self.reserve(runs, key);
+        if admitted.refused.is_empty() {
+            let now_at_most = self.take_at_most.load(Ordering::Relaxed);
+            let grown = now_at_most.saturating_add((now_at_most / 4).max(1));
+            self.take_at_most
+                .store(grown.min(self.claim_batch), Ordering::Relaxed);
+        } else {
+            self.take_at_most
+                .store(admitted.kept.len().max(1), Ordering::Relaxed);
+            self.at_limit
+                .lock()
+                .expect("at-limit lock poisoned")
+                .refused(refusing, now);
+        }
+        admitted
+    }
+
+    /// Keeps the runs that fit, as [`Self::admit`], for runs refused before and waiting in the
+    /// worker: their refusal was noted when they first came, so another one changes nothing
+    /// about claims. Noting it at every pass would hold claims back for as long as one slow
+    /// host had runs waiting.
+    pub(super) fn admit_waiting<T>(
+        &self,
+        runs: Vec<T>,
+        key: impl Fn(&T) -> Option<(String, String)>,
+    ) -> Admitted<T> {
+        self.reserve(runs, key).0
+    }
+
+    /// A place for each run that fits, and the keys that refused the rest.
+    fn reserve<T>(
+        &self,
+        runs: Vec<T>,
+        key: impl Fn(&T) -> Option<(String, String)>,
+    ) -> (Admitted<T>, Vec<Key>) {
         let mut kept = Vec::with_capacity(runs.len());
         let mut refused = Vec::new();
         let mut refusing: Vec<Key> = Vec::new();
@@ -174,20 +209,7 @@ impl Admission {
                 }
             }
         }
-        if refused.is_empty() {
-            let now_at_most = self.take_at_most.load(Ordering::Relaxed);
-            let grown = now_at_most.saturating_add((now_at_most / 4).max(1));
-            self.take_at_most
-                .store(grown.min(self.claim_batch), Ordering::Relaxed);
-        } else {
-            self.take_at_most
-                .store(kept.len().max(1), Ordering::Relaxed);
-            self.at_limit
-                .lock()
-                .expect("at-limit lock poisoned")
-                .refused(refusing, now);
-        }
-        Admitted { kept, refused }
+        (Admitted { kept, refused }, refusing)
     }
 
     /// Requests in flight and results awaiting their write-back, now.
@@ -199,19 +221,11 @@ impl Admission {
         }
     }
 
-    /// A slot and a place for the result, for a delivery the budget counted.
-    pub(super) fn permits(&self) -> anyhow::Result<Permits> {
-        let slot = self
-            .slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| anyhow::anyhow!("a delivery slot counted as free was taken"))?;
-        let unrecorded = self
-            .unrecorded
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| anyhow::anyhow!("a place for a result counted as free was taken"))?;
-        Ok(Permits { slot, unrecorded })
+    /// A slot and a place for the result, if both are free.
+    pub(super) fn permits(&self) -> Option<Permits> {
+        let slot = self.slots.clone().try_acquire_owned().ok()?;
+        let unrecorded = self.unrecorded.clone().try_acquire_owned().ok()?;
+        Some(Permits { slot, unrecorded })
     }
 
     /// Resolves when a tenant or host at its limit has half its places free.
@@ -275,7 +289,7 @@ mod tests {
         let first = admission.permits().unwrap();
         let _second = admission.permits().unwrap();
         assert_eq!(admission.budget(at(0)).slots, 0);
-        assert!(admission.permits().is_err(), "no slot is left to take");
+        assert!(admission.permits().is_none(), "no slot is left to take");
         drop(first.slot);
         // The answer is in but the result is not recorded: the slot is free again.
         assert_eq!(admission.budget(at(0)).slots, 1);
@@ -308,6 +322,29 @@ mod tests {
         assert_eq!(admission.budget(later).claim, 3);
         admission.admit(vec![run("c", "k:1")], |r| Some(r.clone()), later);
         assert_eq!(admission.budget(later).claim, 4);
+    }
+
+    #[test]
+    fn runs_waiting_in_the_worker_do_not_hold_claims_back_again() {
+        let admission = Admission::new(16, 16, 16, 1);
+        let first = admission.admit(
+            vec![run("a", "h:1"), run("a", "h:1")],
+            |r| Some(r.clone()),
+            at(0),
+        );
+        assert_eq!(first.refused.len(), 1);
+        assert!(admission.budget(at(0)).held_back);
+        // The host stays full past the wait: the claims are no longer held back for it...
+        let later = at(0) + crate::politeness::AT_LIMIT_WAIT;
+        assert!(!admission.budget(later).held_back);
+        // ...and the waiting run, refused again, does not start holding them back anew.
+        let again = admission.admit_waiting(first.refused, |r| Some(r.clone()));
+        assert_eq!(again.refused.len(), 1);
+        assert!(!admission.budget(later).held_back);
+        // Once the host has a place, the waiting run takes it.
+        drop(first.kept);
+        let again = admission.admit_waiting(again.refused, |r| Some(r.clone()));
+        assert_eq!((again.kept.len(), again.refused.len()), (1, 0));
     }
 
     #[test]

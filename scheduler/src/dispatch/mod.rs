@@ -1,7 +1,8 @@
 //! The worker: the loop that claims due runs as far as it has room, materialises due schedules,
 //! delivers concurrently and records the results. Its parts: [`admission`] (how much it may
-//! take in), [`intake`] (claims and what deliveries need), [`attempt`] (send, decide, record),
-//! [`write_back`] (results in groups), the shard view (`crate::shards`), and beside the loop the
+//! take in), [`intake`] (claims and what deliveries need), [`waiting`] (leased runs kept until
+//! they have a place and a slot), [`attempt`] (send, decide, record), [`write_back`] (results
+//! in groups), the shard view (`crate::shards`), and beside the loop the
 //! [`stall`] watch and the maintenance loop (`crate::maintenance`).
 //!
 //! The loop sleeps until the earliest due instant (of a schedule or a run), woken earlier by a
@@ -17,6 +18,7 @@ mod attempt;
 mod config;
 mod intake;
 mod stall;
+mod waiting;
 mod write_back;
 
 pub use config::{default_worker_id, WorkerConfig};
@@ -29,9 +31,10 @@ use chrono::{DateTime, Duration, Utc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use admission::{Admission, Budget};
+use admission::{Admission, Admitted, Budget};
 use attempt::Attempts;
 use intake::{Claimed, Intake};
+use waiting::{Waiting, WaitingRoom};
 use write_back::WriteBack;
 
 use crate::clock::Clock;
@@ -56,6 +59,9 @@ struct Parts {
     admission: Admission,
     shards: Arc<ShardView>,
     intake: Intake,
+    /// Runs still leased to this worker that a limit refused, or that were leased as they were
+    /// made beyond the free slots, until they have a place and a slot.
+    waiting: WaitingRoom<Claimed>,
     attempts: Arc<Attempts>,
     metrics: WorkerMetrics,
     wakeup: Wakeup,
@@ -80,6 +86,14 @@ const MIN_WAIT: Duration = Duration::milliseconds(10);
 /// How long a stopping worker tries to hand its shards and runs over before it leaves them to
 /// their leases.
 const LEAVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The longest a refused run waits in the worker for a place, and the most a lease may lose
+/// to it: the run must still have most of its lease for the attempt when it starts.
+const HOLD_LIMIT: Duration = Duration::seconds(5);
+
+/// Runs that may wait in the worker for a place, per delivery slot: a second's fires for one
+/// receiving host, claimed or leased as they are made, go as its places come free.
+const WAITING_PER_SLOT: usize = 4;
 
 /// What one deterministic pass did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +136,10 @@ impl Worker {
             config.max_in_flight_per_host,
         );
         let intake = Intake::new(db.clone(), &config, metrics.clone());
+        let waiting = WaitingRoom::new(
+            config.concurrency * WAITING_PER_SLOT,
+            HOLD_LIMIT.min(config.lease / 4),
+        );
         let attempts = Arc::new(Attempts {
             db: db.clone(),
             clock: clock.clone(),
@@ -145,6 +163,7 @@ impl Worker {
                 admission,
                 shards,
                 intake,
+                waiting,
                 attempts,
                 metrics,
                 wakeup,
@@ -167,6 +186,7 @@ impl Worker {
             while in_flight.join_next().await.is_some() {}
             // A delivery can make more due at once (the next step of a chain).
             if !matches!(pass, Pass::More) && done.attempts == 0 {
+                self.hand_back_waiting(now).await?;
                 return Ok(report);
             }
         }
@@ -261,7 +281,11 @@ impl Worker {
         beats.await.ok();
         maintenance.await.ok();
         stalls.await.ok();
-        match tokio::time::timeout(LEAVE_LIMIT, self.leave()).await {
+        let leave = async {
+            self.hand_back_waiting(parts.clock.now()).await?;
+            self.leave().await
+        };
+        match tokio::time::timeout(LEAVE_LIMIT, leave).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => {
                 tracing::warn!(error = %format!("{error:#}"), "leaving the shard group failed; the shards move when their leases expire")
@@ -282,6 +306,7 @@ impl Worker {
         in_flight: &mut JoinSet<()>,
     ) -> anyhow::Result<(Pass, PassReport)> {
         let parts = &self.parts;
+        let waited = self.admit_waiting(now, in_flight).await?;
         let budget = parts.admission.budget(now);
         let claimed = self.claim(&budget, now).await?;
         let claimed_taken = self.admit(claimed, now, in_flight).await?;
@@ -303,14 +328,22 @@ impl Worker {
             Pass::More
         } else if budget.slots == 0 {
             Pass::Saturated
-        } else if claimed_taken.limited || leased_taken.limited || budget.held_back {
+        } else if claimed_taken.limited
+            || leased_taken.limited
+            || waited.limited
+            || budget.held_back
+        {
             Pass::Limited
+        } else if parts.waiting.len() > 0 {
+            // Runs leased beyond the free slots wait for one: a finishing delivery wakes the
+            // loop.
+            Pass::Saturated
         } else {
             Pass::Idle
         };
         let report = PassReport {
             runs_created: made.report.runs_created,
-            attempts: claimed_taken.kept + leased_taken.kept,
+            attempts: waited.kept + claimed_taken.kept + leased_taken.kept,
         };
         Ok((pass, report))
     }
@@ -324,8 +357,8 @@ impl Worker {
         self.parts.intake.claim(now, budget.claim, &skip).await
     }
 
-    /// Keeps the runs taken in that fit under the limits and starts their deliveries; hands the
-    /// rest back.
+    /// Keeps the runs taken in that fit under the limits and starts their deliveries; the rest
+    /// wait in the worker for a place, as far as there is room.
     async fn admit(
         &self,
         runs: Vec<Claimed>,
@@ -334,18 +367,77 @@ impl Worker {
     ) -> anyhow::Result<Taken> {
         let parts = &self.parts;
         let taken = runs.len();
-        let admitted = parts.admission.admit(runs, Claimed::limit_key, now);
-        parts.intake.hand_back(&admitted.refused, now).await?;
-        let kept = admitted.kept.len();
-        for (claimed, place) in admitted.kept {
-            let permits = parts.admission.permits()?;
-            in_flight.spawn(parts.attempts.clone().deliver(claimed, place, permits));
+        let runs = runs.into_iter().map(|run| Waiting::new(run, now)).collect();
+        let admitted = parts
+            .admission
+            .admit(runs, |waiting| waiting.run.limit_key(), now);
+        self.start(admitted, now, in_flight, taken).await
+    }
+
+    /// Gives the runs waiting in the worker the places that came free; hands back those that
+    /// waited too long.
+    async fn admit_waiting(
+        &self,
+        now: DateTime<Utc>,
+        in_flight: &mut JoinSet<()>,
+    ) -> anyhow::Result<Taken> {
+        let parts = &self.parts;
+        let leaving = parts.waiting.leave(now);
+        if !leaving.overdue.is_empty() {
+            tracing::debug!(
+                runs = leaving.overdue.len(),
+                waited_ms = parts.waiting.hold_limit().num_milliseconds(),
+                "runs found no place in time; handing them back"
+            );
         }
+        parts.intake.hand_back(&leaving.overdue, now).await?;
+        let taken = leaving.ready.len();
+        let admitted = parts
+            .admission
+            .admit_waiting(leaving.ready, |waiting| waiting.run.limit_key());
+        self.start(admitted, now, in_flight, taken).await
+    }
+
+    /// Starts the deliveries of the admitted runs as far as slots are free; the rest wait in
+    /// the worker (refused by a limit, or leased at creation beyond the free slots), and those
+    /// the room cannot take are handed back.
+    async fn start(
+        &self,
+        admitted: Admitted<Waiting<Claimed>>,
+        now: DateTime<Utc>,
+        in_flight: &mut JoinSet<()>,
+        taken: usize,
+    ) -> anyhow::Result<Taken> {
+        let parts = &self.parts;
+        let limited = !admitted.refused.is_empty();
+        let mut waiting = admitted.refused;
+        let mut kept = 0;
+        for (run, place) in admitted.kept {
+            match parts.admission.permits() {
+                Some(permits) => {
+                    kept += 1;
+                    in_flight.spawn(parts.attempts.clone().deliver(run.run, place, permits));
+                }
+                None => waiting.push(run),
+            }
+        }
+        let overflow = parts.waiting.hold(waiting);
+        parts.metrics.runs_waiting.set(parts.waiting.len() as i64);
+        parts.intake.hand_back(&overflow, now).await?;
         Ok(Taken {
             taken,
             kept,
-            limited: !admitted.refused.is_empty(),
+            limited,
         })
+    }
+
+    /// Hands back every run waiting in the worker: a pass of `run_once` ends, or the worker
+    /// stops, and the runs must not wait for their leases to expire.
+    async fn hand_back_waiting(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let parts = &self.parts;
+        let waiting = parts.waiting.empty();
+        parts.metrics.runs_waiting.set(0);
+        parts.intake.hand_back(&waiting, now).await
     }
 
     /// Materialises one batch of this worker's due schedules, leasing up to `lease_max` of the

@@ -229,10 +229,11 @@ async fn take_back(
     Ok(lost.len())
 }
 
-/// Records a group of finished attempts in one short transaction: every attempt goes into the
-/// history, and each run whose lease this worker still holds moves to its new state. One
-/// statement for the runs and one for the attempts, however many there are: this is where the
-/// per-delivery cost of the database goes, so it is paid once per group. Returns, in order,
+/// Records a group of finished attempts in one short transaction: each run whose lease this
+/// worker still holds moves to its new state, and every attempt goes into the history, as its
+/// run's sole attempt (see [`Finished::is_sole_attempt`]) or as a row of `attempts`. One
+/// statement for the runs and one for the attempt rows, however many there are: this is where
+/// the per-delivery cost of the database goes, so it is paid once per group. Returns, in order,
 /// whether each run's lease was still held.
 pub async fn finish(
     db: &DatabaseConnection,
@@ -251,6 +252,7 @@ pub async fn finish(
     values.push(now.into());
     for f in finished {
         let u = &f.update;
+        let sole = f.is_sole_attempt().then_some(&f.record);
         values.extend([
             f.run_id.into(),
             f.attempt.into(),
@@ -261,6 +263,9 @@ pub async fn finish(
             u.finished_at.into(),
             u.next_step.into(),
             u.failure.clone().into(),
+            sole.map(|r| r.started_at).into(),
+            sole.map(|r| r.duration_ms).into(),
+            sole.and_then(|r| r.response_excerpt.clone()).into(),
         ]);
     }
 
@@ -270,14 +275,17 @@ pub async fn finish(
         .context("writing back runs")?
         .into_iter()
         .collect();
-    txn.execute(record_attempts(
-        backend,
-        finished
-            .iter()
-            .map(|f| (f.run_id, f.attempt, f.step, &f.record)),
-    ))
-    .await
-    .context("recording attempts")?;
+    // A result the fence refused is kept as history all the same, as a row of its own.
+    let rows: Vec<_> = finished
+        .iter()
+        .filter(|f| !f.is_sole_attempt() || !applied.contains(&f.run_id))
+        .map(|f| (f.run_id, f.attempt, f.step, &f.record))
+        .collect();
+    if !rows.is_empty() {
+        txn.execute(record_attempts(backend, rows.into_iter()))
+            .await
+            .context("recording attempts")?;
+    }
     txn.commit().await.context("committing write-back")?;
     Ok(finished
         .iter()

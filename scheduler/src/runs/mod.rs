@@ -35,9 +35,13 @@ use std::collections::HashSet;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use hookbeat_entity::attempt;
 use hookbeat_entity::run::{self, RunStatus};
 use hookbeat_entity::{ScheduleId, TenantId};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, Statement, Value};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter,
+    QueryOrder, Statement, Value,
+};
 use uuid::Uuid;
 
 use crate::sql::{column, placeholder_rows, placeholders, statement, value};
@@ -92,6 +96,40 @@ pub async fn insert(
     }
     Ok(made)
 }
+/// Every attempt of `run`, oldest first: its rows of `attempts`, and the attempt its row keeps
+/// when that was its only one (see [`Finished::is_sole_attempt`]).
+pub async fn attempts_of(
+    conn: &impl ConnectionTrait,
+    run: &run::Model,
+) -> Result<Vec<attempt::Model>, sea_orm::DbErr> {
+    let mut attempts = attempt::Entity::find()
+        .filter(attempt::Column::RunId.eq(run.id))
+        .order_by_asc(attempt::Column::Id)
+        .all(conn)
+        .await?;
+    if let Some(sole) = sole_attempt(run) {
+        attempts.push(sole);
+        attempts.sort_by_key(|a| (a.started_at, a.attempt));
+    }
+    Ok(attempts)
+}
+
+/// The attempt a run's row keeps, as the row of `attempts` it stands for.
+fn sole_attempt(run: &run::Model) -> Option<attempt::Model> {
+    Some(attempt::Model {
+        id: run.id.into(),
+        run_id: run.id,
+        attempt: 1,
+        started_at: run.sole_attempt_started_at?,
+        duration_ms: run.sole_attempt_duration_ms.unwrap_or(0),
+        outcome: "success".to_owned(),
+        status_code: run.last_status_code,
+        error: None,
+        response_excerpt: run.sole_attempt_excerpt.clone(),
+        step: 0,
+    })
+}
+
 /// Runs a statement that returns whole runs.
 pub(super) async fn take(
     conn: &impl ConnectionTrait,

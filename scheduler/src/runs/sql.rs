@@ -108,9 +108,11 @@ pub const TAKE_BACK: &str = "UPDATE runs SET status = 'retrying', locked_by = NU
 
 /// Applies attempts' results to their runs, only where this worker (`$1`) still holds the lease
 /// at the attempt it made. `{rows}` is a `VALUES` list, one row per result, of (id, attempts,
-/// status, due_at, status_code, error, finished_at, next_step, failure): `column1`… in both
-/// PostgreSQL and SQLite. A run moving to another step (`next_step`) starts that step's attempts
-/// afresh; `failure` is kept once the run failed for good. Returns the ids it applied to.
+/// status, due_at, status_code, error, finished_at, next_step, failure, and the sole attempt's
+/// started_at, duration_ms and excerpt): `column1`… in both PostgreSQL and SQLite. A run moving
+/// to another step (`next_step`) starts that step's attempts afresh; `failure` is kept once the
+/// run failed for good; the sole attempt is set only for a run's only attempt that finished it
+/// (`Finished::is_sole_attempt`), and is then its whole record. Returns the ids it applied to.
 ///
 /// The fence is (owner, attempt) without `status = 'delivering'`: `locked_by` is set only while a
 /// run is delivering, so the status adds nothing, and leaving it out keeps the planner on the
@@ -121,15 +123,17 @@ pub const FINISH: &str = "UPDATE runs SET status = v.column3, due_at = v.column4
      finished_at = v.column7, step = COALESCE(v.column8, runs.step), \
      attempts = CASE WHEN v.column8 IS NULL THEN runs.attempts ELSE 0 END, \
      retry_base = CASE WHEN v.column8 IS NULL THEN runs.retry_base ELSE 0 END, \
-     failure = COALESCE(v.column9, runs.failure) \
+     failure = COALESCE(v.column9, runs.failure), sole_attempt_started_at = v.column10, \
+     sole_attempt_duration_ms = v.column11, sole_attempt_excerpt = v.column12 \
      FROM (VALUES {rows}) AS v \
      WHERE runs.id = v.column1 AND runs.locked_by = $1 AND runs.attempts = v.column2 \
      RETURNING runs.id";
 /// Columns per row of [`FINISH`]' `VALUES` list.
-pub const FINISH_COLUMNS: usize = 9;
+pub const FINISH_COLUMNS: usize = 12;
 
 /// Keeps attempts as history, one row per result in `{rows}` (id, run_id, attempt, started_at,
-/// duration_ms, outcome, status_code, error, response_excerpt, step), except for runs that are
+/// duration_ms, outcome, status_code, error, response_excerpt, step) that its run does not keep
+/// as its sole attempt (or that was not applied to its run), except for runs that are
 /// gone: a schedule deleted while its run was in flight takes the run with it, and the result
 /// has nothing left to belong to. Without that condition the foreign key to `runs` would fail
 /// the whole group, and every other run in it would be delivered again once its lease expired.

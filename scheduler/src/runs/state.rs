@@ -67,6 +67,18 @@ pub struct Finished {
     pub update: RunUpdate,
 }
 
+impl Finished {
+    /// Whether this is the run's only attempt and it finished the run: the first attempt of the
+    /// target, succeeded, no step after it. Such an attempt is kept in the run's row, and an
+    /// `attempts` row only for the others (retries, failures, steps, redeliveries).
+    pub fn is_sole_attempt(&self) -> bool {
+        self.attempt == 1
+            && self.step == 0
+            && self.update.status == RunStatus::Succeeded
+            && self.update.next_step.is_none()
+    }
+}
+
 /// Why runs in flight are taken back from their worker without its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TakenBack {

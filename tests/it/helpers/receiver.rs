@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -60,6 +61,9 @@ impl Reply {
 struct Shared {
     received: Mutex<Vec<Received>>,
     script: Mutex<VecDeque<Reply>>,
+    /// Requests being answered now, and the most there ever were at once.
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -100,6 +104,11 @@ impl Receiver {
         self.shared.received.lock().unwrap().clone()
     }
 
+    /// The most requests it was answering at one time.
+    pub fn most_at_once(&self) -> usize {
+        self.shared.most_in_flight.load(Ordering::SeqCst)
+    }
+
     /// Looks at the requests received from index `from` on, without copying them.
     pub fn inspect_from<T>(&self, from: usize, look: impl FnOnce(&[Received]) -> T) -> T {
         let received = self.shared.received.lock().unwrap();
@@ -108,6 +117,14 @@ impl Receiver {
 }
 
 async fn record(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) -> HttpResponse {
+    let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.most_in_flight.fetch_max(now, Ordering::SeqCst);
+    let response = answer(req, body, &shared).await;
+    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+    response
+}
+
+async fn answer(req: HttpRequest, body: web::Bytes, shared: &Shared) -> HttpResponse {
     let mut headers: HashMap<String, String> = HashMap::new();
     for (name, value) in req.headers() {
         let value = value.to_str().unwrap_or("<binary>").to_owned();
