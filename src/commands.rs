@@ -6,7 +6,7 @@ use chrono::Utc;
 use hookbeat_api::auth::{mint_token, resolve_secret, Scope, Secret};
 use hookbeat_entity::TenantId;
 use hookbeat_migration::{Migrator, MigratorTrait};
-use hookbeat_scheduler::schedule::{preview as preview_fires, ScheduleSpec};
+use hookbeat_scheduler::schedule::{preview_local, ScheduleSpec};
 use hookbeat_scheduler::sealing::Sealer;
 use hookbeat_scheduler::secrets_at_rest;
 use std::io::Write;
@@ -80,12 +80,13 @@ pub fn preview(spec: &str, after: Option<chrono::DateTime<Utc>>, count: u16) -> 
         anyhow::anyhow!("invalid spec: {}", reasons.join("; "))
     };
     let spec = ScheduleSpec::from_json(&value, "schedule").map_err(describe)?;
-    let fires = preview_fires(&spec, after.unwrap_or_else(Utc::now), usize::from(count))
+    let fires = preview_local(&spec, after.unwrap_or_else(Utc::now), usize::from(count))
         .map_err(describe)?;
+    let fire_times: Vec<_> = fires.iter().map(|fire| fire.at).collect();
     writeln!(
         std::io::stdout(),
         "{}",
-        serde_json::json!({ "fire_times": fires })
+        serde_json::json!({ "fire_times": fire_times, "fires": fires })
     )?;
     Ok(())
 }

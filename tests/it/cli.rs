@@ -23,20 +23,51 @@ fn preview_ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// One line of JSON on stdout.
+fn preview_json(args: &[&str]) -> serde_json::Value {
+    let out = preview_ok(args);
+    assert_eq!(out.matches('\n').count(), 1, "{out}");
+    serde_json::from_str(&out).unwrap()
+}
+
 #[test]
 fn preview_prints_the_next_fires() {
+    let fires = preview_json(&[
+        "--after",
+        "2030-01-01T00:00:00Z",
+        "--count",
+        "3",
+        r#"{"kind":"interval","every_seconds":60}"#,
+    ]);
     assert_eq!(
-        preview_ok(&["--after", "2030-01-01T00:00:00Z", "--count", "3", r#"{"kind":"interval","every_seconds":60}"#]),
-        "{\"fire_times\":[\"2030-01-01T00:01:00Z\",\"2030-01-01T00:02:00Z\",\"2030-01-01T00:03:00Z\"]}\n"
+        fires["fire_times"],
+        serde_json::json!([
+            "2030-01-01T00:01:00Z",
+            "2030-01-01T00:02:00Z",
+            "2030-01-01T00:03:00Z"
+        ])
+    );
+    assert_eq!(
+        fires["fires"][0],
+        serde_json::json!({"at": "2030-01-01T00:01:00Z", "local_time": "2030-01-01T00:01:00", "utc_offset": "+00:00"})
     );
 }
 
 #[test]
 fn preview_handles_crontab_in_a_time_zone() {
     let spec = r#"{"kind":"crontab","expression":"30 2 * * *","timezone":"Europe/Berlin"}"#;
+    let fires = preview_json(&["--after", "2030-03-30T12:00:00Z", "--count", "2", spec]);
     assert_eq!(
-        preview_ok(&["--after", "2030-03-30T12:00:00Z", "--count", "2", spec]),
-        "{\"fire_times\":[\"2030-03-31T01:00:00Z\",\"2030-04-01T00:30:00Z\"]}\n"
+        fires["fire_times"],
+        serde_json::json!(["2030-03-31T01:00:00Z", "2030-04-01T00:30:00Z"])
+    );
+    // 02:30 did not exist on 31 March: the fire moved past the gap, and says so.
+    assert_eq!(
+        fires["fires"],
+        serde_json::json!([
+            {"at": "2030-03-31T01:00:00Z", "local_time": "2030-03-31T03:00:00", "utc_offset": "+02:00", "dst": "gap_shifted"},
+            {"at": "2030-04-01T00:30:00Z", "local_time": "2030-04-01T02:30:00", "utc_offset": "+02:00"}
+        ])
     );
 }
 

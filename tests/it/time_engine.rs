@@ -67,6 +67,15 @@ async fn preview_covers_every_kind(backend: Backend) {
             "2030-11-03T06:30:00Z"
         ])
     );
+    // Each on New York's wall clock: 00:30 EDT, then 01:30 twice, first in EDT, then in EST.
+    assert_eq!(
+        both.body["fires"],
+        json!([
+            {"at": "2030-11-03T04:30:00Z", "local_time": "2030-11-03T00:30:00", "utc_offset": "-04:00"},
+            {"at": "2030-11-03T05:30:00Z", "local_time": "2030-11-03T01:30:00", "utc_offset": "-04:00", "dst": "overlap_first"},
+            {"at": "2030-11-03T06:30:00Z", "local_time": "2030-11-03T01:30:00", "utc_offset": "-05:00", "dst": "overlap_second"}
+        ])
+    );
     let solar = preview(
         json!({"kind": "solar", "event": "sunrise", "latitude": 52.52, "longitude": 13.405}),
     )

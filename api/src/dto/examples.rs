@@ -91,9 +91,9 @@ pub fn fire_times() -> Value {
             .expect("the preview example is valid");
     let count = request.count.expect("the preview example has a count") as usize;
     let after = request.after.expect("the preview example has an instant");
-    let fire_times = hookbeat_scheduler::schedule::preview(&request.schedule, after, count)
+    let fires = hookbeat_scheduler::schedule::preview_local(&request.schedule, after, count)
         .expect("the preview example previews");
-    to_json(&FireTimes { fire_times })
+    to_json(&FireTimes::from(fires))
 }
 
 /// `POST /v1/schedules/{id}/backfill`: Monday and Tuesday of the example schedule.

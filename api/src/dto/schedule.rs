@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use hookbeat_entity::schedule;
 use hookbeat_scheduler::definition::{Catchup, Overlap, RetryPolicy, Target};
 use hookbeat_scheduler::instant;
+use hookbeat_scheduler::schedule::local::LocalFire;
 use hookbeat_scheduler::schedule::{ScheduleSpec, Timing};
 use hookbeat_scheduler::stored::StoredSchedule;
 use hookbeat_scheduler::validation::FieldErrors;
@@ -333,6 +334,20 @@ pub struct PreviewRequest {
 pub struct FireTimes {
     /// RFC 3339 UTC instants, ascending.
     pub fire_times: Vec<DateTime<Utc>>,
+    /// The same fires on the schedule's wall clock (its `timezone` for a crontab, UTC for the
+    /// other kinds): local time, UTC offset, and a `dst` note where a daylight-saving change
+    /// moved a fire (`gap_shifted`) or made its local time happen twice (`overlap_first`,
+    /// `overlap_second`).
+    pub fires: Vec<LocalFire>,
+}
+
+impl From<Vec<LocalFire>> for FireTimes {
+    fn from(fires: Vec<LocalFire>) -> Self {
+        Self {
+            fire_times: fires.iter().map(|fire| fire.at).collect(),
+            fires,
+        }
+    }
 }
 
 pub const DEFAULT_PREVIEW_COUNT: i64 = 10;

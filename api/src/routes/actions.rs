@@ -5,7 +5,7 @@ use chrono::Utc;
 use hookbeat_entity::{run, schedule};
 use hookbeat_scheduler::notify::announce;
 use hookbeat_scheduler::runs::{self, NewRun};
-use hookbeat_scheduler::schedule::preview as preview_fires;
+use hookbeat_scheduler::schedule::preview_local;
 use hookbeat_scheduler::stored;
 use hookbeat_scheduler::validation::FieldError;
 use sea_orm::{ActiveModelTrait, ColumnTrait, IntoActiveModel, QueryFilter, QuerySelect, Set};
@@ -295,7 +295,7 @@ pub async fn preview(
         ));
     }
     let after = request.after.unwrap_or_else(|| state.clock.now());
-    let fire_times =
-        preview_fires(&request.schedule, after, count as usize).map_err(ApiError::Validation)?;
-    Ok(HttpResponse::Ok().json(FireTimes { fire_times }))
+    let fires =
+        preview_local(&request.schedule, after, count as usize).map_err(ApiError::Validation)?;
+    Ok(HttpResponse::Ok().json(FireTimes::from(fires)))
 }

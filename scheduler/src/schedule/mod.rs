@@ -4,6 +4,7 @@
 pub mod catchup;
 pub mod crontab;
 mod interval;
+pub mod local;
 pub mod solar;
 pub mod timezone;
 
@@ -275,6 +276,20 @@ pub fn preview(
         max_runs: None,
     };
     Ok(timing.preview(after, count))
+}
+
+/// [`preview`] with each fire's local reading: wall-clock time, UTC offset and DST note.
+pub fn preview_local(
+    spec: &ScheduleSpec,
+    after: DateTime<Utc>,
+    count: usize,
+) -> Result<Vec<local::LocalFire>, Vec<FieldError>> {
+    let compiled = spec.compile("schedule")?;
+    let fires = preview(spec, after, count)?;
+    Ok(fires
+        .into_iter()
+        .map(|at| local::local_fire(&compiled, at))
+        .collect())
 }
 
 /// A deterministic delay in `0..=jitter_ms` for one fire of one schedule: the same on every
