@@ -73,7 +73,8 @@ enum Pass {
     More,
     /// No delivery slot is free.
     Saturated,
-    /// Some runs went back, or were held back, because their tenant or host was at its limit.
+    /// Runs wait in the worker, or were held back, because their tenant or host was at its
+    /// limit (or no slot was free for them).
     Limited,
     /// Everything due was handled.
     Idle,
@@ -326,6 +327,10 @@ impl Worker {
         let more_schedules = made.report.schedules as u64 == parts.config.materialise_batch;
         let pass = if more_schedules || more_runs || more_made {
             Pass::More
+        } else if parts.waiting.len() > 0 {
+            // Runs wait in the worker, which no due time in the database shows: look again as
+            // soon as a limit eases, and within the short pause in any case.
+            Pass::Limited
         } else if budget.slots == 0 {
             Pass::Saturated
         } else if claimed_taken.limited
@@ -334,10 +339,6 @@ impl Worker {
             || budget.held_back
         {
             Pass::Limited
-        } else if parts.waiting.len() > 0 {
-            // Runs leased beyond the free slots wait for one: a finishing delivery wakes the
-            // loop.
-            Pass::Saturated
         } else {
             Pass::Idle
         };
