@@ -269,13 +269,7 @@ pub fn preview(
     after: DateTime<Utc>,
     count: usize,
 ) -> Result<Vec<DateTime<Utc>>, Vec<FieldError>> {
-    let timing = Timing {
-        spec: spec.compile("schedule")?,
-        start_at: None,
-        end_at: None,
-        max_runs: None,
-    };
-    Ok(timing.preview(after, count))
+    Ok(unbounded(spec)?.preview(after, count))
 }
 
 /// [`preview`] with each fire's local reading: wall-clock time, UTC offset and DST note.
@@ -284,12 +278,22 @@ pub fn preview_local(
     after: DateTime<Utc>,
     count: usize,
 ) -> Result<Vec<local::LocalFire>, Vec<FieldError>> {
-    let compiled = spec.compile("schedule")?;
-    let fires = preview(spec, after, count)?;
-    Ok(fires
+    let timing = unbounded(spec)?;
+    Ok(timing
+        .preview(after, count)
         .into_iter()
-        .map(|at| local::local_fire(&compiled, at))
+        .map(|at| local::local_fire(&timing.spec, at))
         .collect())
+}
+
+/// A spec's timing without bounds, as previews see it.
+fn unbounded(spec: &ScheduleSpec) -> Result<Timing, Vec<FieldError>> {
+    Ok(Timing {
+        spec: spec.compile("schedule")?,
+        start_at: None,
+        end_at: None,
+        max_runs: None,
+    })
 }
 
 /// A deterministic delay in `0..=jitter_ms` for one fire of one schedule: the same on every
