@@ -51,6 +51,9 @@ const READ_STATEMENTS: &str =
      FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid \
      WHERE d.datname = current_database()";
 
+/// How many times `pg_stat_statements` has evicted entries to make room (PostgreSQL 14+).
+const EVICTIONS: &str = "SELECT dealloc::text AS value FROM pg_stat_statements_info";
+
 /// The counters at one instant.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Snapshot {
@@ -95,6 +98,9 @@ pub struct StatementFigures {
     pub by_time: Vec<StatementRow>,
     /// The statements that wrote the most WAL, most first.
     pub by_wal_bytes: Vec<StatementRow>,
+    /// How many times `pg_stat_statements` evicted entries in the window (its hash holds
+    /// `pg_stat_statements.max` statements); when not 0 the ranking may miss statements.
+    pub evictions: i64,
 }
 
 /// WAL over a window and per fire delivered in it.
@@ -154,21 +160,32 @@ async fn snapshot(db: &DatabaseConnection) -> anyhow::Result<Snapshot> {
 }
 
 /// Makes `pg_stat_statements` usable in the bench database and empties it, if the server
-/// preloads it; otherwise says why not.
-async fn reset_statements(db: &DatabaseConnection) -> Result<(), String> {
-    let libraries = Setting::find_by_statement(Statement::from_string(
-        DbBackend::Postgres,
+/// preloads it and tracks statements with it; otherwise says why not. Returns its eviction
+/// count after the reset.
+async fn reset_statements(db: &DatabaseConnection) -> Result<i64, String> {
+    let libraries = setting(
+        db,
         "SELECT current_setting('shared_preload_libraries') AS value",
-    ))
-    .one(db)
-    .await
-    .map_err(|e| format!("reading shared_preload_libraries: {e}"))?
-    .map_or_else(String::new, |s| s.value);
+    )
+    .await?
+    .unwrap_or_default();
     if !preloads_statements(&libraries) {
         return Err(format!(
             "not in shared_preload_libraries ('{libraries}'), and the bench leaves the \
              server's configuration alone"
         ));
+    }
+    let track = setting(
+        db,
+        "SELECT current_setting('pg_stat_statements.track') AS value",
+    )
+    .await?
+    .unwrap_or_default();
+    let query_ids = setting(db, "SELECT current_setting('compute_query_id') AS value")
+        .await?
+        .unwrap_or_default();
+    if let Some(why) = not_tracking(&track, &query_ids) {
+        return Err(why);
     }
     db.execute_unprepared("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         .await
@@ -176,7 +193,32 @@ async fn reset_statements(db: &DatabaseConnection) -> Result<(), String> {
     db.execute_unprepared(RESET_STATEMENTS)
         .await
         .map_err(|e| format!("pg_stat_statements_reset: {e}"))?;
-    Ok(())
+    evictions(db).await
+}
+
+/// Why a loaded `pg_stat_statements` records nothing, given `pg_stat_statements.track` and
+/// `compute_query_id`; None when it records top-level statements.
+fn not_tracking(track: &str, query_ids: &str) -> Option<String> {
+    if track == "none" {
+        return Some("pg_stat_statements.track is 'none'".to_owned());
+    }
+    (query_ids == "off").then(|| "compute_query_id is 'off', so no statement has an id".to_owned())
+}
+
+async fn evictions(db: &DatabaseConnection) -> Result<i64, String> {
+    let value = setting(db, EVICTIONS).await?.unwrap_or_default();
+    value
+        .parse()
+        .map_err(|e| format!("pg_stat_statements_info.dealloc '{value}': {e}"))
+}
+
+/// The one text value `sql` selects as `value`, if it selects a row.
+async fn setting(db: &DatabaseConnection, sql: &str) -> Result<Option<String>, String> {
+    Setting::find_by_statement(Statement::from_string(DbBackend::Postgres, sql))
+        .one(db)
+        .await
+        .map(|row| row.map(|s| s.value))
+        .map_err(|e| format!("{sql}: {e}"))
 }
 
 /// Makes the backend of `db` (a pool of one connection) add what it has done so far to the
@@ -196,8 +238,8 @@ pub async fn flush_statistics(db: &DatabaseConnection) -> anyhow::Result<()> {
 /// A window whose start has been read.
 pub struct OpenWindow {
     start: Snapshot,
-    /// Whether `pg_stat_statements` was reset at the start, or why not.
-    statements: Result<(), String>,
+    /// `pg_stat_statements`' eviction count once reset at the start, or why it was not.
+    statements: Result<i64, String>,
 }
 
 /// A window read at both edges.
@@ -206,7 +248,15 @@ pub struct ClosedWindow {
     pub start: Snapshot,
     pub end: Snapshot,
     /// Every statement of the bench database over the window, or why there are none.
-    pub statements: Result<Vec<StatementRow>, String>,
+    pub statements: Result<WindowStatements, String>,
+}
+
+/// What `pg_stat_statements` held for the bench database at the end of a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowStatements {
+    pub rows: Vec<StatementRow>,
+    /// Evictions between the reset and the reading of `rows`.
+    pub evictions: i64,
 }
 
 impl OpenWindow {
@@ -224,13 +274,7 @@ impl OpenWindow {
         let end = snapshot(db).await?;
         let statements = match &self.statements {
             Err(why) => Err(why.clone()),
-            Ok(()) => StatementRow::find_by_statement(Statement::from_string(
-                DbBackend::Postgres,
-                READ_STATEMENTS,
-            ))
-            .all(db)
-            .await
-            .map_err(|e| format!("reading pg_stat_statements: {e}")),
+            Ok(evicted_before) => read_statements(db, *evicted_before).await,
         };
         Ok(ClosedWindow {
             start: self.start,
@@ -238,6 +282,23 @@ impl OpenWindow {
             statements,
         })
     }
+}
+
+async fn read_statements(
+    db: &DatabaseConnection,
+    evicted_before: i64,
+) -> Result<WindowStatements, String> {
+    let rows = StatementRow::find_by_statement(Statement::from_string(
+        DbBackend::Postgres,
+        READ_STATEMENTS,
+    ))
+    .all(db)
+    .await
+    .map_err(|e| format!("reading pg_stat_statements: {e}"))?;
+    Ok(WindowStatements {
+        rows,
+        evictions: evictions(db).await? - evicted_before,
+    })
 }
 
 /// A window opened at one instant and closed at another by a task of its own, so that its
@@ -318,11 +379,12 @@ impl ClosedWindow {
         let bytes = b.wal_bytes - a.wal_bytes;
         let lsn_bytes = b.lsn - a.lsn;
         let statements = match &self.statements {
-            Ok(rows) => StatementFigures {
+            Ok(read) => StatementFigures {
                 available: true,
                 why_not: None,
-                by_time: top(rows, TOP, |r| r.total_ms),
-                by_wal_bytes: top(rows, TOP, |r| r.wal_bytes as f64),
+                by_time: top(&read.rows, TOP, |r| r.total_ms),
+                by_wal_bytes: top(&read.rows, TOP, |r| r.wal_bytes as f64),
+                evictions: read.evictions,
             },
             Err(why) => StatementFigures {
                 available: false,
@@ -408,6 +470,14 @@ impl WalFigures {
             );
             return;
         }
+        if s.evictions > 0 {
+            let _ = writeln!(
+                out,
+                "  pg_stat_statements evicted entries {} times in the window \
+                 (pg_stat_statements.max is too small): the ranking may miss statements",
+                s.evictions
+            );
+        }
         for (what, rows) in [("time", &s.by_time), ("WAL bytes", &s.by_wal_bytes)] {
             let _ = writeln!(
                 out,
@@ -488,6 +558,7 @@ mod tests {
     }
 
     fn window(statements: Result<Vec<StatementRow>, String>) -> ClosedWindow {
+        let statements = statements.map(|rows| WindowStatements { rows, evictions: 0 });
         ClosedWindow {
             start: Snapshot {
                 at_us: 1_000_000,
@@ -632,6 +703,32 @@ mod tests {
         assert!(text.contains("top by WAL bytes"), "{text}");
         assert_eq!(text.matches("3.0 MiB").count(), 2, "{text}");
         assert_eq!(text.matches("INSERT INTO runs").count(), 2, "{text}");
+        assert!(!text.contains("evicted"), "{text}");
+
+        let mut crowded = window(Ok(vec![statement("INSERT INTO runs", 12.5, 3 << 20)]));
+        if let Ok(read) = &mut crowded.statements {
+            read.evictions = 4;
+        }
+        let f = crowded.figures("burst", 1);
+        assert_eq!(f.statements.evictions, 4);
+        let text = report(f).render();
+        assert!(
+            text.contains("pg_stat_statements evicted entries 4 times in the window"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_loaded_pg_stat_statements_that_records_nothing_says_why() {
+        assert_eq!(not_tracking("top", "auto"), None);
+        assert_eq!(not_tracking("all", "on"), None);
+        assert_eq!(
+            not_tracking("none", "auto").as_deref(),
+            Some("pg_stat_statements.track is 'none'")
+        );
+        assert!(not_tracking("top", "off")
+            .unwrap()
+            .contains("compute_query_id"));
     }
 
     /// On a real server: rows written in a window by another connection show in its WAL, in
@@ -662,30 +759,34 @@ mod tests {
             assert!(f.lsn_bytes >= 500_000, "{f:?}");
             assert!(f.records_per_fire.unwrap() >= 1.0, "{f:?}");
             assert!(f.seconds > 0.0);
-            let libraries = Setting::find_by_statement(Statement::from_string(
-                DbBackend::Postgres,
+            let libraries = setting(
+                &db,
                 "SELECT current_setting('shared_preload_libraries') AS value",
-            ))
-            .one(&db)
+            )
             .await
             .unwrap()
-            .unwrap()
-            .value;
+            .unwrap();
             let s = &f.statements;
-            assert_eq!(s.available, preloads_statements(&libraries), "{s:?}");
-            if s.available {
-                let top = &s.by_wal_bytes[0];
-                assert!(top.query.starts_with("INSERT INTO wal_probe"), "{s:?}");
-                assert!(top.wal_records >= 10_000, "{s:?}");
-            } else {
+            if !preloads_statements(&libraries) {
+                assert!(!s.available, "{s:?}");
                 assert!(s.by_time.is_empty() && s.by_wal_bytes.is_empty());
+                let why = s.why_not.as_deref().unwrap();
+                assert!(why.contains("shared_preload_libraries"), "{s:?}");
+            } else if let Some(why) = &s.why_not {
+                // Loaded but configured to record nothing: the reason names the setting.
+                assert!(!s.available, "{s:?}");
                 assert!(
-                    s.why_not
-                        .as_deref()
-                        .unwrap()
-                        .contains("shared_preload_libraries"),
+                    why.contains("pg_stat_statements.track") || why.contains("compute_query_id"),
                     "{s:?}"
                 );
+            } else if s.evictions == 0 {
+                let top = &s.by_wal_bytes[..1];
+                assert!(top[0].query.starts_with("INSERT INTO wal_probe"), "{s:?}");
+                assert!(top[0].wal_records >= 10_000, "{s:?}");
+            } else {
+                // A full hash (the other tests' databases fill it) may have evicted the insert;
+                // the figures then say the ranking may miss statements.
+                assert!(s.available && s.evictions > 0, "{s:?}");
             }
             db.close().await.ok();
         })
