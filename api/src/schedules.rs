@@ -5,17 +5,21 @@
 
 use chrono::{DateTime, Utc};
 use hookbeat_entity::{schedule, tenant, ScheduleId, TenantId};
+use hookbeat_scheduler::health;
 use hookbeat_scheduler::instant;
 use hookbeat_scheduler::notify::announce;
+use hookbeat_scheduler::runs;
 use hookbeat_scheduler::schedule::{ScheduleSpec, Timing};
+use hookbeat_scheduler::skips::{self, Skip, SkipReason};
 use hookbeat_scheduler::stored::{self, StoredSchedule};
 use sea_orm::sea_query::Expr;
+use sea_orm::ActiveValue::{NotSet, Unchanged};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, IntoActiveModel, QueryFilter, Set,
 };
 
 use crate::auth::Caller;
-use crate::dto::schedule::{ScheduleInput, MAX_BACKFILL_RUNS};
+use crate::dto::schedule::{Schedule, ScheduleInput, MAX_BACKFILL_RUNS};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -179,8 +183,22 @@ async fn save_if_unchanged(
     row.version = Set(current.version + 1);
     row.updated_at = Set(now);
     // Runtime state belongs to the worker; only the columns set above are written.
-    row.last_run_at = sea_orm::ActiveValue::NotSet;
-    row.total_runs = sea_orm::ActiveValue::NotSet;
+    row.last_run_at = NotSet;
+    row.total_runs = NotSet;
+    row.consecutive_failures = NotSet;
+    row.last_success_at = NotSet;
+    row.last_failure_at = NotSet;
+    row.last_fire_lag_ms = NotSet;
+    let enabled = match &row.enabled {
+        Set(enabled) | Unchanged(enabled) => *enabled,
+        NotSet => current.enabled,
+    };
+    let resumed = enabled && !current.enabled;
+    if current.enabled && !enabled {
+        row.paused_at = Set(Some(now));
+    } else if resumed {
+        row.paused_at = Set(None);
+    }
     let result = schedule::Entity::update_for_tenant(tenant)
         .set(row)
         .filter(schedule::Column::Id.eq(current.id))
@@ -190,9 +208,51 @@ async fn save_if_unchanged(
     if result.rows_affected == 0 {
         return Ok(None);
     }
+    if resumed {
+        record_paused_fires(state, current, now).await;
+    }
     Ok(schedule::Entity::find_for_tenant_by_id(tenant, current.id)
         .one(&state.db)
         .await?)
+}
+
+/// The most fires of a pause [`record_paused_fires`] counts one by one; a longer pause is
+/// recorded as at least this many.
+const MAX_PAUSED_FIRES_COUNTED: i64 = 100_000;
+
+/// Records the fires that fell while `paused` (as it was before it was resumed at `now`) was
+/// paused: skipped, reason `paused`. A trace, not a run: a failure is logged, not returned, as
+/// the resume itself has been saved.
+async fn record_paused_fires(state: &AppState, paused: &schedule::Model, now: DateTime<Utc>) {
+    let since = paused.paused_at.unwrap_or(paused.updated_at);
+    let Ok(timing) = stored::timing(paused) else {
+        return;
+    };
+    let mut fires = 0i64;
+    let (mut first, mut last) = (None, None);
+    let mut cursor = timing.next_fire(since, paused.total_runs);
+    while let Some(fire) = cursor.filter(|fire| *fire <= now) {
+        first.get_or_insert(fire);
+        last = Some(fire);
+        fires += 1;
+        if fires == MAX_PAUSED_FIRES_COUNTED {
+            last = Some(now);
+            break;
+        }
+        cursor = timing.next_fire(fire, paused.total_runs);
+    }
+    let (Some(first), Some(last)) = (first, last) else {
+        return;
+    };
+    let skip = Skip {
+        first,
+        last,
+        fires,
+        reason: SkipReason::Paused,
+    };
+    if let Err(error) = skips::record(&state.db, &[(paused.id, skip)], now).await {
+        tracing::error!(schedule_id = %paused.id, error = %format!("{error:#}"), "could not record the fires of a pause");
+    }
 }
 
 /// The row that replaces the writable members of `current` with `after`: validated, under the
@@ -225,6 +285,31 @@ pub fn replacement(
     }
     StoredSchedule::from(after).write(&mut row)?;
     Ok(row)
+}
+
+/// The API's view of stored schedules, with their counts of the last day (one query for all).
+pub async fn views(
+    state: &AppState,
+    models: Vec<schedule::Model>,
+) -> Result<Vec<Schedule>, ApiError> {
+    let ids: Vec<ScheduleId> = models.iter().map(|m| m.id).collect();
+    let mut counts = health::counts(&state.db, &ids, state.clock.now())
+        .await
+        .map_err(ApiError::Internal)?;
+    models
+        .into_iter()
+        .map(|m| {
+            let counts = counts.remove(&m.id).unwrap_or_default();
+            Schedule::from_model(m, counts)
+        })
+        .collect()
+}
+
+/// The API's view of one stored schedule.
+pub async fn view(state: &AppState, model: schedule::Model) -> Result<Schedule, ApiError> {
+    let mut one = views(state, vec![model]).await?;
+    one.pop()
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a view of one schedule made none")))
 }
 
 /// Creates the caller's schedule `name` from `document`, or replaces the one of that name
@@ -285,6 +370,9 @@ pub async fn delete(
         query = query.filter(schedule::Column::Version.eq(current.version));
     }
     let txn = hookbeat_entity::begin_write(&state.db).await?;
+    runs::delete_of_schedule(&txn, tenant, id)
+        .await
+        .map_err(ApiError::Internal)?;
     if query.exec(&txn).await?.rows_affected == 0 {
         return Err(ApiError::not_found("schedule"));
     }

@@ -388,6 +388,7 @@ mod tests {
             end_at: None,
             max_runs: Some(1_000),
             jitter_ms: 250,
+            late_after_ms: Some(30_000),
             catchup: Catchup::All,
             overlap: Overlap::Skip,
             enabled: false,

@@ -47,6 +47,8 @@ pub struct Model {
     pub sole_attempt_started_at: Option<DateTimeUtc>,
     pub sole_attempt_duration_ms: Option<i64>,
     pub sole_attempt_excerpt: Option<String>,
+    /// How long after `scheduled_for` its first recorded attempt of the target started.
+    pub fire_lag_ms: Option<i64>,
 }
 
 /// The `step` of a run whose `on_failure` call is being delivered.

@@ -61,6 +61,7 @@ pub async fn prune(
             break;
         }
     }
+    crate::skips::prune(db, now - retention).await?;
     pruned.secrets = db
         .execute(sql::statement(backend, PRUNE_SECRETS, vec![now.into()]))
         .await

@@ -22,6 +22,7 @@ use crate::runs::{self, Lease, NewRun};
 use crate::schedule::catchup::{plan, Due, Plan};
 use crate::schedule::jitter_for;
 use crate::shards::Shards;
+use crate::skips::{self, Skip, SkipReason};
 use crate::sql;
 use crate::stored;
 
@@ -30,6 +31,8 @@ use crate::stored;
 pub struct Report {
     pub schedules: usize,
     pub runs_created: usize,
+    /// Fires passed over, by reason (in the order of `SkipReason::ALL`).
+    pub skipped: [u64; SkipReason::ALL.len()],
 }
 
 /// Due schedules, oldest first, locked against other workers. Served by `schedules_due_idx`, or
@@ -156,6 +159,7 @@ pub async fn materialise_and_lease(
     let disabled: HashSet<TenantId> = disabled.into_iter().collect();
 
     let mut fires = Vec::new();
+    let mut skipped = Vec::new();
     let mut advances = Vec::with_capacity(due.len());
     for schedule in &due {
         let Some(next_run_at) = schedule.next_run_at else {
@@ -168,8 +172,12 @@ pub async fn materialise_and_lease(
             unfinished.contains(&schedule.id),
         );
         if disabled.contains(&schedule.tenant_id) {
+            // A disabled tenant's schedules are as good as paused.
+            plan.skipped
+                .extend(Skip::of(&plan.fires, SkipReason::Paused));
             plan.fires.clear();
         }
+        skipped.extend(plan.skipped.iter().map(|skip| (schedule.id, *skip)));
         fires.extend(plan.fires.iter().map(|fire| NewRun {
             tenant_id: schedule.tenant_id.clone(),
             schedule_id: schedule.id,
@@ -232,12 +240,17 @@ pub async fn materialise_and_lease(
             .context("advancing next_run_at")?;
         }
     }
+    skips::record(&txn, &skipped, now).await?;
     txn.commit().await.context("committing materialise")?;
 
-    let report = Report {
+    let mut report = Report {
         schedules: due.len(),
         runs_created: created.values().sum::<i64>() as usize,
+        ..Report::default()
     };
+    for (_, skip) in &skipped {
+        report.skipped[skip.reason as usize] += skip.fires as u64;
+    }
     let leased_schedules: HashSet<ScheduleId> = leased.iter().map(|r| r.schedule_id).collect();
     let schedules = due
         .into_iter()
@@ -280,6 +293,7 @@ fn plan_for(
     let never = Plan {
         fires: Vec::new(),
         next_run_at: None,
+        skipped: Vec::new(),
     };
     if !crate::instant::in_range(next_run_at) {
         tracing::error!(schedule_id = %schedule.id, %next_run_at, "next fire outside 1970 … 9999; it will not fire");

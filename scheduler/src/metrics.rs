@@ -53,6 +53,8 @@ pub struct WorkerMetrics {
     pub worker_stalled: IntGauge,
     /// Stalls that began.
     pub worker_stalls: IntCounter,
+    /// Fires the engine passed over without a run, by reason (`crate::skips::SkipReason`).
+    pub fires_skipped: IntCounterVec,
 }
 
 impl WorkerMetrics {
@@ -135,6 +137,13 @@ impl WorkerMetrics {
                 "hookbeat_worker_stalls_total",
                 "Stalls of this worker that began (see hookbeat_worker_stalled).",
             )?,
+            fires_skipped: IntCounterVec::new(
+                Opts::new(
+                    "hookbeat_fires_skipped_total",
+                    "Fires passed over without a run, by reason: overlap, catchup, dst_gap, paused, max_runs, end_at.",
+                ),
+                &["reason"],
+            )?,
         };
         registry.register(Box::new(metrics.fire_lag.clone()))?;
         registry.register(Box::new(metrics.deliveries.clone()))?;
@@ -153,6 +162,10 @@ impl WorkerMetrics {
         registry.register(Box::new(metrics.wakeups.clone()))?;
         registry.register(Box::new(metrics.worker_stalled.clone()))?;
         registry.register(Box::new(metrics.worker_stalls.clone()))?;
+        registry.register(Box::new(metrics.fires_skipped.clone()))?;
+        for reason in crate::skips::SkipReason::ALL {
+            metrics.fires_skipped.with_label_values(&[reason.as_str()]);
+        }
         // Pre-create every label value so dashboards see zeros instead of missing series.
         for outcome in ["success", "retry", "failed"] {
             metrics.deliveries.with_label_values(&[outcome]);

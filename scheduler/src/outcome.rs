@@ -136,6 +136,7 @@ mod tests {
             sole_attempt_started_at: None,
             sole_attempt_duration_ms: None,
             sole_attempt_excerpt: None,
+            fire_lag_ms: None,
         }
     }
 

@@ -29,6 +29,8 @@ pub struct StoredSchedule {
     pub end_at: Option<DateTime<Utc>>,
     pub max_runs: Option<i64>,
     pub jitter_ms: i64,
+    /// A fire whose first attempt starts later than this is late; `None` for the default.
+    pub late_after_ms: Option<i64>,
     pub catchup: Catchup,
     pub overlap: Overlap,
     pub enabled: bool,
@@ -50,6 +52,7 @@ impl StoredSchedule {
             end_at: model.end_at,
             max_runs: model.max_runs,
             jitter_ms: model.jitter_ms,
+            late_after_ms: model.late_after_ms,
             catchup: Catchup::from_db(&model.catchup),
             overlap: Overlap::from_db(&model.overlap),
             enabled: model.enabled,
@@ -75,6 +78,7 @@ impl StoredSchedule {
         row.end_at = Set(self.end_at);
         row.max_runs = Set(self.max_runs);
         row.jitter_ms = Set(self.jitter_ms);
+        row.late_after_ms = Set(self.late_after_ms);
         row.catchup = Set(self.catchup.as_str().to_owned());
         row.overlap = Set(self.overlap.as_str().to_owned());
         row.enabled = Set(self.enabled);
@@ -104,6 +108,11 @@ pub fn new_row(tenant: &TenantId, now: DateTime<Utc>) -> schedule::ActiveModel {
         created_at: Set(now),
         updated_at: Set(now),
         version: Set(1),
+        consecutive_failures: Set(0),
+        last_success_at: Set(None),
+        last_failure_at: Set(None),
+        last_fire_lag_ms: Set(None),
+        paused_at: Set(None),
         ..Default::default()
     }
 }
@@ -202,6 +211,7 @@ mod tests {
             end_at: None,
             max_runs: Some(3),
             jitter_ms: 250,
+            late_after_ms: Some(5_000),
             catchup: Catchup::default(),
             overlap: Overlap::default(),
             enabled: false,

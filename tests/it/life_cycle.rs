@@ -47,11 +47,9 @@ fn fire(app: &TestApp, schedule: ScheduleId, at: DateTime<Utc>) -> NewRun {
 }
 
 fn result(run: &run::Model, at: DateTime<Utc>, update: RunUpdate) -> Finished {
-    Finished {
-        run_id: run.id,
-        attempt: run.attempts,
-        step: run.step,
-        record: AttemptRecord {
+    Finished::new(
+        run,
+        AttemptRecord {
             started_at: at,
             duration_ms: 3,
             outcome: "test",
@@ -60,7 +58,7 @@ fn result(run: &run::Model, at: DateTime<Utc>, update: RunUpdate) -> Finished {
             response_excerpt: None,
         },
         update,
-    }
+    )
 }
 
 fn update(status: RunStatus, due_at: Option<DateTime<Utc>>, at: DateTime<Utc>) -> RunUpdate {

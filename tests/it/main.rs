@@ -10,6 +10,7 @@ mod delivery;
 mod end_to_end;
 mod errors;
 mod guards;
+mod health;
 mod instants;
 mod isolation;
 mod life_cycle;

@@ -263,11 +263,9 @@ fn answered(
     run: &hookbeat_entity::run::Model,
     at: chrono::DateTime<chrono::Utc>,
 ) -> runs::Finished {
-    runs::Finished {
-        run_id: run.id,
-        attempt: run.attempts,
-        step: run.step,
-        record: runs::AttemptRecord {
+    runs::Finished::new(
+        run,
+        runs::AttemptRecord {
             started_at: at,
             duration_ms: 5,
             outcome: "success",
@@ -275,7 +273,7 @@ fn answered(
             error: None,
             response_excerpt: None,
         },
-        update: runs::RunUpdate {
+        runs::RunUpdate {
             status: RunStatus::Succeeded,
             due_at: None,
             status_code: Some(200),
@@ -284,7 +282,7 @@ fn answered(
             next_step: None,
             failure: None,
         },
-    }
+    )
 }
 
 /// A schedule deleted while one of its runs is being delivered takes the run and its history

@@ -8,10 +8,14 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::run::{Attempt, Run, RunDetail, RunPage};
-use super::schedule::{BackfillResult, FireTimes, Schedule, ScheduleInput, SchedulePage};
+use super::schedule::{
+    BackfillResult, FireTimes, Schedule, ScheduleHealth, ScheduleHealthCounts, ScheduleInput,
+    SchedulePage,
+};
 use super::secret::{SigningSecret, SigningSecrets};
 use super::tenant::{Tenant, TenantPage};
 use crate::error::ApiError;
+use hookbeat_scheduler::health::HealthState;
 
 const SCHEDULE_ID: &str = "01958f0e-3c2a-7d41-9b6e-2f4c8a1d5e70";
 const RUN_ID: &str = "01958f4b-a1f0-7c3e-8d2b-6e9a0c4f1b37";
@@ -65,6 +69,18 @@ fn schedule_model() -> Schedule {
         created_at: at("2026-03-01T09:12:44Z"),
         updated_at: at("2026-03-01T09:12:44Z"),
         version: 1,
+        health: ScheduleHealth {
+            state: HealthState::Healthy,
+            consecutive_failures: 0,
+            last_success_at: Some(at("2026-03-03T01:30:00.412Z")),
+            last_failure_at: None,
+            last_fire_lag_ms: Some(137),
+            late_after_ms: 60_000,
+            last_24h: ScheduleHealthCounts {
+                succeeded: 1,
+                ..ScheduleHealthCounts::default()
+            },
+        },
     }
 }
 

@@ -1,9 +1,12 @@
 //! A schedule as clients write it (`ScheduleInput`) and read it (`Schedule`), and the validation
 //! of what they write. `ScheduleInput` is the API's shape of the scheduler's `StoredSchedule`.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use hookbeat_entity::schedule;
 use hookbeat_scheduler::definition::{Catchup, Overlap, RetryPolicy, Target};
+use hookbeat_scheduler::health::{self, HealthState};
 use hookbeat_scheduler::instant;
 use hookbeat_scheduler::schedule::local::LocalFire;
 use hookbeat_scheduler::schedule::{ScheduleSpec, Timing};
@@ -70,6 +73,11 @@ pub struct ScheduleInput {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 3600000)]
     pub jitter_ms: i64,
+    /// A fire whose first attempt starts more than this many milliseconds after its scheduled
+    /// time counts as late in the schedule's `health` (default 60000; 1 to 86400000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 86400000, example = 60000)]
+    pub late_after_ms: Option<i64>,
     #[serde(default)]
     pub catchup: Catchup,
     #[serde(default)]
@@ -92,6 +100,8 @@ pub struct ScheduleInput {
 }
 
 const MAX_THEN_STEPS: usize = 10;
+/// The longest `late_after_ms`: a day, the window of the health counts.
+const MAX_LATE_AFTER_MS: i64 = 86_400_000;
 
 fn enabled_by_default() -> bool {
     true
@@ -115,6 +125,58 @@ pub struct Schedule {
     pub updated_at: DateTime<Utc>,
     /// Increases with every change; the `ETag` is this number in quotes.
     pub version: i64,
+    pub health: ScheduleHealth,
+}
+
+/// How a schedule is doing, kept by the workers as its runs finish.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleHealth {
+    /// `paused`; else `failing` after 3 runs in a row failed for good; else `ended` when it
+    /// will not fire again; else `late` when its latest fire's first attempt started more than
+    /// `late_after_ms` after its scheduled time; else `healthy`.
+    pub state: HealthState,
+    /// Runs failed for good in a row (retries of one run count once; a redelivered run counts
+    /// again when it fails again); a success resets it.
+    pub consecutive_failures: i32,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    /// How long after its scheduled time the latest fire's first attempt started.
+    pub last_fire_lag_ms: Option<i64>,
+    /// The schedule's threshold for a late fire (its `late_after_ms`, or the default 60000).
+    pub late_after_ms: i64,
+    /// The fires of the last 24 hours.
+    pub last_24h: ScheduleHealthCounts,
+}
+
+/// A schedule's fires scheduled in the last 24 hours (manual runs are not counted).
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct ScheduleHealthCounts {
+    pub succeeded: i64,
+    pub failed: i64,
+    /// Fires whose first attempt started more than `late_after_ms` after their scheduled time.
+    pub late: i64,
+    /// Fires not delivered, by reason (`overlap`, `catchup`, `dst_gap`, `paused`, `max_runs`).
+    #[schema(value_type = Object, example = json!({"overlap": 2}))]
+    pub skipped: BTreeMap<String, i64>,
+}
+
+impl ScheduleHealth {
+    pub fn of(m: &schedule::Model, counts: health::Counts) -> Self {
+        Self {
+            state: HealthState::of(m),
+            consecutive_failures: m.consecutive_failures,
+            last_success_at: m.last_success_at,
+            last_failure_at: m.last_failure_at,
+            last_fire_lag_ms: m.last_fire_lag_ms,
+            late_after_ms: health::late_after_ms(m),
+            last_24h: ScheduleHealthCounts {
+                succeeded: counts.succeeded,
+                failed: counts.failed,
+                late: counts.late,
+                skipped: counts.skipped,
+            },
+        }
+    }
 }
 
 /// Read-only members, refused in a PATCH rather than silently ignored.
@@ -127,6 +189,7 @@ pub const READ_ONLY: &[&str] = &[
     "created_at",
     "updated_at",
     "version",
+    "health",
 ];
 
 impl ScheduleInput {
@@ -202,6 +265,14 @@ impl ScheduleInput {
                 ),
             );
         }
+        if let Some(late) = self.late_after_ms {
+            if !(1..=MAX_LATE_AFTER_MS).contains(&late) {
+                errors.add(
+                    "late_after_ms",
+                    format!("must be between 1 and {MAX_LATE_AFTER_MS}, got {late}"),
+                );
+            }
+        }
         if serde_json::to_vec(&self.metadata).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
             errors.add(
                 "metadata",
@@ -237,6 +308,7 @@ impl From<StoredSchedule> for ScheduleInput {
             end_at: s.end_at,
             max_runs: s.max_runs,
             jitter_ms: s.jitter_ms,
+            late_after_ms: s.late_after_ms,
             catchup: s.catchup,
             overlap: s.overlap,
             enabled: s.enabled,
@@ -259,6 +331,7 @@ impl From<ScheduleInput> for StoredSchedule {
             end_at: i.end_at,
             max_runs: i.max_runs,
             jitter_ms: i.jitter_ms,
+            late_after_ms: i.late_after_ms,
             catchup: i.catchup,
             overlap: i.overlap,
             enabled: i.enabled,
@@ -270,9 +343,11 @@ impl From<ScheduleInput> for StoredSchedule {
 }
 
 impl Schedule {
-    pub fn from_model(m: schedule::Model) -> Result<Self, ApiError> {
+    /// The API's view of a stored schedule and its counts of the last day.
+    pub fn from_model(m: schedule::Model, counts: health::Counts) -> Result<Self, ApiError> {
         Ok(Self {
             input: ScheduleInput::from_model(&m)?,
+            health: ScheduleHealth::of(&m, counts),
             id: m.id.into(),
             paused_reason: m.paused_reason,
             next_run_at: if m.enabled { m.next_run_at } else { None },
@@ -304,6 +379,8 @@ pub struct ScheduleFilter {
     pub enabled: Option<bool>,
     /// Only schedules whose name starts with this text.
     pub name_prefix: Option<String>,
+    /// Only schedules in this health state (`failing`, `late`, `paused`, `ended`, `healthy`).
+    pub health: Option<HealthState>,
 }
 
 impl PreviewRequest {

@@ -93,7 +93,7 @@ async fn set_enabled(
         })
         .await?
         .ok_or_else(|| ApiError::not_found("schedule"))?;
-    Ok(ok(Schedule::from_model(updated)?))
+    Ok(ok(schedules::view(state, updated).await?))
 }
 
 /// Fire a schedule once now, outside its timing. The run is delivered like any other.

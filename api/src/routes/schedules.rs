@@ -72,7 +72,7 @@ async fn create_once(
 ) -> Result<HttpResponse, ApiError> {
     let input = ScheduleInput::from_json(body)?;
     let saved = schedules::insert(state, caller, input).await?;
-    Ok(created(Schedule::from_model(saved)?))
+    Ok(created(schedules::view(state, saved).await?))
 }
 
 /// List schedules, oldest first.
@@ -101,6 +101,9 @@ pub async fn list(
     if let Some(enabled) = filter.0.enabled {
         query = query.filter(schedule::Column::Enabled.eq(enabled));
     }
+    if let Some(health) = filter.0.health {
+        query = query.filter(health.condition());
+    }
     if let Some(prefix) = &filter.0.name_prefix {
         let escaped = prefix
             .replace('\\', "\\\\")
@@ -117,10 +120,7 @@ pub async fn list(
         .all(&state.db)
         .await?;
     let (rows, next_cursor) = finish_page(rows, limit, |s| s.id.into());
-    let items = rows
-        .into_iter()
-        .map(Schedule::from_model)
-        .collect::<Result<_, _>>()?;
+    let items = schedules::views(&state, rows).await?;
     Ok(HttpResponse::Ok().json(SchedulePage { items, next_cursor }))
 }
 
@@ -143,7 +143,7 @@ pub async fn get(
     caller.require(Scope::SchedulesRead)?;
     let id = parse_id(&id, "schedule")?;
     let schedule = schedules::load(&state.db, &caller.tenant, id).await?;
-    Ok(ok(Schedule::from_model(schedule)?))
+    Ok(ok(schedules::view(&state, schedule).await?))
 }
 
 /// Change a schedule with a JSON merge patch (RFC 7396). The change takes effect at once;
@@ -202,7 +202,7 @@ pub async fn patch(
     )
     .await?
     .ok_or_else(|| ApiError::not_found("schedule"))?;
-    Ok(ok(Schedule::from_model(updated)?))
+    Ok(ok(schedules::view(&state, updated).await?))
 }
 
 /// Create or replace a schedule by its name: an idempotent way to keep schedules in step with
@@ -248,8 +248,8 @@ pub async fn put_by_name(
     }
     let expected = if_match(&req)?;
     match schedules::upsert_by_name(&state, &caller, &name, &document, expected.as_deref()).await? {
-        Upserted::Created(saved) => Ok(created(Schedule::from_model(saved)?)),
-        Upserted::Replaced(saved) => Ok(ok(Schedule::from_model(saved)?)),
+        Upserted::Created(saved) => Ok(created(schedules::view(&state, saved).await?)),
+        Upserted::Replaced(saved) => Ok(ok(schedules::view(&state, saved).await?)),
     }
 }
 

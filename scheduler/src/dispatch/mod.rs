@@ -46,6 +46,7 @@ use crate::notify::Wakeup;
 use crate::politeness::AT_LIMIT_WAIT;
 use crate::runs::{self, Lease};
 use crate::shards::ShardView;
+use crate::skips::SkipReason;
 
 #[derive(Clone)]
 pub struct Worker {
@@ -315,6 +316,15 @@ impl Worker {
         let offer = parts.admission.offer(&budget, claimed_taken.taken, now);
         let made = self.materialise(now, offer).await?;
         parts.admission.fires_made(made.report.runs_created);
+        for (reason, fires) in SkipReason::ALL.iter().zip(made.report.skipped) {
+            if fires > 0 {
+                parts
+                    .metrics
+                    .fires_skipped
+                    .with_label_values(&[reason.as_str()])
+                    .inc_by(fires);
+            }
+        }
         // Runs made but not leased wait for a claim, at once if they are due.
         let more_made = made.report.runs_created > made.leased.len();
         let leased = parts

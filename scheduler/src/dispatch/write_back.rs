@@ -89,13 +89,7 @@ impl WriteBack {
         let (recorded, answer) = oneshot::channel();
         let queued = Queued {
             lease_until,
-            finished: Finished {
-                run_id: run.id,
-                attempt: run.attempts,
-                step: run.step,
-                record,
-                update,
-            },
+            finished: Finished::new(run, record, update),
             recorded,
         };
         if self.queue.send(queued).is_err() {

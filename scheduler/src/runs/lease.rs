@@ -266,6 +266,7 @@ pub async fn finish(
             sole.map(|r| r.started_at).into(),
             sole.map(|r| r.duration_ms).into(),
             sole.and_then(|r| r.response_excerpt.clone()).into(),
+            f.fire_lag_ms().into(),
         ]);
     }
 
@@ -286,6 +287,10 @@ pub async fn finish(
             .await
             .context("recording attempts")?;
     }
+    // The schedules' health, from the results applied: after the runs, as every transaction
+    // that writes both takes their locks (deleting a schedule deletes its runs first).
+    let changes = crate::health::changes(finished.iter().filter(|f| applied.contains(&f.run_id)));
+    crate::health::record(&txn, &changes).await?;
     txn.commit().await.context("committing write-back")?;
     Ok(finished
         .iter()

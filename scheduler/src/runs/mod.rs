@@ -202,6 +202,25 @@ pub async fn prune_finished(
         .rows_affected())
 }
 
+/// Deletes the runs of `tenant`'s schedule `id`, with their attempts: the first step of deleting
+/// the schedule, so that it takes the locks of runs before the schedule's, as the write-back
+/// does (a result recorded with the schedule's health), and the two never wait on each other.
+pub async fn delete_of_schedule(
+    conn: &impl ConnectionTrait,
+    tenant: &TenantId,
+    id: ScheduleId,
+) -> anyhow::Result<()> {
+    let values = vec![id.into(), tenant.as_str().into()];
+    conn.execute(statement(
+        conn.get_database_backend(),
+        sql::DELETE_OF_SCHEDULE,
+        values,
+    ))
+    .await
+    .context("deleting a schedule's runs")?;
+    Ok(())
+}
+
 /// Which of `schedules` still have an unfinished run.
 pub async fn unfinished_schedules(
     conn: &impl ConnectionTrait,

@@ -108,8 +108,9 @@ pub const TAKE_BACK: &str = "UPDATE runs SET status = 'retrying', locked_by = NU
 
 /// Applies attempts' results to their runs, only where this worker (`$1`) still holds the lease
 /// at the attempt it made. `{rows}` is a `VALUES` list, one row per result, of (id, attempts,
-/// status, due_at, status_code, error, finished_at, next_step, failure, and the sole attempt's
-/// started_at, duration_ms and excerpt): `column1`… in both PostgreSQL and SQLite. A run moving
+/// status, due_at, status_code, error, finished_at, next_step, failure, the sole attempt's
+/// started_at, duration_ms and excerpt, and the fire's lag, of which the run keeps the first):
+/// `column1`… in both PostgreSQL and SQLite. A run moving
 /// to another step (`next_step`) starts that step's attempts afresh; `failure` is kept once the
 /// run failed for good; the sole attempt is set only for a run's only attempt that finished it
 /// (`Finished::is_sole_attempt`), and is then its whole record. Returns the ids it applied to.
@@ -124,12 +125,13 @@ pub const FINISH: &str = "UPDATE runs SET status = v.column3, due_at = v.column4
      attempts = CASE WHEN v.column8 IS NULL THEN runs.attempts ELSE 0 END, \
      retry_base = CASE WHEN v.column8 IS NULL THEN runs.retry_base ELSE 0 END, \
      failure = COALESCE(v.column9, runs.failure), sole_attempt_started_at = v.column10, \
-     sole_attempt_duration_ms = v.column11, sole_attempt_excerpt = v.column12 \
+     sole_attempt_duration_ms = v.column11, sole_attempt_excerpt = v.column12, \
+     fire_lag_ms = COALESCE(runs.fire_lag_ms, v.column13) \
      FROM (VALUES {rows}) AS v \
      WHERE runs.id = v.column1 AND runs.locked_by = $1 AND runs.attempts = v.column2 \
      RETURNING runs.id";
 /// Columns per row of [`FINISH`]' `VALUES` list.
-pub const FINISH_COLUMNS: usize = 12;
+pub const FINISH_COLUMNS: usize = 13;
 
 /// Keeps attempts as history, one row per result in `{rows}` (id, run_id, attempt, started_at,
 /// duration_ms, outcome, status_code, error, response_excerpt, step) that its run does not keep
@@ -159,6 +161,10 @@ pub const REDELIVER: &str = "UPDATE runs SET status = 'pending', step = $4, atte
 pub const PRUNE: &str = "DELETE FROM runs WHERE id IN (SELECT id FROM runs \
      WHERE status IN ('succeeded', 'failed') AND finished_at < $1 \
      LIMIT $2 FOR UPDATE SKIP LOCKED)";
+
+/// The runs of schedule `$1` of tenant `$2` (their attempts go with them). Served by
+/// `runs_schedule_id_idx`.
+pub const DELETE_OF_SCHEDULE: &str = "DELETE FROM runs WHERE schedule_id = $1 AND tenant_id = $2";
 
 /// Which of the schedules in `{ids}` still have an unfinished run. Served by
 /// `runs_active_schedule_idx`.

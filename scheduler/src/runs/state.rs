@@ -2,7 +2,7 @@
 //! attempt's record and the state its result moves the run to. Plain data, no I/O.
 
 use chrono::{DateTime, Utc};
-use hookbeat_entity::run::RunStatus;
+use hookbeat_entity::run::{self, RunStatus};
 use hookbeat_entity::{RunId, ScheduleId, TenantId};
 
 /// A run to make: a fire of its schedule, or a manual trigger or backfill.
@@ -63,11 +63,45 @@ pub struct Finished {
     pub run_id: RunId,
     pub attempt: i32,
     pub step: i32,
+    /// Whose health the result counts towards.
+    pub schedule_id: ScheduleId,
+    /// The fire the run delivers; `None` for a manual run (a trigger or a backfill).
+    pub fire: Option<DateTime<Utc>>,
     pub record: AttemptRecord,
     pub update: RunUpdate,
 }
 
 impl Finished {
+    /// The result of the attempt `run` (as claimed) made.
+    pub fn new(run: &run::Model, record: AttemptRecord, update: RunUpdate) -> Self {
+        Self {
+            run_id: run.id,
+            attempt: run.attempts,
+            step: run.step,
+            schedule_id: run.schedule_id,
+            fire: (run.trigger == run::trigger::SCHEDULE).then_some(run.scheduled_for),
+            record,
+            update,
+        }
+    }
+
+    /// How long after its fire an attempt of the target started; `None` for a manual run or a
+    /// later step. The run keeps the first one recorded.
+    pub fn fire_lag_ms(&self) -> Option<i64> {
+        let fire = self.fire.filter(|_| self.step == 0)?;
+        Some((self.record.started_at - fire).num_milliseconds().max(0))
+    }
+
+    /// Whether the run is finished, succeeded or failed for good: what a schedule's health
+    /// counts.
+    pub fn finished_for_good(&self) -> Option<bool> {
+        match self.update.status {
+            RunStatus::Succeeded => Some(true),
+            RunStatus::Failed => Some(false),
+            _ => None,
+        }
+    }
+
     /// Whether this is the run's only attempt and it finished the run: the first attempt of the
     /// target, succeeded, no step after it. Such an attempt is kept in the run's row, and an
     /// `attempts` row only for the others (retries, failures, steps, redeliveries).

@@ -9,8 +9,10 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::local::gap_skips;
 use super::Timing;
 use crate::definition::{Catchup, Overlap};
+use crate::skips::{Skip, SkipReason};
 
 /// How late a fire may be and still count as on time rather than missed.
 pub const MISFIRE_GRACE: Duration = Duration::seconds(60);
@@ -27,6 +29,8 @@ pub struct Plan {
     pub fires: Vec<DateTime<Utc>>,
     /// The schedule's new `next_run_at`; `None` when it will never fire again.
     pub next_run_at: Option<DateTime<Utc>>,
+    /// The fires passed over without a run, and why.
+    pub skipped: Vec<Skip>,
 }
 
 /// Where a due schedule stands when its fires are planned.
@@ -58,13 +62,19 @@ pub fn plan(timing: &Timing, due: &Due, now: DateTime<Utc>) -> Plan {
     let mut cursor = Some(next_run_at);
     let mut scanned = 0usize;
     let mut first_seen = next_run_at;
+    // Every missed fire seen, and the last one let go to keep `missed` bounded.
+    let mut missed_seen = 0i64;
+    let mut missed_first = None;
+    let mut let_go = None;
 
     while let Some(fire) = cursor.filter(|fire| *fire <= now) {
         last_seen = Some(fire);
         if fire < missed_before {
+            missed_seen += 1;
+            missed_first.get_or_insert(fire);
             missed.push_back(fire);
             if missed.len() > MAX_CATCHUP_RUNS {
-                missed.pop_front();
+                let_go = missed.pop_front();
             }
         } else {
             recent.push(fire);
@@ -85,27 +95,71 @@ pub fn plan(timing: &Timing, due: &Due, now: DateTime<Utc>) -> Plan {
         }
     }
 
-    let mut fires: Vec<DateTime<Utc>> = match catchup {
-        Catchup::Skip => recent,
-        Catchup::Latest => missed.back().copied().into_iter().chain(recent).collect(),
-        Catchup::All => missed.into_iter().chain(recent).collect(),
+    let kept = match catchup {
+        Catchup::Skip => 0,
+        Catchup::Latest => missed.len().min(1),
+        Catchup::All => missed.len(),
     };
+    let mut skipped = Vec::new();
+    let dropped = missed_seen - kept as i64;
+    if let (Some(first), true) = (missed_first, dropped > 0) {
+        // The missed fires let go: all but the kept ones at the end of `missed`, and those let
+        // go of before.
+        let last = missed
+            .len()
+            .checked_sub(kept + 1)
+            .map(|i| missed[i])
+            .or(let_go)
+            .unwrap_or(first);
+        skipped.push(Skip {
+            first,
+            last,
+            fires: dropped,
+            reason: SkipReason::Catchup,
+        });
+    }
+    let mut fires: Vec<DateTime<Utc>> = missed
+        .iter()
+        .skip(missed.len() - kept)
+        .copied()
+        .chain(recent)
+        .collect();
     if overlap == Overlap::Skip {
         // One run at a time: nothing while the previous run is unfinished, else only the latest.
-        fires = match (previous_run_unfinished, fires.last()) {
-            (false, Some(latest)) => vec![*latest],
-            _ => Vec::new(),
-        };
+        let keep = usize::from(!previous_run_unfinished).min(fires.len());
+        let passed_over: Vec<_> = fires.drain(..fires.len() - keep).collect();
+        skipped.extend(Skip::of(&passed_over, SkipReason::Overlap));
     }
     if let Some(max) = timing.max_runs {
-        fires.truncate((max - total_runs).max(0) as usize);
+        let allowed = (max - total_runs).max(0) as usize;
+        if fires.len() > allowed {
+            skipped.extend(Skip::of(&fires.split_off(allowed), SkipReason::MaxRuns));
+        }
     }
     let made = total_runs + fires.len() as i64;
-    let next_run_at = match last_seen {
+    let next = match last_seen {
         Some(last) => timing.next_fire(last, made),
         None => Some(next_run_at),
     };
-    Plan { fires, next_run_at }
+    if let Some(last) = last_seen {
+        // Local times a spring-forward gap swallowed, from this plan's first fire up to the
+        // next one (or the last one seen, when the schedule ends).
+        let before = next.unwrap_or(last);
+        for (at, fires) in gap_skips(&timing.spec, next_run_at, before) {
+            skipped.push(Skip {
+                first: at,
+                last: at,
+                fires,
+                reason: SkipReason::DstGap,
+            });
+        }
+    }
+    skipped.sort_by_key(|s| s.first);
+    Plan {
+        fires,
+        next_run_at: next,
+        skipped,
+    }
 }
 
 #[cfg(test)]

@@ -2,12 +2,12 @@
 //! change did to it. Crontab schedules read their own zone; the other kinds are UTC.
 
 use chrono::offset::LocalResult;
-use chrono::{DateTime, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::CompiledSpec;
+use super::{CompiledSpec, DstGap};
 
 /// What a daylight-saving change did to a fire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -67,6 +67,62 @@ pub fn local_fire(spec: &CompiledSpec, at: DateTime<Utc>) -> LocalFire {
     }
 }
 
+/// The longest span [`gap_skips`] looks through: a plan that covers more (a catch-up after a
+/// long outage) records the gaps of its last year only.
+const MAX_GAP_SEARCH: Duration = Duration::days(366);
+/// The step of the search for offset changes: shorter than any two changes of a zone are apart.
+const GAP_SEARCH_STEP: Duration = Duration::hours(12);
+
+/// Fires a crontab under `dst_gap: skip` does not make from `from` (inclusive) to `before`
+/// (exclusive): the matching local times inside each spring-forward gap, as (the instant the
+/// gap starts, how many matching local times it swallowed). Empty for other kinds and policies.
+pub fn gap_skips(
+    spec: &CompiledSpec,
+    from: DateTime<Utc>,
+    before: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, i64)> {
+    let CompiledSpec::Crontab(cron) = spec else {
+        return Vec::new();
+    };
+    if cron.dst_gap() != DstGap::Skip || before <= from {
+        return Vec::new();
+    }
+    let zone = cron.timezone();
+    let offset = |at: DateTime<Utc>| at.with_timezone(&zone).offset().fix().local_minus_utc();
+    let mut gaps = Vec::new();
+    let mut low = from.max(before - MAX_GAP_SEARCH);
+    while low < before {
+        let high = (low + GAP_SEARCH_STEP).min(before);
+        if offset(high) > offset(low) {
+            // Clocks went forward in (low, high]: find the instant, to the second.
+            let (mut a, mut b) = (low.timestamp(), high.timestamp() + 1);
+            let at = |seconds: i64| DateTime::from_timestamp(seconds, 0).unwrap_or(high);
+            while b - a > 1 {
+                let mid = a + (b - a) / 2;
+                if offset(at(mid)) > offset(low) {
+                    b = mid;
+                } else {
+                    a = mid;
+                }
+            }
+            let (a, start) = (at(a), at(b));
+            let jump = i64::from(offset(start) - offset(a));
+            // The local times that did not exist: from the old wall clock at the change, for
+            // the length of the jump, minute by minute (crontab's resolution).
+            let first_local = (start + Duration::seconds(i64::from(offset(a)))).naive_utc();
+            let missing = (0..jump / 60)
+                .map(|m| first_local + Duration::minutes(m))
+                .filter(|local| cron.matches_local(*local))
+                .count() as i64;
+            if missing > 0 && start >= from {
+                gaps.push((start, missing));
+            }
+        }
+        low = high;
+    }
+    gaps
+}
+
 /// `+HH:MM` or `-HH:MM` for an offset in seconds (zones of this era are whole minutes).
 fn offset_text(seconds: i32) -> String {
     let sign = if seconds < 0 { '-' } else { '+' };
@@ -108,6 +164,47 @@ mod tests {
             fire.utc_offset.clone(),
             fire.dst,
         )
+    }
+
+    #[test]
+    fn berlin_spring_forward_skips_the_missing_hour_under_dst_gap_skip() {
+        // 2026-03-29: clocks go from 02:00 CET to 03:00 CEST at 01:00 UTC.
+        let every_quarter = crontab("*/15 * * * *", "Europe/Berlin", serde_json::json!({}));
+        let day = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let gaps = gap_skips(
+            &every_quarter,
+            day("2026-03-28T12:00:00Z"),
+            day("2026-03-29T12:00:00Z"),
+        );
+        assert_eq!(gaps, [(day("2026-03-29T01:00:00Z"), 4)]);
+        // The same range but the gap is elsewhere: nothing.
+        assert!(gap_skips(
+            &every_quarter,
+            day("2026-03-29T01:00:01Z"),
+            day("2026-04-29T00:00:00Z")
+        )
+        .is_empty());
+        // Under shift (a fixed time's default) nothing is skipped.
+        let fixed = crontab("30 2 * * *", "Europe/Berlin", serde_json::json!({}));
+        assert!(gap_skips(
+            &fixed,
+            day("2026-03-28T12:00:00Z"),
+            day("2026-03-30T00:00:00Z")
+        )
+        .is_empty());
+        let skipping = crontab(
+            "30 2 * * *",
+            "Europe/Berlin",
+            serde_json::json!({"dst_gap": "skip"}),
+        );
+        assert_eq!(
+            gap_skips(
+                &skipping,
+                day("2026-03-28T12:00:00Z"),
+                day("2026-03-30T00:00:00Z")
+            ),
+            [(day("2026-03-29T01:00:00Z"), 1)]
+        );
     }
 
     #[test]

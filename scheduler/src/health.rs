@@ -1,0 +1,439 @@
+//! A schedule's health: what the write-back folds into each group of results (the run of
+//! failures, the last success and failure, the latest fire's lag), the state read from it, and
+//! the counts of the last day read from the runs and the skipped fires.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Context;
+use chrono::{DateTime, Duration, Utc};
+use hookbeat_entity::{schedule, ScheduleId};
+use sea_orm::sea_query::{Expr, IntoCondition};
+use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, FromQueryResult, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::runs::Finished;
+use crate::sql::{placeholder_rows, placeholders, statement};
+
+/// Runs failed for good in a row after which a schedule is `failing`.
+pub const FAILING_AFTER: i32 = 3;
+/// A fire whose first attempt starts later than this after its scheduled time is late, unless
+/// the schedule sets its own `late_after_ms`.
+pub const DEFAULT_LATE_AFTER_MS: i64 = 60_000;
+/// The window of the counts.
+pub const COUNTS_WINDOW: Duration = Duration::hours(24);
+
+/// Where a schedule stands, most urgent first: a paused schedule is `paused` whatever its runs
+/// did; a failing one that has ended is still `failing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    Paused,
+    /// Its last [`FAILING_AFTER`] runs (or more) failed for good.
+    Failing,
+    /// It will not fire again (`end_at`, `max_runs`, a one-off that fired).
+    Ended,
+    /// Its latest fire's first attempt started later than its `late_after_ms`.
+    Late,
+    Healthy,
+}
+
+impl HealthState {
+    pub const ALL: [HealthState; 5] = [
+        Self::Paused,
+        Self::Failing,
+        Self::Ended,
+        Self::Late,
+        Self::Healthy,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Paused => "paused",
+            Self::Failing => "failing",
+            Self::Ended => "ended",
+            Self::Late => "late",
+            Self::Healthy => "healthy",
+        }
+    }
+
+    /// The state of a schedule as stored.
+    pub fn of(s: &schedule::Model) -> Self {
+        if !s.enabled {
+            Self::Paused
+        } else if s.consecutive_failures >= FAILING_AFTER {
+            Self::Failing
+        } else if s.next_run_at.is_none() {
+            Self::Ended
+        } else if s.last_fire_lag_ms.is_some_and(|lag| lag > late_after_ms(s)) {
+            Self::Late
+        } else {
+            Self::Healthy
+        }
+    }
+
+    /// The schedules in this state, as a condition on `schedules` (the same rules as [`Self::of`]).
+    pub fn condition(self) -> Condition {
+        use schedule::Column as C;
+        let failing = C::ConsecutiveFailures.gte(FAILING_AFTER);
+        let late = Expr::col(C::LastFireLagMs).gt(Expr::cust(format!(
+            "COALESCE(late_after_ms, {DEFAULT_LATE_AFTER_MS})"
+        )));
+        let enabled = C::Enabled.eq(true);
+        match self {
+            Self::Paused => C::Enabled.eq(false).into_condition(),
+            Self::Failing => Condition::all().add(enabled).add(failing),
+            Self::Ended => Condition::all()
+                .add(enabled)
+                .add(C::ConsecutiveFailures.lt(FAILING_AFTER))
+                .add(C::NextRunAt.is_null()),
+            Self::Late => Condition::all()
+                .add(enabled)
+                .add(C::ConsecutiveFailures.lt(FAILING_AFTER))
+                .add(C::NextRunAt.is_not_null())
+                .add(late),
+            Self::Healthy => Condition::all()
+                .add(enabled)
+                .add(C::ConsecutiveFailures.lt(FAILING_AFTER))
+                .add(C::NextRunAt.is_not_null())
+                .add(
+                    Condition::any()
+                        .add(C::LastFireLagMs.is_null())
+                        .add(late.not()),
+                ),
+        }
+    }
+}
+
+/// The schedule's threshold for a late fire.
+pub fn late_after_ms(s: &schedule::Model) -> i64 {
+    s.late_after_ms.unwrap_or(DEFAULT_LATE_AFTER_MS)
+}
+
+/// What one group of results does to one schedule's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub schedule_id: ScheduleId,
+    /// Whether a run succeeded in the group: the count starts again from `failures`.
+    pub reset: bool,
+    /// Runs failed for good after the group's last success (or in all of it).
+    pub failures: i32,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    /// The lag of the group's last first attempt of a fire.
+    pub last_fire_lag_ms: Option<i64>,
+}
+
+/// The changes the applied results of a group make, one per schedule, in the order the
+/// results were recorded.
+pub fn changes<'a>(applied: impl IntoIterator<Item = &'a Finished>) -> Vec<Change> {
+    let mut order: Vec<ScheduleId> = Vec::new();
+    let mut by_schedule: HashMap<ScheduleId, Change> = HashMap::new();
+    for f in applied {
+        let lag = (f.attempt == 1).then(|| f.fire_lag_ms()).flatten();
+        let done = f.finished_for_good();
+        if lag.is_none() && done.is_none() {
+            continue;
+        }
+        let change = by_schedule.entry(f.schedule_id).or_insert_with(|| {
+            order.push(f.schedule_id);
+            Change {
+                schedule_id: f.schedule_id,
+                reset: false,
+                failures: 0,
+                last_success_at: None,
+                last_failure_at: None,
+                last_fire_lag_ms: None,
+            }
+        });
+        if lag.is_some() {
+            change.last_fire_lag_ms = lag;
+        }
+        let at = f.update.finished_at.unwrap_or(f.record.started_at);
+        match done {
+            Some(true) => {
+                change.reset = true;
+                change.failures = 0;
+                change.last_success_at = Some(at);
+            }
+            Some(false) => {
+                change.failures += 1;
+                change.last_failure_at = Some(at);
+            }
+            None => {}
+        }
+    }
+    order
+        .into_iter()
+        .filter_map(|id| by_schedule.remove(&id))
+        .collect()
+}
+
+/// Applies [`Change`]s: `{rows}` is a `VALUES` list of (id, reset, failures, last success,
+/// last failure, last fire lag). Part of the write-back's transaction, after its runs: one
+/// statement per group, not per fire.
+const RECORD: &str = "UPDATE schedules SET \
+     consecutive_failures = CASE WHEN v.column2 THEN v.column3 \
+         ELSE schedules.consecutive_failures + v.column3 END, \
+     last_success_at = COALESCE(v.column4, schedules.last_success_at), \
+     last_failure_at = COALESCE(v.column5, schedules.last_failure_at), \
+     last_fire_lag_ms = COALESCE(v.column6, schedules.last_fire_lag_ms) \
+     FROM (VALUES {rows}) AS v WHERE schedules.id = v.column1";
+const RECORD_COLUMNS: usize = 6;
+
+/// Locks the schedules of a group in id order (PostgreSQL), before [`RECORD`] changes them:
+/// workers' write-backs share schedules (any worker may deliver any run), and an `UPDATE … FROM`
+/// locks rows in whatever order its plan reads them, so two groups could each hold a row the
+/// other waits for. `NO KEY UPDATE`, the lock the update itself takes, leaves new runs free to
+/// reference the schedule meanwhile.
+const LOCK_IN_ORDER: &str = "SELECT id FROM schedules WHERE id IN {ids} ORDER BY id \
+     FOR NO KEY UPDATE";
+
+/// Records the changes of one group (nothing when there are none).
+pub async fn record(conn: &impl ConnectionTrait, changes: &[Change]) -> anyhow::Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let backend = conn.get_database_backend();
+    if backend == DbBackend::Postgres {
+        let ids: Vec<Value> = changes.iter().map(|c| c.schedule_id.into()).collect();
+        let lock = LOCK_IN_ORDER.replace("{ids}", &placeholders(1, ids.len()));
+        conn.execute(statement(backend, &lock, ids))
+            .await
+            .context("locking the schedules whose health changes")?;
+    }
+    let sql = RECORD.replace(
+        "{rows}",
+        &placeholder_rows(1, changes.len(), RECORD_COLUMNS),
+    );
+    let mut values: Vec<Value> = Vec::with_capacity(changes.len() * RECORD_COLUMNS);
+    for c in changes {
+        values.extend([
+            c.schedule_id.into(),
+            c.reset.into(),
+            c.failures.into(),
+            c.last_success_at.into(),
+            c.last_failure_at.into(),
+            c.last_fire_lag_ms.into(),
+        ]);
+    }
+    conn.execute(statement(backend, &sql, values))
+        .await
+        .context("recording schedule health")?;
+    Ok(())
+}
+
+/// A schedule's fires over the counts' window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub succeeded: i64,
+    pub failed: i64,
+    pub late: i64,
+    /// Skipped fires by reason.
+    pub skipped: BTreeMap<String, i64>,
+}
+
+/// Runs of the listed schedules' fires since `$1`, finished or not: served by the unique
+/// (schedule, scheduled_for) index of fires.
+const RUN_COUNTS: &str = "SELECT r.schedule_id, \
+     SUM(CASE WHEN r.status = 'succeeded' THEN 1 ELSE 0 END) AS succeeded, \
+     SUM(CASE WHEN r.status = 'failed' THEN 1 ELSE 0 END) AS failed, \
+     SUM(CASE WHEN r.fire_lag_ms > COALESCE(s.late_after_ms, $2) THEN 1 ELSE 0 END) AS late \
+     FROM runs r JOIN schedules s ON s.id = r.schedule_id \
+     WHERE r.\"trigger\" = 'schedule' AND r.scheduled_for >= $1 AND r.schedule_id IN {ids} \
+     GROUP BY r.schedule_id";
+
+/// Skipped fires of the listed schedules whose range ends since `$1`.
+const SKIP_COUNTS: &str =
+    "SELECT schedule_id, reason, CAST(SUM(fires) AS BIGINT) AS fires FROM skipped_fires \
+     WHERE last_at >= $1 AND schedule_id IN {ids} GROUP BY schedule_id, reason";
+
+#[derive(FromQueryResult)]
+struct RunCounts {
+    schedule_id: ScheduleId,
+    succeeded: i64,
+    failed: i64,
+    late: i64,
+}
+
+#[derive(FromQueryResult)]
+struct SkipCounts {
+    schedule_id: ScheduleId,
+    reason: String,
+    fires: i64,
+}
+
+/// The counts over [`COUNTS_WINDOW`] before `now` of each listed schedule (those with nothing
+/// in the window are absent).
+pub async fn counts(
+    conn: &impl ConnectionTrait,
+    ids: &[ScheduleId],
+    now: DateTime<Utc>,
+) -> anyhow::Result<HashMap<ScheduleId, Counts>> {
+    let mut counts: HashMap<ScheduleId, Counts> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(counts);
+    }
+    let backend: DbBackend = conn.get_database_backend();
+    let since = now - COUNTS_WINDOW;
+    let list = |first| placeholders(first, ids.len());
+    let id_values = ids.iter().map(|id| Value::from(*id));
+
+    let mut values: Vec<Value> = vec![since.into(), DEFAULT_LATE_AFTER_MS.into()];
+    values.extend(id_values.clone());
+    let runs: Vec<RunCounts> = RunCounts::find_by_statement(statement(
+        backend,
+        &RUN_COUNTS.replace("{ids}", &list(3)),
+        values,
+    ))
+    .all(conn)
+    .await
+    .context("counting a day of runs")?;
+    for r in runs {
+        let c = counts.entry(r.schedule_id).or_default();
+        (c.succeeded, c.failed, c.late) = (r.succeeded, r.failed, r.late);
+    }
+
+    let mut values: Vec<Value> = vec![since.into()];
+    values.extend(id_values);
+    let skips: Vec<SkipCounts> = SkipCounts::find_by_statement(statement(
+        backend,
+        &SKIP_COUNTS.replace("{ids}", &list(2)),
+        values,
+    ))
+    .all(conn)
+    .await
+    .context("counting a day of skipped fires")?;
+    for s in skips {
+        counts
+            .entry(s.schedule_id)
+            .or_default()
+            .skipped
+            .insert(s.reason, s.fires);
+    }
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runs::{AttemptRecord, RunUpdate};
+    use hookbeat_entity::run::RunStatus;
+    use hookbeat_entity::RunId;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    fn result(
+        schedule: ScheduleId,
+        attempt: i32,
+        status: RunStatus,
+        fire: Option<&str>,
+        started: &str,
+    ) -> Finished {
+        Finished {
+            run_id: RunId::new(),
+            attempt,
+            step: 0,
+            schedule_id: schedule,
+            fire: fire.map(at),
+            record: AttemptRecord {
+                started_at: at(started),
+                duration_ms: 1,
+                outcome: "test",
+                status_code: None,
+                error: None,
+                response_excerpt: None,
+            },
+            update: RunUpdate {
+                status,
+                due_at: None,
+                status_code: None,
+                error: None,
+                finished_at: matches!(status, RunStatus::Succeeded | RunStatus::Failed)
+                    .then(|| at(started)),
+                next_step: None,
+                failure: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_group_counts_the_failures_after_its_last_success_per_schedule() {
+        let (a, b, c) = (ScheduleId::new(), ScheduleId::new(), ScheduleId::new());
+        let group = [
+            result(
+                a,
+                1,
+                RunStatus::Failed,
+                Some("2030-01-01T00:00:00Z"),
+                "2030-01-01T00:00:02Z",
+            ),
+            result(
+                b,
+                1,
+                RunStatus::Retrying,
+                Some("2030-01-01T00:00:00Z"),
+                "2030-01-01T00:00:00.250Z",
+            ),
+            result(
+                a,
+                2,
+                RunStatus::Succeeded,
+                Some("2030-01-01T00:00:00Z"),
+                "2030-01-01T00:00:03Z",
+            ),
+            result(a, 3, RunStatus::Failed, None, "2030-01-01T00:00:04Z"),
+            result(
+                b,
+                3,
+                RunStatus::Failed,
+                Some("2030-01-01T00:00:00Z"),
+                "2030-01-01T00:00:05Z",
+            ),
+            result(
+                c,
+                2,
+                RunStatus::Retrying,
+                Some("2030-01-01T00:00:00Z"),
+                "2030-01-01T00:00:06Z",
+            ),
+        ];
+        let changes = changes(&group);
+        assert_eq!(
+            changes.len(),
+            2,
+            "a retry that is not a first attempt changes nothing"
+        );
+        assert_eq!(
+            changes[0],
+            Change {
+                schedule_id: a,
+                reset: true,
+                failures: 1,
+                last_success_at: Some(at("2030-01-01T00:00:03Z")),
+                last_failure_at: Some(at("2030-01-01T00:00:04Z")),
+                last_fire_lag_ms: Some(2_000),
+            }
+        );
+        assert_eq!(
+            changes[1],
+            Change {
+                schedule_id: b,
+                reset: false,
+                failures: 1,
+                last_success_at: None,
+                last_failure_at: Some(at("2030-01-01T00:00:05Z")),
+                last_fire_lag_ms: Some(250),
+            }
+        );
+    }
+
+    #[test]
+    fn each_state_is_named_as_the_api_writes_it() {
+        for state in HealthState::ALL {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
+    }
+}
