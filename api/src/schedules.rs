@@ -305,6 +305,11 @@ pub async fn views(
         .collect()
 }
 
+/// The API's view of a schedule just made: it has no fires to count yet, so no query.
+pub fn view_of_new(model: schedule::Model) -> Result<Schedule, ApiError> {
+    Schedule::from_model(model, health::Counts::default())
+}
+
 /// The API's view of one stored schedule.
 pub async fn view(state: &AppState, model: schedule::Model) -> Result<Schedule, ApiError> {
     let mut one = views(state, vec![model]).await?;

@@ -1,6 +1,7 @@
 //! Every schedule accounts for itself: its health kept by the worker as runs finish (the run of
-//! failures, the last success and failure, the lag of the latest fire), each run's fire lag,
-//! and the fires the engine decided not to deliver, with the reason, as ranges (a catch-up that
+//! failures, the last success and failure, the lag of the latest fire), its `late_after_ms`,
+//! when it was paused (to record the fires of the pause on resume), each run's fire lag, and
+//! the fires the engine decided not to deliver, with the reason, as ranges (a catch-up that
 //! drops a day of per-second fires is one row).
 
 use sea_orm_migration::prelude::*;

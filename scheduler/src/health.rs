@@ -124,27 +124,23 @@ pub struct Change {
     pub last_fire_lag_ms: Option<i64>,
 }
 
-/// The changes the applied results of a group make, one per schedule, in the order the
-/// results were recorded.
+/// The changes the applied results of a group make (taken in the order they were recorded),
+/// one per schedule, in id order: the order [`record`] locks them in.
 pub fn changes<'a>(applied: impl IntoIterator<Item = &'a Finished>) -> Vec<Change> {
-    let mut order: Vec<ScheduleId> = Vec::new();
-    let mut by_schedule: HashMap<ScheduleId, Change> = HashMap::new();
+    let mut by_schedule: BTreeMap<ScheduleId, Change> = BTreeMap::new();
     for f in applied {
         let lag = (f.attempt == 1).then(|| f.fire_lag_ms()).flatten();
         let done = f.finished_for_good();
         if lag.is_none() && done.is_none() {
             continue;
         }
-        let change = by_schedule.entry(f.schedule_id).or_insert_with(|| {
-            order.push(f.schedule_id);
-            Change {
-                schedule_id: f.schedule_id,
-                reset: false,
-                failures: 0,
-                last_success_at: None,
-                last_failure_at: None,
-                last_fire_lag_ms: None,
-            }
+        let change = by_schedule.entry(f.schedule_id).or_insert_with(|| Change {
+            schedule_id: f.schedule_id,
+            reset: false,
+            failures: 0,
+            last_success_at: None,
+            last_failure_at: None,
+            last_fire_lag_ms: None,
         });
         if lag.is_some() {
             change.last_fire_lag_ms = lag;
@@ -163,10 +159,7 @@ pub fn changes<'a>(applied: impl IntoIterator<Item = &'a Finished>) -> Vec<Chang
             None => {}
         }
     }
-    order
-        .into_iter()
-        .filter_map(|id| by_schedule.remove(&id))
-        .collect()
+    by_schedule.into_values().collect()
 }
 
 /// Applies [`Change`]s: `{rows}` is a `VALUES` list of (id, reset, failures, last success,

@@ -31,7 +31,7 @@ use crate::stored;
 pub struct Report {
     pub schedules: usize,
     pub runs_created: usize,
-    /// Fires passed over, by reason (in the order of `SkipReason::ALL`).
+    /// Fires passed over, by reason (`SkipReason::index`).
     pub skipped: [u64; SkipReason::ALL.len()],
 }
 
@@ -249,7 +249,7 @@ pub async fn materialise_and_lease(
         ..Report::default()
     };
     for (_, skip) in &skipped {
-        report.skipped[skip.reason as usize] += skip.fires as u64;
+        report.skipped[skip.reason.index()] += skip.fires as u64;
     }
     let leased_schedules: HashSet<ScheduleId> = leased.iter().map(|r| r.schedule_id).collect();
     let schedules = due

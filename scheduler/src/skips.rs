@@ -50,6 +50,11 @@ impl SkipReason {
         }
     }
 
+    /// Its place in [`Self::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     fn from_db(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|r| r.as_str() == text)
     }
@@ -170,4 +175,18 @@ pub async fn prune(conn: &impl ConnectionTrait, cutoff: DateTime<Utc>) -> anyhow
         .await
         .context("pruning skipped fires")?
         .rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_reason_sits_at_its_index_and_reads_back() {
+        for (i, reason) in SkipReason::ALL.into_iter().enumerate() {
+            assert_eq!(reason.index(), i);
+            assert_eq!(SkipReason::from_db(reason.as_str()), Some(reason));
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
+    }
 }

@@ -72,7 +72,7 @@ async fn create_once(
 ) -> Result<HttpResponse, ApiError> {
     let input = ScheduleInput::from_json(body)?;
     let saved = schedules::insert(state, caller, input).await?;
-    Ok(created(schedules::view(state, saved).await?))
+    Ok(created(schedules::view_of_new(saved)?))
 }
 
 /// List schedules, oldest first.
@@ -248,7 +248,7 @@ pub async fn put_by_name(
     }
     let expected = if_match(&req)?;
     match schedules::upsert_by_name(&state, &caller, &name, &document, expected.as_deref()).await? {
-        Upserted::Created(saved) => Ok(created(schedules::view(&state, saved).await?)),
+        Upserted::Created(saved) => Ok(created(schedules::view_of_new(saved)?)),
         Upserted::Replaced(saved) => Ok(ok(schedules::view(&state, saved).await?)),
     }
 }
