@@ -33,6 +33,7 @@ pub mod sql;
 pub mod ssrf;
 pub mod steps;
 pub mod stored;
+pub mod timeline;
 pub mod validation;
 
 pub use clock::{Clock, ManualClock, SystemClock};

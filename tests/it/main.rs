@@ -24,3 +24,4 @@ mod spec;
 mod steps;
 mod tenants;
 mod time_engine;
+mod timeline;

@@ -113,6 +113,29 @@ pub fn fire_times() -> Value {
 }
 
 /// `POST /v1/schedules/{id}/backfill`: Monday and Tuesday of the example schedule.
+/// A timeline across Berlin's switch to summer time (29 March 2026, 01:00 UTC) of an every
+/// half hour crontab: 02:00 and 02:30 did not exist and were skipped (`dst_gap: skip`).
+pub fn timeline_page() -> Value {
+    json!({
+        "items": [
+            {"at": "2026-03-29T00:30:00Z", "local_time": "2026-03-29T01:30:00",
+             "utc_offset": "+01:00", "status": "delivered", "run_id": RUN_ID,
+             "fire_lag_ms": 41, "attempts": 1},
+            {"at": "2026-03-29T01:00:00Z", "local_time": "2026-03-29T02:00:00",
+             "utc_offset": "+02:00", "dst": "gap_skipped", "status": "skipped",
+             "reason": "dst_gap", "fires": 2},
+            {"at": "2026-03-29T01:00:00Z", "local_time": "2026-03-29T03:00:00",
+             "utc_offset": "+02:00", "status": "failed",
+             "run_id": "01958f4c-0b12-7e41-9c3d-7f0b1d5a2c48", "fire_lag_ms": 38, "attempts": 5},
+            {"at": "2026-03-29T01:30:00Z", "local_time": "2026-03-29T03:30:00",
+             "utc_offset": "+02:00", "status": "skipped", "reason": "overlap"},
+            {"at": "2026-03-29T02:00:00Z", "local_time": "2026-03-29T04:00:00",
+             "utc_offset": "+02:00", "status": "expected"}
+        ],
+        "next_cursor": "2026-03-29T02:00:00Z"
+    })
+}
+
 pub fn backfill_request() -> Value {
     json!({"from": "2026-03-02T00:00:00Z", "to": "2026-03-04T00:00:00Z"})
 }

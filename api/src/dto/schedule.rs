@@ -11,6 +11,7 @@ use hookbeat_scheduler::instant;
 use hookbeat_scheduler::schedule::local::LocalFire;
 use hookbeat_scheduler::schedule::{ScheduleSpec, Timing};
 use hookbeat_scheduler::stored::StoredSchedule;
+pub use hookbeat_scheduler::timeline::Entry as TimelineEntry;
 use hookbeat_scheduler::validation::FieldErrors;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -453,3 +454,78 @@ pub struct BackfillResult {
 
 /// The most runs one backfill may make.
 pub const MAX_BACKFILL_RUNS: usize = 1_000;
+
+/// The most entries of one timeline page.
+pub const MAX_TIMELINE_LIMIT: u64 = 1_000;
+const DEFAULT_TIMELINE_LIMIT: u64 = 100;
+/// The window when `from` or `to` is left out: a day either side of now.
+pub const DEFAULT_TIMELINE_SPAN: chrono::Duration = chrono::Duration::hours(24);
+
+/// `GET /v1/schedules/{id}/timeline`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct TimelineQuery {
+    /// The window's start (default: 24 hours ago).
+    #[serde(default, deserialize_with = "instant::deserialize_option")]
+    #[param(value_type = Option<DateTime<Utc>>)]
+    pub from: Option<DateTime<Utc>>,
+    /// The window's end, inclusive (default: 24 hours from now).
+    #[serde(default, deserialize_with = "instant::deserialize_option")]
+    #[param(value_type = Option<DateTime<Utc>>)]
+    pub to: Option<DateTime<Utc>>,
+    /// Entries per page, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// The window and page a timeline query asks for.
+pub struct TimelineWindow {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub limit: usize,
+}
+
+impl TimelineQuery {
+    /// The window, from the cursor when there is one; a 422 naming the parameter otherwise.
+    pub fn window(&self, now: DateTime<Utc>) -> Result<TimelineWindow, ApiError> {
+        let limit = self.limit.unwrap_or(DEFAULT_TIMELINE_LIMIT);
+        if !(1..=MAX_TIMELINE_LIMIT).contains(&limit) {
+            return Err(ApiError::validation(
+                "limit",
+                format!("must be between 1 and {MAX_TIMELINE_LIMIT}"),
+            ));
+        }
+        let from = self.from.unwrap_or(now - DEFAULT_TIMELINE_SPAN);
+        let to = self.to.unwrap_or(now + DEFAULT_TIMELINE_SPAN);
+        if to < from {
+            return Err(ApiError::validation("to", "must not be before from"));
+        }
+        let from = match &self.cursor {
+            None => from,
+            Some(cursor) => {
+                let after = DateTime::parse_from_rfc3339(cursor)
+                    .map_err(|_| {
+                        ApiError::validation("cursor", "is not a cursor returned by this API")
+                    })?
+                    .with_timezone(&Utc);
+                after + chrono::Duration::microseconds(1)
+            }
+        };
+        Ok(TimelineWindow {
+            from,
+            to,
+            limit: limit as usize,
+        })
+    }
+}
+
+/// A page of a schedule's timeline.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = crate::dto::examples::timeline_page)]
+pub struct TimelinePage {
+    /// Every nominal fire in the page, oldest first.
+    pub items: Vec<TimelineEntry>,
+    /// Pass as `cursor` (with the same `from` and `to`) for the next page; `null` on the last.
+    pub next_cursor: Option<String>,
+}

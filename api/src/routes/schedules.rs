@@ -4,13 +4,16 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use hookbeat_entity::schedule;
+use hookbeat_scheduler::{runs, skips, stored, timeline};
 use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::auth::{Caller, Scope};
 use crate::body::{merge_patch, JsonValue, Query};
 use crate::dto::page::{finish_page, PageQuery};
-use crate::dto::schedule::{Schedule, ScheduleFilter, ScheduleInput, SchedulePage, READ_ONLY};
+use crate::dto::schedule::{
+    Schedule, ScheduleFilter, ScheduleInput, SchedulePage, TimelinePage, TimelineQuery, READ_ONLY,
+};
 use crate::error::ApiError;
 use crate::idempotency;
 use crate::responses::{
@@ -280,4 +283,57 @@ pub async fn delete(
     let expected = if_match(&req)?;
     schedules::delete(&state, &caller.tenant, id, expected.as_deref()).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// What became of every nominal fire of a schedule in a window: its run (delivered, failed,
+/// pending, delivering, retrying, with the fire's lag and attempts), a skip and its reason, or
+/// `expected`; each on the schedule's wall clock with its UTC offset and DST note. A DST gap's
+/// skipped local times are one entry. Cursor-paginated, oldest first.
+#[utoipa::path(
+    get, path = "/v1/schedules/{id}/timeline", tag = "schedules", operation_id = "schedule_timeline",
+    params(("id" = Uuid, Path, description = "Schedule id"), TimelineQuery),
+    responses(
+        (status = 200, description = "A page of the timeline", body = TimelinePage),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+        ReadAccess,
+    ),
+    security(("bearer" = ["schedules:read"]))
+)]
+pub async fn timeline(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    query: Query<TimelineQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesRead)?;
+    let id = parse_id(&id, "schedule")?;
+    let now = state.clock.now();
+    let window = query.0.window(now)?;
+    let schedule = schedules::load(&state.db, &caller.tenant, id).await?;
+    let timing = stored::timing(&schedule)?;
+    let page = timeline::page(&schedule, &timing, window.from, window.to, window.limit);
+    let (runs, skips) = match (page.instants.first(), page.instants.last()) {
+        (Some(first), Some(last)) => (
+            runs::fires_between(&state.db, id, *first, *last)
+                .await
+                .map_err(ApiError::Internal)?,
+            skips::between(&state.db, id, page.from, page.to)
+                .await
+                .map_err(ApiError::Internal)?,
+        ),
+        _ => (Vec::new(), Vec::new()),
+    };
+    let sources = timeline::Sources {
+        schedule: &schedule,
+        timing: &timing,
+        runs: &runs,
+        skips: &skips,
+        now,
+    };
+    let items = timeline::entries(&sources, &page);
+    let next_cursor = page
+        .more
+        .then(|| page.to.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+    Ok(HttpResponse::Ok().json(TimelinePage { items, next_cursor }))
 }

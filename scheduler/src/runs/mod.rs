@@ -221,6 +221,22 @@ pub async fn delete_of_schedule(
     Ok(())
 }
 
+/// The runs of `schedule`'s fires from `from` to `to` (both inclusive).
+pub async fn fires_between(
+    conn: &impl ConnectionTrait,
+    schedule: ScheduleId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> anyhow::Result<Vec<run::Model>> {
+    let values = vec![schedule.into(), from.into(), to.into()];
+    take(
+        conn,
+        statement(conn.get_database_backend(), sql::FIRES_BETWEEN, values),
+    )
+    .await
+    .context("reading the runs of a schedule's fires")
+}
+
 /// Which of `schedules` still have an unfinished run.
 pub async fn unfinished_schedules(
     conn: &impl ConnectionTrait,

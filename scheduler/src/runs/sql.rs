@@ -166,6 +166,11 @@ pub const PRUNE: &str = "DELETE FROM runs WHERE id IN (SELECT id FROM runs \
 /// `runs_schedule_id_idx`.
 pub const DELETE_OF_SCHEDULE: &str = "DELETE FROM runs WHERE schedule_id = $1 AND tenant_id = $2";
 
+/// The runs of schedule `$1`'s fires from `$2` to `$3` (both inclusive). Served by the unique
+/// (schedule, scheduled_for) index of fires.
+pub const FIRES_BETWEEN: &str = "SELECT * FROM runs WHERE schedule_id = $1 \
+     AND \"trigger\" = 'schedule' AND scheduled_for >= $2 AND scheduled_for <= $3";
+
 /// Which of the schedules in `{ids}` still have an unfinished run. Served by
 /// `runs_active_schedule_idx`.
 pub const UNFINISHED_SCHEDULES: &str = "SELECT DISTINCT schedule_id FROM runs \

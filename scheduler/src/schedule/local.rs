@@ -16,6 +16,9 @@ pub enum DstNote {
     /// The matching local time did not exist (clocks went forward); the fire was moved past the
     /// gap (`dst_gap: shift`).
     GapShifted,
+    /// The local times did not exist (clocks went forward) and were not fired (`dst_gap:
+    /// skip`): the timeline's entry for a gap.
+    GapSkipped,
     /// The local time happened twice (clocks went back); this is its first occurrence.
     OverlapFirst,
     /// The local time happened twice; this is its second occurrence.
