@@ -7,7 +7,7 @@ use hookbeat_scheduler::Clock;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, Backend, Receiver, Reply, TestApp};
+use crate::helpers::{minutely, spawn_app, Backend, Receiver, Reply, TestApp};
 use crate::on_both_databases;
 
 fn t(value: &Value) -> DateTime<Utc> {
@@ -293,17 +293,7 @@ async fn skipped_fires_are_counted_by_reason(backend: Backend) {
         return;
     };
     let receiver = Receiver::start();
-    let minutely = |name: &str, extra: Value| {
-        let mut body = json!({
-            "name": name,
-            "schedule": {"kind": "interval", "every_seconds": 60},
-            "target": {"url": receiver.url},
-        });
-        body.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        body
-    };
+    let minutely = |name: &str, extra: Value| minutely(name, &receiver.url, extra);
     let dropped = app
         .create_schedule(minutely("dropped", json!({"catchup": "skip"})))
         .await;

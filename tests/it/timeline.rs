@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, Backend, Receiver, Reply, TestApp};
+use crate::helpers::{minutely, spawn_app, Backend, Receiver, Reply, TestApp};
 use crate::on_both_databases;
 
 fn t(value: &Value) -> DateTime<Utc> {
@@ -122,17 +122,7 @@ async fn every_skip_reason_shows_in_the_timeline(backend: Backend) {
         return;
     };
     let receiver = Receiver::start();
-    let minutely = |name: &str, extra: Value| {
-        let mut body = json!({
-            "name": name,
-            "schedule": {"kind": "interval", "every_seconds": 60},
-            "target": {"url": receiver.url},
-        });
-        body.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        body
-    };
+    let minutely = |name: &str, extra: Value| minutely(name, &receiver.url, extra);
     let f = t(&app
         .create_schedule(minutely("dropped", json!({"catchup": "skip"})))
         .await["next_run_at"]);

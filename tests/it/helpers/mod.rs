@@ -11,6 +11,19 @@ pub use app::{spawn_app, TestApp};
 pub use db::Backend;
 pub use receiver::{Receiver, Reply};
 
+/// A schedule document firing every minute to `url`, with the members of `extra` added.
+pub fn minutely(name: &str, url: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "name": name,
+        "schedule": {"kind": "interval", "every_seconds": 60},
+        "target": {"url": url},
+    });
+    if let serde_json::Value::Object(members) = extra {
+        body.as_object_mut().unwrap().extend(members);
+    }
+    body
+}
+
 /// Runs one async test body against SQLite and against PostgreSQL, as two tests named
 /// `<name>::sqlite` and `<name>::postgres`.
 #[macro_export]
