@@ -185,10 +185,6 @@ async fn save_if_unchanged(
     // Runtime state belongs to the worker; only the columns set above are written.
     row.last_run_at = NotSet;
     row.total_runs = NotSet;
-    row.consecutive_failures = NotSet;
-    row.last_success_at = NotSet;
-    row.last_failure_at = NotSet;
-    row.last_fire_lag_ms = NotSet;
     let enabled = match &row.enabled {
         Set(enabled) | Unchanged(enabled) => *enabled,
         NotSet => current.enabled,
@@ -287,27 +283,27 @@ pub fn replacement(
     Ok(row)
 }
 
-/// The API's view of stored schedules, with their counts of the last day (one query for all).
+/// The API's view of stored schedules, with their health (the same few queries for a page).
 pub async fn views(
     state: &AppState,
     models: Vec<schedule::Model>,
 ) -> Result<Vec<Schedule>, ApiError> {
     let ids: Vec<ScheduleId> = models.iter().map(|m| m.id).collect();
-    let mut counts = health::counts(&state.db, &ids, state.clock.now())
+    let mut health = health::read(&state.db, &ids, state.clock.now())
         .await
         .map_err(ApiError::Internal)?;
     models
         .into_iter()
         .map(|m| {
-            let counts = counts.remove(&m.id).unwrap_or_default();
-            Schedule::from_model(m, counts)
+            let health = health.remove(&m.id).unwrap_or_default();
+            Schedule::from_model(m, health)
         })
         .collect()
 }
 
-/// The API's view of a schedule just made: it has no fires to count yet, so no query.
+/// The API's view of a schedule just made: it has no fires yet, so no query.
 pub fn view_of_new(model: schedule::Model) -> Result<Schedule, ApiError> {
-    Schedule::from_model(model, health::Counts::default())
+    Schedule::from_model(model, health::Health::default())
 }
 
 /// The API's view of one stored schedule.

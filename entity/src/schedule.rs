@@ -38,13 +38,6 @@ pub struct Model {
     /// The `then` targets, delivered in order after the target succeeded.
     pub chain: Option<Json>,
     pub on_failure: Option<Json>,
-    /// Runs failed for good in a row, by the order their results were recorded; a success
-    /// resets it. Kept by the worker's write-back.
-    pub consecutive_failures: i32,
-    pub last_success_at: Option<DateTimeUtc>,
-    pub last_failure_at: Option<DateTimeUtc>,
-    /// How long after its scheduled time the latest fire's first attempt started.
-    pub last_fire_lag_ms: Option<i64>,
     /// A fire whose first attempt starts later than this is late; NULL for the default.
     pub late_after_ms: Option<i64>,
     /// When the schedule was paused; NULL while it is not.

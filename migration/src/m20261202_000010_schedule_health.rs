@@ -1,8 +1,9 @@
 //! Every schedule accounts for itself: its health kept by the worker as runs finish (the run of
-//! failures, the last success and failure, the lag of the latest fire), its `late_after_ms`,
-//! when it was paused (to record the fires of the pause on resume), each run's fire lag, and
-//! the fires the engine decided not to deliver, with the reason, as ranges (a catch-up that
-//! drops a day of per-second fires is one row).
+//! failures, the last success and failure, the lag of the latest fire) in a narrow table of its
+//! own, so the write-back never waits on a schedule row the materialiser holds; its
+//! `late_after_ms`; when it was paused (to record the fires of the pause on resume); each run's
+//! fire lag; and the fires the engine decided not to deliver, with the reason, as ranges (a
+//! catch-up that drops a day of per-second fires is one row).
 
 use sea_orm_migration::prelude::*;
 
@@ -13,12 +14,18 @@ pub struct Migration;
 enum Schedules {
     Table,
     Id,
+    LateAfterMs,
+    PausedAt,
+}
+
+#[derive(DeriveIden)]
+enum ScheduleHealth {
+    Table,
+    ScheduleId,
     ConsecutiveFailures,
     LastSuccessAt,
     LastFailureAt,
     LastFireLagMs,
-    LateAfterMs,
-    PausedAt,
 }
 
 #[derive(DeriveIden)]
@@ -43,23 +50,6 @@ impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // One column per statement: SQLite's ALTER TABLE adds one at a time.
         for column in [
-            ColumnDef::new(Schedules::ConsecutiveFailures)
-                .integer()
-                .not_null()
-                .default(0)
-                .to_owned(),
-            ColumnDef::new(Schedules::LastSuccessAt)
-                .timestamp_with_time_zone()
-                .null()
-                .to_owned(),
-            ColumnDef::new(Schedules::LastFailureAt)
-                .timestamp_with_time_zone()
-                .null()
-                .to_owned(),
-            ColumnDef::new(Schedules::LastFireLagMs)
-                .big_integer()
-                .null()
-                .to_owned(),
             ColumnDef::new(Schedules::LateAfterMs)
                 .big_integer()
                 .null()
@@ -83,6 +73,46 @@ impl MigrationTrait for Migration {
                 Table::alter()
                     .table(Runs::Table)
                     .add_column(ColumnDef::new(Runs::FireLagMs).big_integer().null())
+                    .to_owned(),
+            )
+            .await?;
+        // A schedule without a row has a fresh health: the first result makes it.
+        manager
+            .create_table(
+                Table::create()
+                    .table(ScheduleHealth::Table)
+                    .col(
+                        ColumnDef::new(ScheduleHealth::ScheduleId)
+                            .uuid()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(ScheduleHealth::ConsecutiveFailures)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(ScheduleHealth::LastSuccessAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(ScheduleHealth::LastFailureAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(ScheduleHealth::LastFireLagMs)
+                            .big_integer()
+                            .null(),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(ScheduleHealth::Table, ScheduleHealth::ScheduleId)
+                            .to(Schedules::Table, Schedules::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
                     .to_owned(),
             )
             .await?;
@@ -140,9 +170,14 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(SkippedFires::Table).to_owned())
-            .await?;
+        for table in [
+            SkippedFires::Table.into_iden(),
+            ScheduleHealth::Table.into_iden(),
+        ] {
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
+        }
         manager
             .alter_table(
                 Table::alter()
@@ -151,14 +186,7 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        for column in [
-            Schedules::ConsecutiveFailures,
-            Schedules::LastSuccessAt,
-            Schedules::LastFailureAt,
-            Schedules::LastFireLagMs,
-            Schedules::LateAfterMs,
-            Schedules::PausedAt,
-        ] {
+        for column in [Schedules::LateAfterMs, Schedules::PausedAt] {
             manager
                 .alter_table(
                     Table::alter()

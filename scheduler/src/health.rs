@@ -57,15 +57,15 @@ impl HealthState {
         }
     }
 
-    /// The state of a schedule as stored.
-    pub fn of(s: &schedule::Model) -> Self {
+    /// The state of a schedule with its recorded health.
+    pub fn of(s: &schedule::Model, h: &Recorded) -> Self {
         if !s.enabled {
             Self::Paused
-        } else if s.consecutive_failures >= FAILING_AFTER {
+        } else if h.consecutive_failures >= FAILING_AFTER {
             Self::Failing
         } else if s.next_run_at.is_none() {
             Self::Ended
-        } else if s.last_fire_lag_ms.is_some_and(|lag| lag > late_after_ms(s)) {
+        } else if h.last_fire_lag_ms.is_some_and(|lag| lag > late_after_ms(s)) {
             Self::Late
         } else {
             Self::Healthy
@@ -75,34 +75,52 @@ impl HealthState {
     /// The schedules in this state, as a condition on `schedules` (the same rules as [`Self::of`]).
     pub fn condition(self) -> Condition {
         use schedule::Column as C;
-        let failing = C::ConsecutiveFailures.gte(FAILING_AFTER);
-        let late = Expr::col(C::LastFireLagMs).gt(Expr::cust(format!(
-            "COALESCE(late_after_ms, {DEFAULT_LATE_AFTER_MS})"
-        )));
+        let failing = || {
+            Expr::cust(format!(
+                "EXISTS (SELECT 1 FROM schedule_health h WHERE h.schedule_id = schedules.id \
+                 AND h.consecutive_failures >= {FAILING_AFTER})"
+            ))
+        };
+        let late = || {
+            Expr::cust(format!(
+                "EXISTS (SELECT 1 FROM schedule_health h WHERE h.schedule_id = schedules.id \
+                 AND h.last_fire_lag_ms > COALESCE(schedules.late_after_ms, \
+                 {DEFAULT_LATE_AFTER_MS}))"
+            ))
+        };
         let enabled = C::Enabled.eq(true);
         match self {
             Self::Paused => C::Enabled.eq(false).into_condition(),
-            Self::Failing => Condition::all().add(enabled).add(failing),
+            Self::Failing => Condition::all().add(enabled).add(failing()),
             Self::Ended => Condition::all()
                 .add(enabled)
-                .add(C::ConsecutiveFailures.lt(FAILING_AFTER))
+                .add(failing().not())
                 .add(C::NextRunAt.is_null()),
             Self::Late => Condition::all()
                 .add(enabled)
-                .add(C::ConsecutiveFailures.lt(FAILING_AFTER))
+                .add(failing().not())
                 .add(C::NextRunAt.is_not_null())
-                .add(late),
+                .add(late()),
             Self::Healthy => Condition::all()
                 .add(enabled)
-                .add(C::ConsecutiveFailures.lt(FAILING_AFTER))
+                .add(failing().not())
                 .add(C::NextRunAt.is_not_null())
-                .add(
-                    Condition::any()
-                        .add(C::LastFireLagMs.is_null())
-                        .add(late.not()),
-                ),
+                .add(late().not()),
         }
     }
+}
+
+/// A schedule's health as the workers keep it (`schedule_health`); a schedule without a row
+/// has the default, a fresh one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, FromQueryResult)]
+pub struct Recorded {
+    /// Runs failed for good in a row, in the order their results were recorded; a success
+    /// resets it.
+    pub consecutive_failures: i32,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_failure_at: Option<DateTime<Utc>>,
+    /// How long after its scheduled time the latest fire's first attempt started.
+    pub last_fire_lag_ms: Option<i64>,
 }
 
 /// The schedule's threshold for a late fire.
@@ -114,9 +132,8 @@ pub fn late_after_ms(s: &schedule::Model) -> i64 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub schedule_id: ScheduleId,
-    /// Whether a run succeeded in the group: the count starts again from `failures`.
-    pub reset: bool,
-    /// Runs failed for good after the group's last success (or in all of it).
+    /// Runs failed for good after the group's last success (`last_success_at`, which starts
+    /// the count again), or in all of it.
     pub failures: i32,
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_failure_at: Option<DateTime<Utc>>,
@@ -136,7 +153,6 @@ pub fn changes<'a>(applied: impl IntoIterator<Item = &'a Finished>) -> Vec<Chang
         }
         let change = by_schedule.entry(f.schedule_id).or_insert_with(|| Change {
             schedule_id: f.schedule_id,
-            reset: false,
             failures: 0,
             last_success_at: None,
             last_failure_at: None,
@@ -148,7 +164,6 @@ pub fn changes<'a>(applied: impl IntoIterator<Item = &'a Finished>) -> Vec<Chang
         let at = f.update.finished_at.unwrap_or(f.record.started_at);
         match done {
             Some(true) => {
-                change.reset = true;
                 change.failures = 0;
                 change.last_success_at = Some(at);
             }
@@ -162,25 +177,21 @@ pub fn changes<'a>(applied: impl IntoIterator<Item = &'a Finished>) -> Vec<Chang
     by_schedule.into_values().collect()
 }
 
-/// Applies [`Change`]s: `{rows}` is a `VALUES` list of (id, reset, failures, last success,
-/// last failure, last fire lag). Part of the write-back's transaction, after its runs: one
-/// statement per group, not per fire.
-const RECORD: &str = "UPDATE schedules SET \
-     consecutive_failures = CASE WHEN v.column2 THEN v.column3 \
-         ELSE schedules.consecutive_failures + v.column3 END, \
-     last_success_at = COALESCE(v.column4, schedules.last_success_at), \
-     last_failure_at = COALESCE(v.column5, schedules.last_failure_at), \
-     last_fire_lag_ms = COALESCE(v.column6, schedules.last_fire_lag_ms) \
-     FROM (VALUES {rows}) AS v WHERE schedules.id = v.column1";
-const RECORD_COLUMNS: usize = 6;
-
-/// Locks the schedules of a group in id order (PostgreSQL), before [`RECORD`] changes them:
-/// workers' write-backs share schedules (any worker may deliver any run), and an `UPDATE … FROM`
-/// locks rows in whatever order its plan reads them, so two groups could each hold a row the
-/// other waits for. `NO KEY UPDATE`, the lock the update itself takes, leaves new runs free to
-/// reference the schedule meanwhile.
-const LOCK_IN_ORDER: &str = "SELECT id FROM schedules WHERE id IN {ids} ORDER BY id \
-     FOR NO KEY UPDATE";
+/// Applies [`Change`]s (in id order, the order the rows are locked in): `{rows}` is a
+/// `VALUES` list of (schedule, failures, last success, last failure, last fire lag). A change
+/// with a success starts the count again from its failures; one without adds them. Part of the
+/// write-back's transaction, after its runs: one statement per group, not per fire, on a table
+/// only write-backs write (the materialiser holds schedule rows while it plans).
+const RECORD: &str = "INSERT INTO schedule_health AS h (schedule_id, consecutive_failures, \
+     last_success_at, last_failure_at, last_fire_lag_ms) VALUES {rows} \
+     ON CONFLICT (schedule_id) DO UPDATE SET \
+     consecutive_failures = CASE WHEN excluded.last_success_at IS NOT NULL \
+         THEN excluded.consecutive_failures \
+         ELSE h.consecutive_failures + excluded.consecutive_failures END, \
+     last_success_at = COALESCE(excluded.last_success_at, h.last_success_at), \
+     last_failure_at = COALESCE(excluded.last_failure_at, h.last_failure_at), \
+     last_fire_lag_ms = COALESCE(excluded.last_fire_lag_ms, h.last_fire_lag_ms)";
+const RECORD_COLUMNS: usize = 5;
 
 /// Records the changes of one group (nothing when there are none).
 pub async fn record(conn: &impl ConnectionTrait, changes: &[Change]) -> anyhow::Result<()> {
@@ -188,13 +199,6 @@ pub async fn record(conn: &impl ConnectionTrait, changes: &[Change]) -> anyhow::
         return Ok(());
     }
     let backend = conn.get_database_backend();
-    if backend == DbBackend::Postgres {
-        let ids: Vec<Value> = changes.iter().map(|c| c.schedule_id.into()).collect();
-        let lock = LOCK_IN_ORDER.replace("{ids}", &placeholders(1, ids.len()));
-        conn.execute(statement(backend, &lock, ids))
-            .await
-            .context("locking the schedules whose health changes")?;
-    }
     let sql = RECORD.replace(
         "{rows}",
         &placeholder_rows(1, changes.len(), RECORD_COLUMNS),
@@ -203,7 +207,6 @@ pub async fn record(conn: &impl ConnectionTrait, changes: &[Change]) -> anyhow::
     for c in changes {
         values.extend([
             c.schedule_id.into(),
-            c.reset.into(),
             c.failures.into(),
             c.last_success_at.into(),
             c.last_failure_at.into(),
@@ -256,21 +259,51 @@ struct SkipCounts {
     fires: i64,
 }
 
-/// The counts over [`COUNTS_WINDOW`] before `now` of each listed schedule (those with nothing
-/// in the window are absent).
-pub async fn counts(
+/// A schedule's recorded health and its counts of the last day.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Health {
+    pub recorded: Recorded,
+    pub last_24h: Counts,
+}
+
+/// The recorded health of the listed schedules.
+const RECORDED: &str = "SELECT schedule_id, consecutive_failures, last_success_at, \
+     last_failure_at, last_fire_lag_ms FROM schedule_health WHERE schedule_id IN {ids}";
+
+#[derive(FromQueryResult)]
+struct RecordedRow {
+    schedule_id: ScheduleId,
+    #[sea_orm(nested)]
+    recorded: Recorded,
+}
+
+/// The health of each listed schedule, its counts over [`COUNTS_WINDOW`] before `now`
+/// (a schedule with nothing recorded is absent: its health is the default).
+pub async fn read(
     conn: &impl ConnectionTrait,
     ids: &[ScheduleId],
     now: DateTime<Utc>,
-) -> anyhow::Result<HashMap<ScheduleId, Counts>> {
-    let mut counts: HashMap<ScheduleId, Counts> = HashMap::new();
+) -> anyhow::Result<HashMap<ScheduleId, Health>> {
+    let mut health: HashMap<ScheduleId, Health> = HashMap::new();
     if ids.is_empty() {
-        return Ok(counts);
+        return Ok(health);
     }
     let backend: DbBackend = conn.get_database_backend();
     let since = now - COUNTS_WINDOW;
     let list = |first| placeholders(first, ids.len());
     let id_values = ids.iter().map(|id| Value::from(*id));
+
+    let recorded: Vec<RecordedRow> = RecordedRow::find_by_statement(statement(
+        backend,
+        &RECORDED.replace("{ids}", &list(1)),
+        id_values.clone().collect(),
+    ))
+    .all(conn)
+    .await
+    .context("reading schedule health")?;
+    for r in recorded {
+        health.entry(r.schedule_id).or_default().recorded = r.recorded;
+    }
 
     let mut values: Vec<Value> = vec![since.into(), DEFAULT_LATE_AFTER_MS.into()];
     values.extend(id_values.clone());
@@ -283,7 +316,7 @@ pub async fn counts(
     .await
     .context("counting a day of runs")?;
     for r in runs {
-        let c = counts.entry(r.schedule_id).or_default();
+        let c = &mut health.entry(r.schedule_id).or_default().last_24h;
         (c.succeeded, c.failed, c.late) = (r.succeeded, r.failed, r.late);
     }
 
@@ -298,13 +331,14 @@ pub async fn counts(
     .await
     .context("counting a day of skipped fires")?;
     for s in skips {
-        counts
+        health
             .entry(s.schedule_id)
             .or_default()
+            .last_24h
             .skipped
             .insert(s.reason, s.fires);
     }
-    Ok(counts)
+    Ok(health)
 }
 
 #[cfg(test)]
@@ -403,7 +437,6 @@ mod tests {
             changes[0],
             Change {
                 schedule_id: a,
-                reset: true,
                 failures: 1,
                 last_success_at: Some(at("2030-01-01T00:00:03Z")),
                 last_failure_at: Some(at("2030-01-01T00:00:04Z")),
@@ -414,7 +447,6 @@ mod tests {
             changes[1],
             Change {
                 schedule_id: b,
-                reset: false,
                 failures: 1,
                 last_success_at: None,
                 last_failure_at: Some(at("2030-01-01T00:00:05Z")),

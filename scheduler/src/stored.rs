@@ -108,10 +108,6 @@ pub fn new_row(tenant: &TenantId, now: DateTime<Utc>) -> schedule::ActiveModel {
         created_at: Set(now),
         updated_at: Set(now),
         version: Set(1),
-        consecutive_failures: Set(0),
-        last_success_at: Set(None),
-        last_failure_at: Set(None),
-        last_fire_lag_ms: Set(None),
         paused_at: Set(None),
         ..Default::default()
     }

@@ -162,13 +162,14 @@ pub struct ScheduleHealthCounts {
 }
 
 impl ScheduleHealth {
-    pub fn of(m: &schedule::Model, counts: health::Counts) -> Self {
+    pub fn of(m: &schedule::Model, h: health::Health) -> Self {
+        let (recorded, counts) = (h.recorded, h.last_24h);
         Self {
-            state: HealthState::of(m),
-            consecutive_failures: m.consecutive_failures,
-            last_success_at: m.last_success_at,
-            last_failure_at: m.last_failure_at,
-            last_fire_lag_ms: m.last_fire_lag_ms,
+            state: HealthState::of(m, &recorded),
+            consecutive_failures: recorded.consecutive_failures,
+            last_success_at: recorded.last_success_at,
+            last_failure_at: recorded.last_failure_at,
+            last_fire_lag_ms: recorded.last_fire_lag_ms,
             late_after_ms: health::late_after_ms(m),
             last_24h: ScheduleHealthCounts {
                 succeeded: counts.succeeded,
@@ -344,11 +345,11 @@ impl From<ScheduleInput> for StoredSchedule {
 }
 
 impl Schedule {
-    /// The API's view of a stored schedule and its counts of the last day.
-    pub fn from_model(m: schedule::Model, counts: health::Counts) -> Result<Self, ApiError> {
+    /// The API's view of a stored schedule and its health.
+    pub fn from_model(m: schedule::Model, health: health::Health) -> Result<Self, ApiError> {
         Ok(Self {
             input: ScheduleInput::from_model(&m)?,
-            health: ScheduleHealth::of(&m, counts),
+            health: ScheduleHealth::of(&m, health),
             id: m.id.into(),
             paused_reason: m.paused_reason,
             next_run_at: if m.enabled { m.next_run_at } else { None },
