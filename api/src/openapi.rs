@@ -29,6 +29,7 @@ validation errors (422) list every offending field under `errors`.",
         runs::list, runs::list_for_schedule, runs::get, runs::redeliver,
         secrets::list, secrets::rotate,
         tenants::create, tenants::list, tenants::get, tenants::patch,
+        tenants::get_own, tenants::patch_own,
         health::healthz, health::readyz, meta::metrics, meta::openapi,
     ),
     components(
@@ -46,7 +47,7 @@ validation errors (422) list every offending field under `errors`.",
         (name = "schedules", description = "When to fire and what to send"),
         (name = "runs", description = "Fires and their delivery attempts"),
         (name = "signing-secrets", description = "Secrets that sign deliveries"),
-        (name = "tenants", description = "Tenants and their quotas (scope admin)"),
+        (name = "tenants", description = "Tenants and their quotas (scope admin), and a tenant's own settings"),
         (name = "operations", description = "Health, metrics and this spec"),
     )
 )]

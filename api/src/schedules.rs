@@ -195,35 +195,45 @@ async fn save_if_unchanged(
     } else if resumed {
         row.paused_at = Set(None);
     }
-    let result = schedule::Entity::update_for_tenant(tenant)
+    let update = schedule::Entity::update_for_tenant(tenant)
         .set(row)
         .filter(schedule::Column::Id.eq(current.id))
-        .filter(schedule::Column::Version.eq(current.version))
-        .exec(&state.db)
-        .await?;
-    if result.rows_affected == 0 {
-        return Ok(None);
-    }
+        .filter(schedule::Column::Version.eq(current.version));
     if resumed {
-        record_paused_fires(state, current, now).await;
+        // Resuming starts the count of failed runs again, closes a failing episode and records
+        // the fires of the pause as skipped, with the change: the health row first, as a
+        // write-back that pauses the schedule takes it.
+        let txn = hookbeat_entity::begin_write(&state.db).await?;
+        health::reset(&txn, current.id)
+            .await
+            .map_err(ApiError::Internal)?;
+        if update.exec(&txn).await?.rows_affected == 0 {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        if let Some(skip) = paused_fires(current, now) {
+            skips::record(&txn, &[(current.id, skip)], now)
+                .await
+                .map_err(ApiError::Internal)?;
+        }
+        txn.commit().await?;
+    } else if update.exec(&state.db).await?.rows_affected == 0 {
+        return Ok(None);
     }
     Ok(schedule::Entity::find_for_tenant_by_id(tenant, current.id)
         .one(&state.db)
         .await?)
 }
 
-/// The most fires of a pause [`record_paused_fires`] counts one by one; a longer pause is
+/// The most fires of a pause [`paused_fires`] counts one by one; a longer pause is
 /// recorded as at least this many.
 const MAX_PAUSED_FIRES_COUNTED: i64 = 100_000;
 
-/// Records the fires that fell while `paused` (as it was before it was resumed at `now`) was
-/// paused: skipped, reason `paused`. A trace, not a run: a failure is logged, not returned, as
-/// the resume itself has been saved.
-async fn record_paused_fires(state: &AppState, paused: &schedule::Model, now: DateTime<Utc>) {
+/// The fires that fell while `paused` (as it was before it was resumed at `now`) was paused:
+/// skipped, reason `paused`; `None` when none fell.
+fn paused_fires(paused: &schedule::Model, now: DateTime<Utc>) -> Option<Skip> {
     let since = paused.paused_at.unwrap_or(paused.updated_at);
-    let Ok(timing) = stored::timing(paused) else {
-        return;
-    };
+    let timing = stored::timing(paused).ok()?;
     let mut fires = 0i64;
     let (mut first, mut last) = (None, None);
     let mut cursor = timing.next_fire(since, paused.total_runs);
@@ -237,18 +247,12 @@ async fn record_paused_fires(state: &AppState, paused: &schedule::Model, now: Da
         }
         cursor = timing.next_fire(fire, paused.total_runs);
     }
-    let (Some(first), Some(last)) = (first, last) else {
-        return;
-    };
-    let skip = Skip {
-        first,
-        last,
+    Some(Skip {
+        first: first?,
+        last: last?,
         fires,
         reason: SkipReason::Paused,
-    };
-    if let Err(error) = skips::record(&state.db, &[(paused.id, skip)], now).await {
-        tracing::error!(schedule_id = %paused.id, error = %format!("{error:#}"), "could not record the fires of a pause");
-    }
+    })
 }
 
 /// The row that replaces the writable members of `current` with `after`: validated, under the

@@ -156,6 +156,8 @@ routes! {
     get "/v1/tenants" => tenants::list,
     get "/v1/tenants/{id}" => tenants::get,
     patch "/v1/tenants/{id}" => tenants::patch,
+    get "/v1/tenant" => tenants::get_own,
+    patch "/v1/tenant" => tenants::patch_own,
 }
 
 /// Whether a concrete path matches a route pattern (`{name}` matches one segment).

@@ -78,6 +78,7 @@ pub async fn create(
         schedule_count: Set(0),
         min_interval_seconds: Set(quotas.min_interval_seconds),
         api_rate_per_second: Set(quotas.api_rate_per_second),
+        notify: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     })

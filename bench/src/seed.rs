@@ -358,6 +358,7 @@ mod tests {
                 schedule_count: Set(0),
                 min_interval_seconds: Set(1),
                 api_rate_per_second: Set(100),
+                notify: Set(None),
                 created_at: Set(now),
                 updated_at: Set(now),
             }
@@ -389,6 +390,8 @@ mod tests {
             max_runs: Some(1_000),
             jitter_ms: 250,
             late_after_ms: Some(30_000),
+            notify: None,
+            pause_after_failures: None,
             catchup: Catchup::All,
             overlap: Overlap::Skip,
             enabled: false,

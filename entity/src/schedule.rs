@@ -42,6 +42,10 @@ pub struct Model {
     pub late_after_ms: Option<i64>,
     /// When the schedule was paused; NULL while it is not.
     pub paused_at: Option<DateTimeUtc>,
+    /// Where failure and recovery notices go (`definition::Notify`); NULL for the tenant's.
+    pub notify: Option<Json>,
+    /// Runs failed for good in a row after which the schedule pauses itself; NULL for never.
+    pub pause_after_failures: Option<i32>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

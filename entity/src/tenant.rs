@@ -16,6 +16,8 @@ pub struct Model {
     pub schedule_count: i64,
     pub min_interval_seconds: i64,
     pub api_rate_per_second: i64,
+    /// The default `notify` target of the tenant's schedules (`definition::Notify`).
+    pub notify: Option<Json>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

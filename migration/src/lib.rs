@@ -13,6 +13,7 @@ mod m20261122_000007_queue_indexes;
 mod m20261201_000008_schedule_count;
 mod m20261201_000009_sole_attempt;
 mod m20261202_000010_schedule_health;
+mod m20261202_000011_notices;
 
 pub use m20261122_000002_shards::SHARDS;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000008_schedule_count::Migration),
             Box::new(m20261201_000009_sole_attempt::Migration),
             Box::new(m20261202_000010_schedule_health::Migration),
+            Box::new(m20261202_000011_notices::Migration),
         ]
     }
 }

@@ -172,6 +172,71 @@ impl Target {
     }
 }
 
+/// Where a schedule's notices go: one signed `POST` when it turns `failing` (its last
+/// `after_failures` runs failed for good), when it recovers (its next success), and when it
+/// pauses itself (`pause_after_failures`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Notify {
+    /// An `http` or `https` URL, under the same rules as a target's.
+    #[schema(example = "https://example.com/hooks/hookbeat-notices")]
+    pub url: String,
+    /// Extra request headers, under the same rules as a target's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Per-attempt timeout in milliseconds (1 to 900000).
+    #[serde(default = "default_timeout_ms")]
+    #[schema(default = 15000, minimum = 1, maximum = 900000)]
+    pub timeout_ms: i64,
+    /// Runs failed for good in a row after which the schedule is `failing` (1 to 100).
+    #[serde(default = "Notify::default_after_failures")]
+    #[schema(default = 3, minimum = 1, maximum = 100)]
+    pub after_failures: i32,
+}
+
+impl Notify {
+    /// Runs failed for good in a row after which a schedule is `failing`, unless its `notify`
+    /// (or its tenant's) says otherwise.
+    pub const DEFAULT_AFTER_FAILURES: i32 = 3;
+    pub const MAX_AFTER_FAILURES: i32 = 100;
+
+    fn default_after_failures() -> i32 {
+        Self::DEFAULT_AFTER_FAILURES
+    }
+
+    /// The request a notice is: a `POST` of the notice as JSON.
+    pub fn target(&self) -> Target {
+        Target {
+            url: self.url.clone(),
+            method: HttpMethod::Post,
+            headers: self.headers.clone(),
+            body: None,
+            timeout_ms: self.timeout_ms,
+        }
+    }
+
+    pub fn validate(&self, prefix: &str, allow_private_targets: bool, errors: &mut FieldErrors) {
+        self.target()
+            .validate(prefix, allow_private_targets, errors);
+        if !(1..=Self::MAX_AFTER_FAILURES).contains(&self.after_failures) {
+            errors.add(
+                format!("{prefix}.after_failures"),
+                format!(
+                    "must be between 1 and {}, got {}",
+                    Self::MAX_AFTER_FAILURES,
+                    self.after_failures
+                ),
+            );
+        }
+    }
+
+    /// The runs in a row that make a schedule `failing`: its own `notify`'s, else its tenant's,
+    /// else the default.
+    pub fn failing_after(own: Option<&Notify>, tenant: Option<&Notify>) -> i32 {
+        own.or(tenant)
+            .map_or(Self::DEFAULT_AFTER_FAILURES, |n| n.after_failures)
+    }
+}
+
 /// How failed attempts are retried: exponential backoff with jitter, capped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct RetryPolicy {

@@ -1,12 +1,13 @@
 //! A schedule's health: what the write-back folds into each group of results (the run of
 //! failures, the last success and failure, the latest fire's lag), the state read from it, and
-//! the counts of the last day read from the runs and the skipped fires.
+//! the counts of the last day read from the runs and the skipped fires. The failing episode it
+//! opens and closes, and the notices that go with it, are `crate::notices`'.
 
 use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
-use hookbeat_entity::{schedule, ScheduleId};
+use hookbeat_entity::{schedule, RunId, ScheduleId};
 use sea_orm::sea_query::{Expr, IntoCondition};
 use sea_orm::{ColumnTrait, Condition, ConnectionTrait, DbBackend, FromQueryResult, Value};
 use serde::{Deserialize, Serialize};
@@ -15,8 +16,6 @@ use utoipa::ToSchema;
 use crate::runs::Finished;
 use crate::sql::{placeholder_rows, placeholders, statement};
 
-/// Runs failed for good in a row after which a schedule is `failing`.
-pub const FAILING_AFTER: i32 = 3;
 /// A fire whose first attempt starts later than this after its scheduled time is late, unless
 /// the schedule sets its own `late_after_ms`.
 pub const DEFAULT_LATE_AFTER_MS: i64 = 60_000;
@@ -29,7 +28,8 @@ pub const COUNTS_WINDOW: Duration = Duration::hours(24);
 #[serde(rename_all = "snake_case")]
 pub enum HealthState {
     Paused,
-    /// Its last [`FAILING_AFTER`] runs (or more) failed for good.
+    /// Its last `notify.after_failures` runs (3 unless its `notify` or its tenant's says
+    /// otherwise) failed for good, and none has succeeded since.
     Failing,
     /// It will not fire again (`end_at`, `max_runs`, a one-off that fired).
     Ended,
@@ -61,7 +61,7 @@ impl HealthState {
     pub fn of(s: &schedule::Model, h: &Recorded) -> Self {
         if !s.enabled {
             Self::Paused
-        } else if h.consecutive_failures >= FAILING_AFTER {
+        } else if h.failing_since.is_some() {
             Self::Failing
         } else if s.next_run_at.is_none() {
             Self::Ended
@@ -76,10 +76,10 @@ impl HealthState {
     pub fn condition(self) -> Condition {
         use schedule::Column as C;
         let failing = || {
-            Expr::cust(format!(
+            Expr::cust(
                 "EXISTS (SELECT 1 FROM schedule_health h WHERE h.schedule_id = schedules.id \
-                 AND h.consecutive_failures >= {FAILING_AFTER})"
-            ))
+                 AND h.failing_since IS NOT NULL)",
+            )
         };
         let late = || {
             Expr::cust(format!(
@@ -121,6 +121,8 @@ pub struct Recorded {
     pub last_failure_at: Option<DateTime<Utc>>,
     /// How long after its scheduled time the latest fire's first attempt started.
     pub last_fire_lag_ms: Option<i64>,
+    /// When the schedule turned `failing`; `None` while it is not.
+    pub failing_since: Option<DateTime<Utc>>,
 }
 
 /// The schedule's threshold for a late fire.
@@ -139,6 +141,10 @@ pub struct Change {
     pub last_failure_at: Option<DateTime<Utc>>,
     /// The lag of the group's last first attempt of a fire.
     pub last_fire_lag_ms: Option<i64>,
+    /// The group's last run that failed for good, and its error.
+    pub last_failed: Option<(RunId, Option<String>)>,
+    /// The group's last run that succeeded.
+    pub last_succeeded: Option<RunId>,
 }
 
 /// The changes the applied results of a group make (taken in the order they were recorded),
@@ -157,6 +163,8 @@ pub fn changes<'a>(applied: impl IntoIterator<Item = &'a Finished>) -> Vec<Chang
             last_success_at: None,
             last_failure_at: None,
             last_fire_lag_ms: None,
+            last_failed: None,
+            last_succeeded: None,
         });
         if lag.is_some() {
             change.last_fire_lag_ms = lag;
@@ -166,10 +174,12 @@ pub fn changes<'a>(applied: impl IntoIterator<Item = &'a Finished>) -> Vec<Chang
             Some(true) => {
                 change.failures = 0;
                 change.last_success_at = Some(at);
+                change.last_succeeded = Some(f.run_id);
             }
             Some(false) => {
                 change.failures += 1;
                 change.last_failure_at = Some(at);
+                change.last_failed = Some((f.run_id, f.update.error.clone()));
             }
             None => {}
         }
@@ -179,24 +189,41 @@ pub fn changes<'a>(applied: impl IntoIterator<Item = &'a Finished>) -> Vec<Chang
 
 /// Applies [`Change`]s (in id order, the order the rows are locked in): `{rows}` is a
 /// `VALUES` list of (schedule, failures, last success, last failure, last fire lag). A change
-/// with a success starts the count again from its failures; one without adds them. Part of the
-/// write-back's transaction, after its runs: one statement per group, not per fire, on a table
-/// only write-backs write (the materialiser holds schedule rows while it plans).
+/// with a success starts the count again from its failures; one without adds them. The last
+/// success and failure only move forward: two workers' groups of one schedule may commit in
+/// either order. Part of the write-back's transaction, after its runs: one statement per
+/// group, not per fire, on a table only write-backs write (the materialiser holds schedule rows
+/// while it plans). It leaves the failing episode alone, so it returns the episode as it was
+/// before the group.
 const RECORD: &str = "INSERT INTO schedule_health AS h (schedule_id, consecutive_failures, \
      last_success_at, last_failure_at, last_fire_lag_ms) VALUES {rows} \
      ON CONFLICT (schedule_id) DO UPDATE SET \
      consecutive_failures = CASE WHEN excluded.last_success_at IS NOT NULL \
          THEN excluded.consecutive_failures \
          ELSE h.consecutive_failures + excluded.consecutive_failures END, \
-     last_success_at = COALESCE(excluded.last_success_at, h.last_success_at), \
-     last_failure_at = COALESCE(excluded.last_failure_at, h.last_failure_at), \
-     last_fire_lag_ms = COALESCE(excluded.last_fire_lag_ms, h.last_fire_lag_ms)";
+     last_success_at = CASE WHEN h.last_success_at IS NULL \
+         OR excluded.last_success_at > h.last_success_at \
+         THEN excluded.last_success_at ELSE h.last_success_at END, \
+     last_failure_at = CASE WHEN h.last_failure_at IS NULL \
+         OR excluded.last_failure_at > h.last_failure_at \
+         THEN excluded.last_failure_at ELSE h.last_failure_at END, \
+     last_fire_lag_ms = COALESCE(excluded.last_fire_lag_ms, h.last_fire_lag_ms) \
+     RETURNING schedule_id, consecutive_failures, failing_since";
 const RECORD_COLUMNS: usize = 5;
 
-/// Records the changes of one group (nothing when there are none).
-pub async fn record(conn: &impl ConnectionTrait, changes: &[Change]) -> anyhow::Result<()> {
+/// A schedule's health as a group left it, with the failing episode as it was before.
+#[derive(Debug, Clone, PartialEq, Eq, FromQueryResult)]
+pub struct After {
+    pub schedule_id: ScheduleId,
+    pub consecutive_failures: i32,
+    pub failing_since: Option<DateTime<Utc>>,
+}
+
+/// Records the changes of one group (nothing when there are none), in id order; returns each
+/// schedule's health after them.
+pub async fn record(conn: &impl ConnectionTrait, changes: &[Change]) -> anyhow::Result<Vec<After>> {
     if changes.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let backend = conn.get_database_backend();
     let sql = RECORD.replace(
@@ -213,10 +240,10 @@ pub async fn record(conn: &impl ConnectionTrait, changes: &[Change]) -> anyhow::
             c.last_fire_lag_ms.into(),
         ]);
     }
-    conn.execute(statement(backend, &sql, values))
+    After::find_by_statement(statement(backend, &sql, values))
+        .all(conn)
         .await
-        .context("recording schedule health")?;
-    Ok(())
+        .context("recording schedule health")
 }
 
 /// A schedule's fires over the counts' window.
@@ -268,7 +295,8 @@ pub struct Health {
 
 /// The recorded health of the listed schedules.
 const RECORDED: &str = "SELECT schedule_id, consecutive_failures, last_success_at, \
-     last_failure_at, last_fire_lag_ms FROM schedule_health WHERE schedule_id IN {ids}";
+     last_failure_at, last_fire_lag_ms, failing_since FROM schedule_health \
+     WHERE schedule_id IN {ids}";
 
 #[derive(FromQueryResult)]
 struct RecordedRow {
@@ -341,12 +369,60 @@ pub async fn read(
     Ok(health)
 }
 
+/// Starts a schedule's count of failed runs again and closes its failing episode: what
+/// resuming it does.
+pub async fn reset(conn: &impl ConnectionTrait, schedule: ScheduleId) -> anyhow::Result<()> {
+    conn.execute(statement(
+        conn.get_database_backend(),
+        "UPDATE schedule_health SET consecutive_failures = 0, failing_since = NULL \
+         WHERE schedule_id = $1",
+        vec![schedule.into()],
+    ))
+    .await
+    .context("resetting a schedule's health")?;
+    Ok(())
+}
+
+/// Schedules by state, installation-wide: the rules of [`HealthState::of`] in one scan.
+const COUNT_BY_STATE: &str = "SELECT CASE WHEN NOT s.enabled THEN 'paused' \
+     WHEN h.failing_since IS NOT NULL THEN 'failing' \
+     WHEN s.next_run_at IS NULL THEN 'ended' \
+     WHEN h.last_fire_lag_ms > COALESCE(s.late_after_ms, $1) THEN 'late' \
+     ELSE 'healthy' END AS state, COUNT(*) AS n \
+     FROM schedules s LEFT JOIN schedule_health h ON h.schedule_id = s.id GROUP BY 1";
+
+#[derive(FromQueryResult)]
+struct StateCount {
+    state: String,
+    n: i64,
+}
+
+/// How many schedules are in each state (every state named, 0 when none is).
+pub async fn count_by_state(
+    conn: &impl ConnectionTrait,
+) -> anyhow::Result<Vec<(HealthState, i64)>> {
+    let counts: HashMap<String, i64> = StateCount::find_by_statement(statement(
+        conn.get_database_backend(),
+        COUNT_BY_STATE,
+        vec![DEFAULT_LATE_AFTER_MS.into()],
+    ))
+    .all(conn)
+    .await
+    .context("counting schedules by health")?
+    .into_iter()
+    .map(|c| (c.state, c.n))
+    .collect();
+    Ok(HealthState::ALL
+        .iter()
+        .map(|state| (*state, counts.get(state.as_str()).copied().unwrap_or(0)))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::runs::{AttemptRecord, RunUpdate};
     use hookbeat_entity::run::RunStatus;
-    use hookbeat_entity::RunId;
 
     fn at(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
@@ -441,6 +517,8 @@ mod tests {
                 last_success_at: Some(at("2030-01-01T00:00:03Z")),
                 last_failure_at: Some(at("2030-01-01T00:00:04Z")),
                 last_fire_lag_ms: Some(2_000),
+                last_failed: Some((group[3].run_id, None)),
+                last_succeeded: Some(group[2].run_id),
             }
         );
         assert_eq!(
@@ -451,6 +529,8 @@ mod tests {
                 last_success_at: None,
                 last_failure_at: Some(at("2030-01-01T00:00:05Z")),
                 last_fire_lag_ms: Some(250),
+                last_failed: Some((group[4].run_id, None)),
+                last_succeeded: None,
             }
         );
     }

@@ -18,6 +18,7 @@ pub mod instant;
 pub mod maintenance;
 pub mod materialise;
 pub mod metrics;
+pub mod notices;
 pub mod notify;
 pub mod outcome;
 pub mod politeness;

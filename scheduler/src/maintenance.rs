@@ -1,7 +1,8 @@
 //! Housekeeping, as a loop of its own beside the worker's, so that it never holds up a claim:
 //! run history older than the retention is deleted in bounded batches (their attempts go with
 //! them); signing secrets that stopped signing and idempotency keys older than a day are
-//! forgotten; the installation-wide gauges are recounted.
+//! forgotten, and notices delivered or given up with the history; the installation-wide gauges
+//! are recounted.
 
 use std::sync::Arc;
 
@@ -62,6 +63,7 @@ pub async fn prune(
         }
     }
     crate::skips::prune(db, now - retention).await?;
+    crate::notices::prune(db, now - retention).await?;
     pruned.secrets = db
         .execute(sql::statement(backend, PRUNE_SECRETS, vec![now.into()]))
         .await
@@ -141,13 +143,19 @@ impl Maintenance {
         }
     }
 
-    /// Recounts the pending-runs and enabled-schedules gauges. These are installation-wide counts
-    /// (the enabled count scans the schedules table), so with several workers only the owner of
-    /// shard 0 counts; the others keep 0 (dashboards take the `max`).
+    /// Recounts the pending-runs, enabled-schedules and schedules-by-health gauges. These are
+    /// installation-wide counts (the schedule counts scan the schedules table), so with several
+    /// workers only the owner of shard 0 counts; the others keep 0 (dashboards take the `max`).
     async fn refresh_gauges(&self, now: DateTime<Utc>) -> anyhow::Result<()> {
         if !self.shards.owns(0) {
             self.metrics.runs_pending.set(0);
             self.metrics.schedules_enabled.set(0);
+            for state in crate::health::HealthState::ALL {
+                self.metrics
+                    .schedules_by_health
+                    .with_label_values(&[state.as_str()])
+                    .set(0);
+            }
             return Ok(());
         }
         let pending = runs::count_due(&self.db, now).await?;
@@ -161,6 +169,12 @@ impl Maintenance {
             .context("counting enabled schedules")?;
         self.metrics.runs_pending.set(pending);
         self.metrics.schedules_enabled.set(enabled.unwrap_or(0));
+        for (state, n) in crate::health::count_by_state(&self.db).await? {
+            self.metrics
+                .schedules_by_health
+                .with_label_values(&[state.as_str()])
+                .set(n);
+        }
         Ok(())
     }
 }

@@ -55,6 +55,13 @@ pub struct WorkerMetrics {
     pub worker_stalls: IntCounter,
     /// Fires the engine passed over without a run, by reason (`crate::skips::SkipReason`).
     pub fires_skipped: IntCounterVec,
+    /// Schedules by health state, installation-wide (counted by the owner of shard 0, like the
+    /// other installation-wide gauges; the others keep 0).
+    pub schedules_by_health: IntGaugeVec,
+    /// Notices issued, by transition (`crate::notices::Transition`).
+    pub notices: IntCounterVec,
+    /// Attempts at delivering notices, by outcome: delivered, retry, failed (given up).
+    pub notice_deliveries: IntCounterVec,
 }
 
 impl WorkerMetrics {
@@ -144,6 +151,27 @@ impl WorkerMetrics {
                 ),
                 &["reason"],
             )?,
+            schedules_by_health: IntGaugeVec::new(
+                Opts::new(
+                    "hookbeat_schedules_by_health",
+                    "Schedules by health state (healthy, failing, late, paused, ended), installation-wide: counted by one worker, 0 on the others.",
+                ),
+                &["state"],
+            )?,
+            notices: IntCounterVec::new(
+                Opts::new(
+                    "hookbeat_notices_total",
+                    "Notices issued to notify targets, by transition: failing, recovered, paused.",
+                ),
+                &["transition"],
+            )?,
+            notice_deliveries: IntCounterVec::new(
+                Opts::new(
+                    "hookbeat_notice_deliveries_total",
+                    "Attempts at delivering notices, by outcome: delivered, retry (will be retried) or failed (given up).",
+                ),
+                &["outcome"],
+            )?,
         };
         registry.register(Box::new(metrics.fire_lag.clone()))?;
         registry.register(Box::new(metrics.deliveries.clone()))?;
@@ -163,6 +191,20 @@ impl WorkerMetrics {
         registry.register(Box::new(metrics.worker_stalled.clone()))?;
         registry.register(Box::new(metrics.worker_stalls.clone()))?;
         registry.register(Box::new(metrics.fires_skipped.clone()))?;
+        registry.register(Box::new(metrics.schedules_by_health.clone()))?;
+        registry.register(Box::new(metrics.notices.clone()))?;
+        registry.register(Box::new(metrics.notice_deliveries.clone()))?;
+        for state in crate::health::HealthState::ALL {
+            metrics
+                .schedules_by_health
+                .with_label_values(&[state.as_str()]);
+        }
+        for transition in crate::notices::Transition::ALL {
+            metrics.notices.with_label_values(&[transition.as_str()]);
+        }
+        for outcome in ["delivered", "retry", "failed"] {
+            metrics.notice_deliveries.with_label_values(&[outcome]);
+        }
         for reason in crate::skips::SkipReason::ALL {
             metrics.fires_skipped.with_label_values(&[reason.as_str()]);
         }

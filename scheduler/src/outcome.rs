@@ -10,6 +10,28 @@ use crate::retry::{self, Verdict};
 use crate::runs::RunUpdate;
 use crate::steps::{self, Steps};
 
+/// What an attempt's result says (any delivery's, a notice's too), and the error its history
+/// shows.
+pub fn judge(result: &AttemptResult) -> (Verdict, Option<String>) {
+    let verdict = match (result.status, &result.error) {
+        // Nothing was sent, and sending again would not change that.
+        (_, Some(DeliveryError::Unsendable(_))) => Verdict::Fail,
+        (Some(status), None) => retry::classify_status(status),
+        // The answer came but reading it failed: a 2xx still counts, the rest is retried.
+        (Some(status), Some(_)) if (200..300).contains(&status) => Verdict::Success,
+        _ => Verdict::Retry,
+    };
+    let error = result
+        .error
+        .as_ref()
+        .map(ToString::to_string)
+        .or_else(|| match verdict {
+            Verdict::Success => None,
+            _ => result.status.map(|s| format!("receiver answered {s}")),
+        });
+    (verdict, error)
+}
+
 /// The run's next state after an attempt, and the attempt's outcome (`success`, `retry`,
 /// `failed`) for metrics and history.
 pub fn decide(
@@ -19,23 +41,8 @@ pub fn decide(
     result: &AttemptResult,
     now: DateTime<Utc>,
 ) -> (&'static str, RunUpdate) {
-    let verdict = match (result.status, &result.error) {
-        // Nothing was sent, and sending again would not change that.
-        (_, Some(DeliveryError::Unsendable(_))) => Verdict::Fail,
-        (Some(status), None) => retry::classify_status(status),
-        // The answer came but reading it failed: a 2xx still counts, the rest is retried.
-        (Some(status), Some(_)) if (200..300).contains(&status) => Verdict::Success,
-        _ => Verdict::Retry,
-    };
+    let (verdict, error) = judge(result);
     let status_code = result.status.map(i32::from);
-    let error = result
-        .error
-        .as_ref()
-        .map(ToString::to_string)
-        .or_else(|| match verdict {
-            Verdict::Success => None,
-            _ => result.status.map(|s| format!("receiver answered {s}")),
-        });
     let update = |status, due_at, finished_at| RunUpdate {
         status,
         due_at,

@@ -8,7 +8,7 @@ use hookbeat_entity::{schedule, ScheduleId, TenantId};
 use sea_orm::ActiveValue::Set;
 use serde::de::DeserializeOwned;
 
-use crate::definition::{Catchup, Overlap, RetryPolicy, Target};
+use crate::definition::{Catchup, Notify, Overlap, RetryPolicy, Target};
 use crate::schedule::{ScheduleSpec, Timing};
 use crate::shards::shard_of;
 use crate::steps::Steps;
@@ -31,6 +31,10 @@ pub struct StoredSchedule {
     pub jitter_ms: i64,
     /// A fire whose first attempt starts later than this is late; `None` for the default.
     pub late_after_ms: Option<i64>,
+    /// Where its notices go; `None` for its tenant's default.
+    pub notify: Option<Notify>,
+    /// Runs failed for good in a row after which it pauses itself; `None` for never.
+    pub pause_after_failures: Option<i32>,
     pub catchup: Catchup,
     pub overlap: Overlap,
     pub enabled: bool,
@@ -53,6 +57,8 @@ impl StoredSchedule {
             max_runs: model.max_runs,
             jitter_ms: model.jitter_ms,
             late_after_ms: model.late_after_ms,
+            notify: notify(model)?,
+            pause_after_failures: model.pause_after_failures,
             catchup: Catchup::from_db(&model.catchup),
             overlap: Overlap::from_db(&model.overlap),
             enabled: model.enabled,
@@ -79,6 +85,8 @@ impl StoredSchedule {
         row.max_runs = Set(self.max_runs);
         row.jitter_ms = Set(self.jitter_ms);
         row.late_after_ms = Set(self.late_after_ms);
+        row.notify = Set(self.notify.as_ref().map(json).transpose()?);
+        row.pause_after_failures = Set(self.pause_after_failures);
         row.catchup = Set(self.catchup.as_str().to_owned());
         row.overlap = Set(self.overlap.as_str().to_owned());
         row.enabled = Set(self.enabled);
@@ -155,6 +163,14 @@ fn on_failure(model: &schedule::Model) -> anyhow::Result<Option<Target>> {
         .transpose()
 }
 
+pub fn notify(model: &schedule::Model) -> anyhow::Result<Option<Notify>> {
+    model
+        .notify
+        .as_ref()
+        .map(|notify| read(model, "notify", notify))
+        .transpose()
+}
+
 fn timing_of(
     spec: &ScheduleSpec,
     start_at: Option<DateTime<Utc>>,
@@ -208,6 +224,13 @@ mod tests {
             max_runs: Some(3),
             jitter_ms: 250,
             late_after_ms: Some(5_000),
+            notify: Some(
+                serde_json::from_value(
+                    json!({"url": "https://example.com/notices", "after_failures": 2}),
+                )
+                .unwrap(),
+            ),
+            pause_after_failures: Some(5),
             catchup: Catchup::default(),
             overlap: Overlap::default(),
             enabled: false,

@@ -4,7 +4,7 @@
 //! for what it checks with the polling helper.
 
 use base64::Engine;
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -12,19 +12,18 @@ use sha2::Sha256;
 
 use hookbeat_scheduler::Clock;
 
+use crate::helpers::instant as t;
 use crate::helpers::{eventually, spawn_app, Backend, Receiver, Reply};
 use crate::on_both_databases;
 
-fn t(value: &Value) -> DateTime<Utc> {
-    value
-        .as_str()
-        .expect("an instant")
-        .parse()
-        .expect("RFC 3339")
-}
-
 /// Verifies a `webhook-signature` independently of hookbeat's signing code.
-fn signature_is_valid(secret: &str, id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
+pub(crate) fn signature_is_valid(
+    secret: &str,
+    id: &str,
+    timestamp: &str,
+    body: &[u8],
+    header: &str,
+) -> bool {
     let key = base64::engine::general_purpose::STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap())
         .unwrap();

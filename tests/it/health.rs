@@ -7,16 +7,9 @@ use hookbeat_scheduler::Clock;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::helpers::instant as t;
 use crate::helpers::{minutely, spawn_app, Backend, Receiver, Reply, TestApp};
 use crate::on_both_databases;
-
-fn t(value: &Value) -> DateTime<Utc> {
-    value
-        .as_str()
-        .expect("an instant")
-        .parse()
-        .expect("RFC 3339")
-}
 
 async fn health_of(app: &TestApp, id: &str) -> Value {
     let schedule = app.get(&format!("/v1/schedules/{id}")).await;
@@ -267,22 +260,53 @@ async fn paused_and_ended_schedules_are_listed_by_state(backend: Backend) {
     assert_eq!(theirs.body["items"], json!([]));
 }
 
+/// Two workers' groups of one schedule can commit in either order: the last success and the
+/// last failure never move back.
+async fn the_last_success_and_failure_never_move_back(backend: Backend) {
+    use hookbeat_entity::{RunId, ScheduleId};
+    use hookbeat_scheduler::health::{self, Change};
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let schedule = app
+        .create_schedule(minutely("both-ways", "https://example.com/hook", json!({})))
+        .await;
+    let id = ScheduleId::from(uuid::Uuid::parse_str(schedule["id"].as_str().unwrap()).unwrap());
+    let later = app.clock.now() + Duration::minutes(2);
+    let earlier = app.clock.now() + Duration::minutes(1);
+    let change = |at: DateTime<Utc>, success: bool| Change {
+        schedule_id: id,
+        failures: i32::from(!success),
+        last_success_at: success.then_some(at),
+        last_failure_at: (!success).then_some(at),
+        last_fire_lag_ms: Some(5),
+        last_failed: (!success).then(|| (RunId::new(), None)),
+        last_succeeded: success.then(RunId::new),
+    };
+    for group in [
+        change(later, true),
+        change(later, false),
+        change(earlier, true),
+        change(earlier, false),
+    ] {
+        health::record(&app.db, &[group]).await.unwrap();
+    }
+    let recorded = health::read(&app.db, &[id], app.clock.now())
+        .await
+        .unwrap()
+        .remove(&id)
+        .unwrap()
+        .recorded;
+    assert_eq!(recorded.last_success_at, Some(later));
+    assert_eq!(recorded.last_failure_at, Some(later));
+}
+
 on_both_databases!(
+    the_last_success_and_failure_never_move_back,
     failures_in_a_row_make_a_schedule_failing_and_a_success_ends_it,
     a_fire_delivered_after_its_threshold_is_late,
     paused_and_ended_schedules_are_listed_by_state,
 );
-
-/// The value of `hookbeat_fires_skipped_total{reason}` on the app's `/metrics`.
-async fn skipped_metric(app: &TestApp, reason: &str) -> String {
-    let metrics = app.get("/metrics").await.body;
-    let text = metrics.as_str().unwrap();
-    let prefix = format!("hookbeat_fires_skipped_total{{reason=\"{reason}\"}} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .unwrap_or_else(|| panic!("no {prefix} in {text}"))
-        .to_owned()
-}
 
 /// Fires the engine decides not to deliver are counted in `health.last_24h.skipped` by reason
 /// and in `hookbeat_fires_skipped_total`: missed fires dropped by `catchup: skip`, fires past
@@ -314,8 +338,16 @@ async fn skipped_fires_are_counted_by_reason(backend: Backend) {
         "{capped_health}"
     );
     assert_eq!(capped_health["state"], "ended", "{capped_health}");
-    assert_eq!(skipped_metric(&app, "catchup").await, "9");
-    assert_eq!(skipped_metric(&app, "max_runs").await, "8");
+    assert_eq!(
+        app.metric("hookbeat_fires_skipped_total{reason=\"catchup\"}")
+            .await,
+        9.0
+    );
+    assert_eq!(
+        app.metric("hookbeat_fires_skipped_total{reason=\"max_runs\"}")
+            .await,
+        8.0
+    );
 
     // Overlap: the first run keeps failing and retrying; the next fire is passed over.
     let busy = Receiver::start();
@@ -338,7 +370,11 @@ async fn skipped_fires_are_counted_by_reason(backend: Backend) {
         json!({"overlap": 1}),
         "{health}"
     );
-    assert_eq!(skipped_metric(&app, "overlap").await, "1");
+    assert_eq!(
+        app.metric("hookbeat_fires_skipped_total{reason=\"overlap\"}")
+            .await,
+        1.0
+    );
 
     // Berlin springs forward on 2030-03-31 at 01:00 UTC (02:00 CET becomes 03:00 CEST): an
     // every-quarter crontab (`dst_gap: skip`, the default for a non-fixed time) loses 02:00,
@@ -359,7 +395,11 @@ async fn skipped_fires_are_counted_by_reason(backend: Backend) {
         json!({"dst_gap": 4}),
         "{health}"
     );
-    assert_eq!(skipped_metric(&app, "dst_gap").await, "4");
+    assert_eq!(
+        app.metric("hookbeat_fires_skipped_total{reason=\"dst_gap\"}")
+            .await,
+        4.0
+    );
 }
 
 on_both_databases!(skipped_fires_are_counted_by_reason);

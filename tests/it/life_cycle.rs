@@ -149,7 +149,8 @@ async fn every_transition_of_a_run(backend: Backend) {
         t1,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .held;
     assert_eq!(held, vec![true]);
     let r = row(&app, id).await;
     assert_eq!(
@@ -219,7 +220,8 @@ async fn every_transition_of_a_run(backend: Backend) {
         t2,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .held;
     assert_eq!(stale, vec![false]);
     runs::finish(
         &app.db,
@@ -331,7 +333,8 @@ async fn every_transition_of_a_run(backend: Backend) {
     assert_eq!(
         runs::finish(&app.db, "w5", &[success(t4)], t4)
             .await
-            .unwrap(),
+            .unwrap()
+            .held,
         vec![false]
     );
     assert_eq!(attempt_rows(&app, leased.id).await.len(), 1);
@@ -339,7 +342,8 @@ async fn every_transition_of_a_run(backend: Backend) {
     assert_eq!(
         runs::finish(&app.db, "w4", &[success(first_try)], first_try)
             .await
-            .unwrap(),
+            .unwrap()
+            .held,
         vec![true]
     );
     assert_eq!(

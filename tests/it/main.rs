@@ -14,6 +14,7 @@ mod health;
 mod instants;
 mod isolation;
 mod life_cycle;
+mod notices;
 mod operations;
 mod outbound;
 mod scale;

@@ -258,12 +258,7 @@ async fn special_purpose_targets_and_repeated_headers_are_refused(backend: Backe
             answer.body
         );
         assert_eq!(answer.header("content-type"), "application/problem+json");
-        let fields: Vec<&str> = answer.body["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["field"].as_str().unwrap())
-            .collect();
+        let fields = answer.error_fields();
         assert_eq!(fields, vec![field], "{target} -> {}", answer.body);
     }
     assert_eq!(app.get("/v1/schedules").await.body["items"], json!([]));

@@ -2,6 +2,8 @@
 //! schedules firing every 1–5 s for a minute, while one worker is killed with SIGKILL midway.
 //! Every expected fire is delivered; the only duplicates are deliveries that were in flight at
 //! the kill, and they carry the same webhook-id. Shards are shared within ±1 before and after.
+//! Schedule health survives the kill: each schedule's recorded health is what its runs say, and
+//! each schedule whose receiver always fails was announced failing once (one `webhook-id`).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -14,13 +16,15 @@ use serde_json::json;
 use crate::helpers::db::{Backend, TestDb};
 use crate::helpers::process::{token, Process};
 use crate::helpers::receiver::Received;
-use crate::helpers::{eventually, Receiver};
+use crate::helpers::{eventually, Receiver, Reply};
 
 const SCHEDULES: usize = 2_000;
 const WORKERS: usize = 4;
 /// How long the schedules fire before the expected set is cut off.
 const RUN_FOR: Duration = Duration::from_secs(60);
 const KILL_AFTER: Duration = Duration::from_secs(25);
+/// Schedules whose receiver answers 500 to everything, each run tried once.
+const FAILING: usize = 40;
 
 /// A fire: (schedule id, scheduled-for as the `hookbeat-scheduled-for` header writes it).
 type Fire = (String, String);
@@ -87,6 +91,39 @@ async fn run_statuses(url: &str) -> Vec<String> {
     rows.into_iter()
         .map(|r| format!("{}: {}", r.status, r.runs))
         .collect()
+}
+
+#[derive(Debug, FromQueryResult)]
+struct HealthAndRuns {
+    name: String,
+    failures: i32,
+    last_success_at: Option<DateTime<Utc>>,
+    failing_since: Option<DateTime<Utc>>,
+    failed_runs: i64,
+    last_succeeded: Option<DateTime<Utc>>,
+    unfinished: i64,
+}
+
+/// Each schedule's recorded health beside what its runs say.
+async fn health_and_runs(url: &str) -> Vec<HealthAndRuns> {
+    let db = Database::connect(url).await.unwrap();
+    let rows = HealthAndRuns::find_by_statement(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT s.name, COALESCE(h.consecutive_failures, 0) AS failures, h.last_success_at, \
+         h.failing_since, \
+         (SELECT COUNT(*) FROM runs r WHERE r.schedule_id = s.id AND r.status = 'failed') \
+           AS failed_runs, \
+         (SELECT MAX(r.finished_at) FROM runs r WHERE r.schedule_id = s.id \
+           AND r.status = 'succeeded') AS last_succeeded, \
+         (SELECT COUNT(*) FROM runs r WHERE r.schedule_id = s.id \
+           AND r.status NOT IN ('succeeded', 'failed')) AS unfinished \
+         FROM schedules s LEFT JOIN schedule_health h ON h.schedule_id = s.id",
+    ))
+    .all(&db)
+    .await
+    .unwrap();
+    db.close().await.ok();
+    rows
 }
 
 #[derive(FromQueryResult)]
@@ -189,6 +226,27 @@ async fn many_workers_deliver_every_fire_once_through_a_kill() {
         .buffer_unordered(16)
         .collect()
         .await;
+    // Schedules that only ever fail, announced to a notice receiver after 3 in a row.
+    let failing_receiver = Receiver::start();
+    failing_receiver.script((0..FAILING * 40).map(|_| Reply::status(500)));
+    let notices = Receiver::start();
+    for n in 0..FAILING {
+        let response = client
+            .post(format!("{address}/v1/schedules"))
+            .bearer_auth(&token)
+            .json(&json!({
+                "name": format!("failing-{n}"),
+                "schedule": {"kind": "interval", "every_seconds": 2},
+                "target": {"url": failing_receiver.url},
+                "retry": {"max_attempts": 1},
+                "notify": {"url": notices.url, "after_failures": 3},
+                "end_at": end_at.to_rfc3339()
+            }))
+            .send()
+            .await
+            .expect("creating a failing schedule");
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    }
     let started = Instant::now();
 
     tokio::time::sleep(KILL_AFTER).await;
@@ -244,6 +302,57 @@ async fn many_workers_deliver_every_fire_once_through_a_kill() {
         expected.len(),
         got.len(),
         duplicated.len()
+    );
+
+    // Health through the kill: once every run is finished, each schedule's health is what its
+    // runs say, and every failing schedule was announced once.
+    let settled = eventually(Duration::from_secs(120), || async {
+        let rows = health_and_runs(&db.url).await;
+        rows.iter().all(|r| r.unfinished == 0).then_some(rows)
+    })
+    .await
+    .expect("every run finished");
+    for row in &settled {
+        if row.name.starts_with("failing-") {
+            assert!(row.failed_runs >= 3, "{row:?}");
+            assert_eq!(i64::from(row.failures), row.failed_runs, "{row:?}");
+            assert!(row.failing_since.is_some(), "{row:?}");
+            assert_eq!(row.last_success_at, None, "{row:?}");
+        } else {
+            assert_eq!(row.failures, 0, "{row:?}");
+            assert_eq!(row.failing_since, None, "{row:?}");
+            assert_eq!(row.last_success_at, row.last_succeeded, "{row:?}");
+        }
+    }
+    let announced = eventually(Duration::from_secs(150), || async {
+        let mut ids: HashMap<String, HashSet<String>> = HashMap::new();
+        for notice in notices.received() {
+            let body: serde_json::Value = serde_json::from_slice(&notice.body).unwrap();
+            assert_eq!(body["transition"], "failing", "{body}");
+            ids.entry(body["schedule"]["name"].as_str().unwrap().to_owned())
+                .or_default()
+                .insert(notice.header("webhook-id").to_owned());
+        }
+        (ids.len() == FAILING).then_some(ids)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "{} notices for {FAILING} failing schedules",
+            notices.received().len()
+        )
+    });
+    for (name, ids) in &announced {
+        assert_eq!(
+            ids.len(),
+            1,
+            "{name} announced as different notices: {ids:?}"
+        );
+    }
+    eprintln!(
+        "scale: {FAILING} failing schedules, {} notices received, {} distinct",
+        notices.received().len(),
+        announced.len()
     );
 
     for worker in workers.into_iter().flatten() {

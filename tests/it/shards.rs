@@ -229,7 +229,8 @@ async fn a_grouped_write_back_applies_only_where_the_lease_is_still_held(backend
     let finished: Vec<runs::Finished> = slow.iter().map(|run| answered(run, later)).collect();
     let held = runs::finish(&app.db, "slow-worker", &finished, later)
         .await
-        .unwrap();
+        .unwrap()
+        .held;
     let expected: Vec<bool> = slow.iter().map(|run| run.id != rescued).collect();
     assert_eq!(held, expected);
 
@@ -324,7 +325,8 @@ async fn a_result_for_a_deleted_schedule_leaves_its_group_recorded(backend: Back
     let finished: Vec<runs::Finished> = in_flight.iter().map(|run| answered(run, now)).collect();
     let held = runs::finish(&app.db, "worker", &finished, now)
         .await
-        .expect("the group is recorded although one of its runs is gone");
+        .expect("the group is recorded although one of its runs is gone")
+        .held;
     let kept: Vec<bool> = in_flight
         .iter()
         .map(|run| run.schedule_id.to_string() != deleted_schedule)

@@ -124,12 +124,7 @@ async fn invalid_steps_are_refused(backend: Backend) {
         )
         .await;
     assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<&str> = answer.body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let fields = answer.error_fields();
     assert_eq!(fields, vec!["then[1].url", "on_failure.body"]);
 }
 

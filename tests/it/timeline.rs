@@ -6,16 +6,9 @@ use chrono::{DateTime, Duration, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use crate::helpers::instant as t;
 use crate::helpers::{minutely, spawn_app, Backend, Receiver, Reply, TestApp};
 use crate::on_both_databases;
-
-fn t(value: &Value) -> DateTime<Utc> {
-    value
-        .as_str()
-        .expect("an instant")
-        .parse()
-        .expect("RFC 3339")
-}
 
 fn z(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)

@@ -43,7 +43,9 @@ pub fn schedule_input() -> Value {
             "headers": {"x-report": "sales"},
             "body": {"report": "sales", "period": "day"}
         },
-        "metadata": {"team": "finance"}
+        "metadata": {"team": "finance"},
+        "notify": {"url": "https://example.com/hooks/hookbeat-notices", "after_failures": 3},
+        "pause_after_failures": 10
     })
 }
 
@@ -72,6 +74,7 @@ fn schedule_model() -> Schedule {
         health: ScheduleHealth {
             state: HealthState::Healthy,
             consecutive_failures: 0,
+            failing_since: None,
             last_success_at: Some(at("2026-03-03T01:30:00.412Z")),
             last_failure_at: None,
             last_fire_lag_ms: Some(137),
@@ -248,6 +251,11 @@ pub fn tenant_change() -> Value {
     json!({"max_schedules": 2000, "api_rate_per_second": 50})
 }
 
+/// `PATCH /v1/tenant`.
+pub fn tenant_settings() -> Value {
+    json!({"notify": {"url": "https://example.com/hooks/hookbeat-notices", "after_failures": 5}})
+}
+
 fn tenant_model() -> Tenant {
     Tenant {
         id: "acme".to_owned(),
@@ -256,6 +264,10 @@ fn tenant_model() -> Tenant {
         schedule_count: 12,
         min_interval_seconds: 60,
         api_rate_per_second: 100,
+        notify: Some(
+            serde_json::from_value(tenant_settings()["notify"].clone())
+                .expect("the notify example is valid"),
+        ),
         created_at: at("2026-03-01T09:00:00Z"),
         updated_at: at("2026-03-01T09:00:00Z"),
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use hookbeat_entity::schedule;
-use hookbeat_scheduler::definition::{Catchup, Overlap, RetryPolicy, Target};
+use hookbeat_scheduler::definition::{Catchup, Notify, Overlap, RetryPolicy, Target};
 use hookbeat_scheduler::health::{self, HealthState};
 use hookbeat_scheduler::instant;
 use hookbeat_scheduler::schedule::local::LocalFire;
@@ -79,6 +79,16 @@ pub struct ScheduleInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 86400000, example = 60000)]
     pub late_after_ms: Option<i64>,
+    /// Where a signed notice goes when the schedule turns `failing`, when it recovers and when it
+    /// pauses itself; without it, its tenant's default (`PATCH /v1/tenant`), if any. Its
+    /// `after_failures` (default 3) is also when the schedule's health turns `failing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
+    /// The schedule pauses itself once this many runs in a row failed for good (1 to 1000), with
+    /// a `paused_reason` saying so; resuming it starts the count again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000, example = 10)]
+    pub pause_after_failures: Option<i32>,
     #[serde(default)]
     pub catchup: Catchup,
     #[serde(default)]
@@ -101,6 +111,7 @@ pub struct ScheduleInput {
 }
 
 const MAX_THEN_STEPS: usize = 10;
+const MAX_PAUSE_AFTER_FAILURES: i32 = 1_000;
 /// The longest `late_after_ms`: a day, the window of the health counts.
 const MAX_LATE_AFTER_MS: i64 = 86_400_000;
 
@@ -132,13 +143,16 @@ pub struct Schedule {
 /// How a schedule is doing, kept by the workers as its runs finish.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ScheduleHealth {
-    /// `paused`; else `failing` after 3 runs in a row failed for good; else `ended` when it
-    /// will not fire again; else `late` when its latest fire's first attempt started more than
-    /// `late_after_ms` after its scheduled time; else `healthy`.
+    /// `paused`; else `failing` once `notify.after_failures` runs in a row (3 unless its
+    /// `notify` or its tenant's says otherwise) failed for good, until a run succeeds; else
+    /// `ended` when it will not fire again; else `late` when its latest fire's first attempt
+    /// started more than `late_after_ms` after its scheduled time; else `healthy`.
     pub state: HealthState,
     /// Runs failed for good in a row (retries of one run count once; a redelivered run counts
     /// again when it fails again); a success resets it.
     pub consecutive_failures: i32,
+    /// When it turned `failing`; `null` while it is not failing.
+    pub failing_since: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
     pub last_failure_at: Option<DateTime<Utc>>,
     /// How long after its scheduled time the latest fire's first attempt started.
@@ -156,7 +170,8 @@ pub struct ScheduleHealthCounts {
     pub failed: i64,
     /// Fires whose first attempt started more than `late_after_ms` after their scheduled time.
     pub late: i64,
-    /// Fires not delivered, by reason (`overlap`, `catchup`, `dst_gap`, `paused`, `max_runs`).
+    /// Fires not delivered, by reason (`overlap`, `catchup`, `dst_gap`, `paused`, `max_runs`,
+    /// `end_at`).
     #[schema(value_type = Object, example = json!({"overlap": 2}))]
     pub skipped: BTreeMap<String, i64>,
 }
@@ -167,6 +182,7 @@ impl ScheduleHealth {
         Self {
             state: HealthState::of(m, &recorded),
             consecutive_failures: recorded.consecutive_failures,
+            failing_since: recorded.failing_since,
             last_success_at: recorded.last_success_at,
             last_failure_at: recorded.last_failure_at,
             last_fire_lag_ms: recorded.last_fire_lag_ms,
@@ -275,6 +291,17 @@ impl ScheduleInput {
                 );
             }
         }
+        if let Some(notify) = &self.notify {
+            notify.validate("notify", allow_private_targets, &mut errors);
+        }
+        if let Some(n) = self.pause_after_failures {
+            if !(1..=MAX_PAUSE_AFTER_FAILURES).contains(&n) {
+                errors.add(
+                    "pause_after_failures",
+                    format!("must be between 1 and {MAX_PAUSE_AFTER_FAILURES}, got {n}"),
+                );
+            }
+        }
         if serde_json::to_vec(&self.metadata).map_or(0, |v| v.len()) > MAX_METADATA_BYTES {
             errors.add(
                 "metadata",
@@ -311,6 +338,8 @@ impl From<StoredSchedule> for ScheduleInput {
             max_runs: s.max_runs,
             jitter_ms: s.jitter_ms,
             late_after_ms: s.late_after_ms,
+            notify: s.notify,
+            pause_after_failures: s.pause_after_failures,
             catchup: s.catchup,
             overlap: s.overlap,
             enabled: s.enabled,
@@ -334,6 +363,8 @@ impl From<ScheduleInput> for StoredSchedule {
             max_runs: i.max_runs,
             jitter_ms: i.jitter_ms,
             late_after_ms: i.late_after_ms,
+            notify: i.notify,
+            pause_after_failures: i.pause_after_failures,
             catchup: i.catchup,
             overlap: i.overlap,
             enabled: i.enabled,

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use hookbeat_entity::tenant;
-use serde::{Deserialize, Serialize};
+use hookbeat_scheduler::definition::Notify;
+use hookbeat_scheduler::validation::FieldErrors;
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
@@ -24,6 +26,8 @@ pub struct Tenant {
     pub min_interval_seconds: i64,
     /// API requests per second (a burst of two seconds' worth is allowed), per API process.
     pub api_rate_per_second: i64,
+    /// Where the notices of the tenant's schedules without a `notify` of their own go.
+    pub notify: Option<Notify>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -37,6 +41,9 @@ impl From<tenant::Model> for Tenant {
             schedule_count: m.schedule_count,
             min_interval_seconds: m.min_interval_seconds,
             api_rate_per_second: m.api_rate_per_second,
+            notify: m
+                .notify
+                .and_then(|notify| serde_json::from_value(notify).ok()),
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
@@ -69,6 +76,50 @@ pub struct TenantChange {
     pub min_interval_seconds: Option<i64>,
     #[serde(default)]
     pub api_rate_per_second: Option<i64>,
+    /// The tenant's default `notify` target; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Notify>)]
+    pub notify: Option<Option<Notify>>,
+}
+
+/// `PATCH /v1/tenant`: what a tenant sets for itself.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(example = crate::dto::examples::tenant_settings)]
+pub struct TenantSettings {
+    /// Where the notices of the tenant's schedules without a `notify` of their own go (and
+    /// after how many failed runs in a row they are `failing`); `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Notify>)]
+    pub notify: Option<Option<Notify>>,
+}
+
+/// A member that is present, `null` included (`Some(None)`); absent stays `None`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// The `notify` column after a change to it (`None`: unchanged), validated.
+pub fn notify_column(
+    change: Option<Option<Notify>>,
+    current: Option<serde_json::Value>,
+    allow_private_targets: bool,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    match change {
+        None => Ok(current),
+        Some(None) => Ok(None),
+        Some(Some(notify)) => {
+            let mut errors = FieldErrors::new();
+            notify.validate("notify", allow_private_targets, &mut errors);
+            errors.finish(()).map_err(ApiError::Validation)?;
+            serde_json::to_value(notify)
+                .map(Some)
+                .map_err(|e| ApiError::Internal(e.into()))
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

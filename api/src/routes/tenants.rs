@@ -1,4 +1,5 @@
-//! `/v1/tenants`: tenants and their quotas, for operators (scope `admin`).
+//! `/v1/tenants`: tenants and their quotas, for operators (scope `admin`); `/v1/tenant`: the
+//! caller's own tenant, and the settings a tenant makes for itself.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -11,11 +12,15 @@ use sea_orm::{
 use crate::auth::{Caller, Scope};
 use crate::body::{typed, JsonValue, Query};
 use crate::dto::page::PageQuery;
-use crate::dto::tenant::{check_id, check_quotas, NewTenant, Tenant, TenantChange, TenantPage};
+use crate::dto::tenant::{
+    check_id, check_quotas, notify_column, NewTenant, Tenant, TenantChange, TenantPage,
+    TenantSettings,
+};
 use crate::error::ApiError;
 use crate::idempotency;
 use crate::responses::{
     AdminAccess, Conflict, IdempotencyKeyHeader, Idempotent, Invalid, JsonBody, NotFound,
+    ReadAccess, WriteAccess,
 };
 use crate::state::AppState;
 use crate::tenants::{self, Quotas};
@@ -177,11 +182,63 @@ pub async fn patch(
             "an admin cannot disable its own tenant; use an admin token of another tenant".into(),
         ));
     }
+    let notify = notify_column(
+        change.notify,
+        current.notify.clone(),
+        state.allow_private_targets,
+    )?;
     let mut model = current.into_active_model();
+    model.notify = Set(notify);
     model.disabled = Set(disabled);
     model.max_schedules = Set(quotas.max_schedules);
     model.min_interval_seconds = Set(quotas.min_interval_seconds);
     model.api_rate_per_second = Set(quotas.api_rate_per_second);
+    model.updated_at = Set(state.clock.now());
+    let updated = model.update(&state.db).await?;
+    Ok(HttpResponse::Ok().json(Tenant::from(updated)))
+}
+
+/// The caller's own tenant: its quotas and its settings.
+#[utoipa::path(
+    get, path = "/v1/tenant", tag = "tenants", operation_id = "get_own_tenant",
+    responses(
+        (status = 200, description = "The caller's tenant", body = Tenant),
+        ReadAccess,
+    ),
+    security(("bearer" = ["schedules:read"]))
+)]
+pub async fn get_own(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesRead)?;
+    let current = tenants::load(&state.db, &caller.tenant).await?;
+    Ok(HttpResponse::Ok().json(Tenant::from(current)))
+}
+
+/// Change the caller's own tenant's settings: the default `notify` target of its schedules.
+/// Quotas are the operators' (`PATCH /v1/tenants/{id}`).
+#[utoipa::path(
+    patch, path = "/v1/tenant", tag = "tenants", operation_id = "patch_own_tenant",
+    request_body = TenantSettings,
+    responses(
+        (status = 200, description = "The changed tenant", body = Tenant),
+        WriteAccess, JsonBody,
+    ),
+    security(("bearer" = ["schedules:write"]))
+)]
+pub async fn patch_own(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: JsonValue,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesWrite)?;
+    let settings: TenantSettings = typed(body.0, "")?;
+    let current = tenants::load(&state.db, &caller.tenant).await?;
+    let notify = notify_column(
+        settings.notify,
+        current.notify.clone(),
+        state.allow_private_targets,
+    )?;
+    let mut model = current.into_active_model();
+    model.notify = Set(notify);
     model.updated_at = Set(state.clock.now());
     let updated = model.update(&state.db).await?;
     Ok(HttpResponse::Ok().json(Tenant::from(updated)))

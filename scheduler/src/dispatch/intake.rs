@@ -137,17 +137,9 @@ impl Intake {
         if runs.is_empty() {
             return Ok(Vec::new());
         }
-        let tenants: HashSet<&str> = runs.iter().map(|r| r.tenant_id.as_str()).collect();
-        let mut keys: HashMap<TenantId, Vec<SigningKey>> = HashMap::new();
-        for secret in signing_secret::Entity::find_valid_for_tenants(tenants, now)
-            .all(&self.db)
-            .await
-            .context("loading signing secrets")?
-        {
-            if let Some(key) = self.open(&secret) {
-                keys.entry(secret.tenant_id).or_default().push(key);
-            }
-        }
+        let keys = self
+            .keys_of(runs.iter().map(|r| r.tenant_id.as_str()).collect(), now)
+            .await?;
         Ok(runs
             .into_iter()
             .map(|run| {
@@ -160,6 +152,25 @@ impl Intake {
                 }
             })
             .collect())
+    }
+
+    /// The signing keys valid at `now` of each of `tenants` that has any.
+    pub(super) async fn keys_of(
+        &self,
+        tenants: HashSet<&str>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<HashMap<TenantId, Vec<SigningKey>>> {
+        let mut keys: HashMap<TenantId, Vec<SigningKey>> = HashMap::new();
+        for secret in signing_secret::Entity::find_valid_for_tenants(tenants, now)
+            .all(&self.db)
+            .await
+            .context("loading signing secrets")?
+        {
+            if let Some(key) = self.open(&secret) {
+                keys.entry(secret.tenant_id).or_default().push(key);
+            }
+        }
+        Ok(keys)
     }
 
     /// Gives back runs the admission refused, due again shortly.

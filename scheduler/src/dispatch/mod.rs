@@ -3,7 +3,7 @@
 //! take in), [`intake`] (claims and what deliveries need), [`waiting`] (leased runs kept until
 //! they have a place and a slot), [`attempt`] (send, decide, record), [`write_back`] (results
 //! in groups), the shard view (`crate::shards`), and beside the loop the
-//! [`stall`] watch and the maintenance loop (`crate::maintenance`).
+//! [`stall`] watch, the [`notices`] sender and the maintenance loop (`crate::maintenance`).
 //!
 //! The loop sleeps until the earliest due instant (of a schedule or a run), woken earlier by a
 //! [`Wakeup`] when the API changes something; `max_idle` bounds the sleep for changes that arrive
@@ -17,6 +17,7 @@ mod admission;
 mod attempt;
 mod config;
 mod intake;
+mod notices;
 mod stall;
 mod waiting;
 mod write_back;
@@ -66,6 +67,8 @@ struct Parts {
     attempts: Arc<Attempts>,
     metrics: WorkerMetrics,
     wakeup: Wakeup,
+    /// Told when this worker's write-backs issued notices.
+    notices_issued: Arc<tokio::sync::Notify>,
 }
 
 /// What a loop pass found, deciding how long the loop waits.
@@ -102,6 +105,8 @@ const WAITING_PER_SLOT: usize = 4;
 pub struct PassReport {
     pub runs_created: usize,
     pub attempts: usize,
+    /// Attempts at delivering notices.
+    pub notices: usize,
 }
 
 /// What taking runs in gave: how many were taken (kept or handed back), and whether a limit
@@ -142,6 +147,7 @@ impl Worker {
             config.concurrency * WAITING_PER_SLOT,
             HOLD_LIMIT.min(config.lease / 4),
         );
+        let notices_issued = Arc::new(tokio::sync::Notify::new());
         let attempts = Arc::new(Attempts {
             db: db.clone(),
             clock: clock.clone(),
@@ -152,7 +158,8 @@ impl Worker {
                 db.clone(),
                 config.worker_id.clone(),
                 clock.clone(),
-                metrics.write_back_failures.clone(),
+                metrics.clone(),
+                notices_issued.clone(),
             ),
             metrics: metrics.clone(),
             wakeup: wakeup.clone(),
@@ -169,6 +176,7 @@ impl Worker {
                 attempts,
                 metrics,
                 wakeup,
+                notices_issued,
             }),
         })
     }
@@ -189,6 +197,7 @@ impl Worker {
             // A delivery can make more due at once (the next step of a chain).
             if !matches!(pass, Pass::More) && done.attempts == 0 {
                 self.hand_back_waiting(now).await?;
+                report.notices = self.send_notices(now).await?;
                 return Ok(report);
             }
         }
@@ -209,6 +218,7 @@ impl Worker {
             .run(cancel.clone()),
         );
         let stalls = tokio::spawn(self.clone().watch_for_stalls(cancel.clone()));
+        let notices = tokio::spawn(self.clone().notice_loop(cancel.clone()));
         let mut in_flight = JoinSet::new();
         let mut failures = 0u32;
         tracing::info!(worker_id = %parts.config.worker_id, "worker started");
@@ -283,6 +293,7 @@ impl Worker {
         beats.await.ok();
         maintenance.await.ok();
         stalls.await.ok();
+        notices.await.ok();
         let leave = async {
             self.hand_back_waiting(parts.clock.now()).await?;
             self.leave().await
@@ -355,6 +366,7 @@ impl Worker {
         let report = PassReport {
             runs_created: made.report.runs_created,
             attempts: waited.kept + claimed_taken.kept + leased_taken.kept,
+            notices: 0,
         };
         Ok((pass, report))
     }

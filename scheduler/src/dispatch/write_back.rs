@@ -18,7 +18,8 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::Clock;
-use crate::runs::{self, AttemptRecord, Finished, RunUpdate};
+use crate::metrics::WorkerMetrics;
+use crate::runs::{self, AttemptRecord, Finished, RunUpdate, Written};
 
 /// The most results one transaction records.
 const MAX_GROUP: usize = 512;
@@ -52,20 +53,25 @@ pub(super) struct WriteBack {
 }
 
 impl WriteBack {
-    /// Starts the recording task; it ends when the last `WriteBack` is dropped.
+    /// Starts the recording task; it ends when the last `WriteBack` is dropped. Notices the
+    /// results issue are counted, and `notices_issued` told of them.
     pub(super) fn start(
         db: DatabaseConnection,
         worker_id: String,
         clock: Arc<dyn Clock>,
-        failures: prometheus::IntCounter,
+        metrics: WorkerMetrics,
+        notices_issued: Arc<tokio::sync::Notify>,
     ) -> Self {
         let (queue, receiver) = mpsc::unbounded_channel();
         let recorded = Arc::new(AtomicU64::new(0));
         tokio::spawn(record_groups(
-            db,
-            worker_id,
-            clock,
-            failures,
+            Recorder {
+                db,
+                worker_id,
+                clock,
+                metrics,
+                notices_issued,
+            },
             recorded.clone(),
             receiver,
         ));
@@ -101,11 +107,17 @@ impl WriteBack {
     }
 }
 
-async fn record_groups(
+/// What the recording task writes with, and tells.
+struct Recorder {
     db: DatabaseConnection,
     worker_id: String,
     clock: Arc<dyn Clock>,
-    failures: prometheus::IntCounter,
+    metrics: WorkerMetrics,
+    notices_issued: Arc<tokio::sync::Notify>,
+}
+
+async fn record_groups(
+    recorder: Recorder,
     recorded: Arc<AtomicU64>,
     mut receiver: mpsc::UnboundedReceiver<Queued>,
 ) {
@@ -127,11 +139,19 @@ async fn record_groups(
             .drain(..)
             .map(|queued| (queued.finished, queued.recorded))
             .unzip();
-        let result =
-            write_while_leased(&db, &worker_id, &*clock, &failures, &finished, lease_until).await;
-        match result {
-            Ok(held) => {
+        match write_while_leased(&recorder, &finished, lease_until).await {
+            Ok(Written { held, notices }) => {
                 recorded.fetch_add(held.len() as u64, Ordering::Relaxed);
+                for transition in &notices {
+                    recorder
+                        .metrics
+                        .notices
+                        .with_label_values(&[transition.as_str()])
+                        .inc();
+                }
+                if !notices.is_empty() {
+                    recorder.notices_issued.notify_one();
+                }
                 for (answer, held) in answers.into_iter().zip(held) {
                     // The delivery that waits for this may have been cancelled at shutdown.
                     let _ = answer.send(Ok(held));
@@ -151,13 +171,17 @@ async fn record_groups(
 /// `lease_until` (by the worker's clock, and at most that long in real time as well, so a clock
 /// that stands still cannot keep a group for ever).
 async fn write_while_leased(
-    db: &DatabaseConnection,
-    worker_id: &str,
-    clock: &dyn Clock,
-    failures: &prometheus::IntCounter,
+    recorder: &Recorder,
     finished: &[Finished],
     lease_until: DateTime<Utc>,
-) -> anyhow::Result<Vec<bool>> {
+) -> anyhow::Result<Written> {
+    let Recorder {
+        db,
+        worker_id,
+        clock,
+        metrics,
+        ..
+    } = recorder;
     let give_up_at = lease_until - LEASE_MARGIN;
     let real_deadline = tokio::time::Instant::now()
         + (give_up_at - clock.now())
@@ -166,10 +190,10 @@ async fn write_while_leased(
     let mut pause = RETRY_FIRST;
     loop {
         let error = match runs::finish(db, worker_id, finished, clock.now()).await {
-            Ok(held) => return Ok(held),
+            Ok(written) => return Ok(written),
             Err(error) => error,
         };
-        failures.inc();
+        metrics.write_back_failures.inc();
         let next_try = tokio::time::Instant::now() + pause;
         let pause_chrono = chrono::Duration::from_std(pause).unwrap_or(chrono::Duration::MAX);
         if next_try >= real_deadline || clock.now() + pause_chrono >= give_up_at {

@@ -233,16 +233,16 @@ async fn take_back(
 /// worker still holds moves to its new state, and every attempt goes into the history, as its
 /// run's sole attempt (see [`Finished::is_sole_attempt`]) or as a row of `attempts`. One
 /// statement for the runs and one for the attempt rows, however many there are: this is where
-/// the per-delivery cost of the database goes, so it is paid once per group. Returns, in order,
-/// whether each run's lease was still held.
+/// the per-delivery cost of the database goes, so it is paid once per group. The schedules'
+/// health follows in the same transaction (`crate::health`, `crate::notices`).
 pub async fn finish(
     db: &DatabaseConnection,
     worker_id: &str,
     finished: &[Finished],
     now: DateTime<Utc>,
-) -> anyhow::Result<Vec<bool>> {
+) -> anyhow::Result<Written> {
     if finished.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Written::default());
     }
     let backend = db.get_database_backend();
     let rows = placeholder_rows(3, finished.len(), sql::FINISH_COLUMNS);
@@ -290,12 +290,25 @@ pub async fn finish(
     // The schedules' health, from the results applied: after the runs, as every transaction
     // that writes both takes their locks (deleting a schedule deletes its runs first).
     let changes = crate::health::changes(finished.iter().filter(|f| applied.contains(&f.run_id)));
-    crate::health::record(&txn, &changes).await?;
+    let after = crate::health::record(&txn, &changes).await?;
+    let notices = crate::notices::follow(&txn, &changes, &after, now).await?;
     txn.commit().await.context("committing write-back")?;
-    Ok(finished
-        .iter()
-        .map(|f| applied.contains(&f.run_id))
-        .collect())
+    Ok(Written {
+        held: finished
+            .iter()
+            .map(|f| applied.contains(&f.run_id))
+            .collect(),
+        notices,
+    })
+}
+
+/// What a group's write-back did.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// In order, whether each run's lease was still held.
+    pub held: Vec<bool>,
+    /// The notices its results issued.
+    pub notices: Vec<crate::notices::Transition>,
 }
 
 /// [`sql::RECORD_ATTEMPTS`] for these attempts: (run, attempt number, step, what happened). A

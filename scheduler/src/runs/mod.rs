@@ -28,6 +28,7 @@ mod state;
 
 pub use lease::{
     claim, claim_per_tenant, extend_lease, finish, hand_back, release_owned, rescue_expired,
+    Written,
 };
 pub use state::{AttemptRecord, Finished, Lease, NewRun, RunUpdate, TakenBack};
 

@@ -127,6 +127,16 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The fields a 422 names, in order.
+    pub fn error_fields(&self) -> Vec<&str> {
+        self.body["errors"]
+            .as_array()
+            .expect("a validation problem lists its errors")
+            .iter()
+            .map(|e| e["field"].as_str().expect("each error names its field"))
+            .collect()
+    }
+
     pub fn header(&self, name: &str) -> String {
         self.headers
             .get(name)
@@ -257,6 +267,19 @@ impl TestApp {
             wakeup,
         )
         .unwrap()
+    }
+
+    /// The value of one series on the app's `/metrics`, named as the text format writes it
+    /// (`name{label="value"}`).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let scrape = self.get("/metrics").await.body;
+        let text = scrape.as_str().expect("/metrics is text");
+        let prefix = format!("{series} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
+            .parse()
+            .expect("a sample is a number")
     }
 
     /// The tenant's current signing secret.

@@ -11,6 +11,15 @@ pub use app::{spawn_app, TestApp};
 pub use db::Backend;
 pub use receiver::{Receiver, Reply};
 
+/// An instant as the API writes it (RFC 3339).
+pub fn instant(value: &serde_json::Value) -> chrono::DateTime<chrono::Utc> {
+    value
+        .as_str()
+        .expect("an instant")
+        .parse()
+        .expect("RFC 3339")
+}
+
 /// A schedule document firing every minute to `url`, with the members of `extra` added.
 pub fn minutely(name: &str, url: &str, extra: serde_json::Value) -> serde_json::Value {
     let mut body = serde_json::json!({

@@ -1,0 +1,206 @@
+//! Failure and recovery notices: a schedule's (and a tenant's default) `notify` target and its
+//! `pause_after_failures`; the open failing episode of a schedule's health (`failing_since`,
+//! which makes the schedule `failing` and is what a recovery closes); and the notices issued,
+//! each one row delivered and retried on its own, so that one transition is sent once.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum Schedules {
+    Table,
+    Id,
+    Notify,
+    PauseAfterFailures,
+}
+
+#[derive(DeriveIden)]
+enum Tenants {
+    Table,
+    Notify,
+}
+
+#[derive(DeriveIden)]
+enum ScheduleHealth {
+    Table,
+    FailingSince,
+}
+
+#[derive(DeriveIden)]
+enum Notices {
+    Table,
+    Id,
+    TenantId,
+    ScheduleId,
+    Transition,
+    Target,
+    Body,
+    Status,
+    Attempts,
+    NextAttemptAt,
+    LockedBy,
+    LockedUntil,
+    LastError,
+    LastStatusCode,
+    CreatedAt,
+    FinishedAt,
+}
+
+/// The schedules already failing under the old fixed rule (3 runs in a row) keep that state.
+const OPEN_EPISODES: &str = "UPDATE schedule_health SET failing_since = COALESCE(last_failure_at, \
+     CURRENT_TIMESTAMP) WHERE consecutive_failures >= 3";
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One column per statement: SQLite's ALTER TABLE adds one at a time.
+        for column in [
+            ColumnDef::new(Schedules::Notify).json().null().to_owned(),
+            ColumnDef::new(Schedules::PauseAfterFailures)
+                .integer()
+                .null()
+                .to_owned(),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Schedules::Table)
+                        .add_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tenants::Table)
+                    .add_column(ColumnDef::new(Tenants::Notify).json().null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(ScheduleHealth::Table)
+                    .add_column(
+                        ColumnDef::new(ScheduleHealth::FailingSince)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .get_connection()
+            .execute_unprepared(OPEN_EPISODES)
+            .await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Notices::Table)
+                    .col(ColumnDef::new(Notices::Id).uuid().not_null().primary_key())
+                    .col(ColumnDef::new(Notices::TenantId).string_len(64).not_null())
+                    .col(ColumnDef::new(Notices::ScheduleId).uuid().not_null())
+                    .col(
+                        ColumnDef::new(Notices::Transition)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Notices::Target).json().not_null())
+                    .col(ColumnDef::new(Notices::Body).text().not_null())
+                    .col(ColumnDef::new(Notices::Status).string_len(16).not_null())
+                    .col(ColumnDef::new(Notices::Attempts).integer().not_null())
+                    .col(
+                        ColumnDef::new(Notices::NextAttemptAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Notices::LockedBy).string_len(128).null())
+                    .col(
+                        ColumnDef::new(Notices::LockedUntil)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .col(ColumnDef::new(Notices::LastError).text().null())
+                    .col(ColumnDef::new(Notices::LastStatusCode).integer().null())
+                    .col(
+                        ColumnDef::new(Notices::CreatedAt)
+                            .timestamp_with_time_zone()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Notices::FinishedAt)
+                            .timestamp_with_time_zone()
+                            .null(),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(Notices::Table, Notices::ScheduleId)
+                            .to(Schedules::Table, Schedules::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        // The sender's look for due notices, and the pruning of finished ones.
+        for (name, columns) in [
+            (
+                "notices_due_idx",
+                [
+                    Notices::Status.into_iden(),
+                    Notices::NextAttemptAt.into_iden(),
+                ],
+            ),
+            (
+                "notices_schedule_idx",
+                [
+                    Notices::ScheduleId.into_iden(),
+                    Notices::CreatedAt.into_iden(),
+                ],
+            ),
+        ] {
+            let mut index = Index::create();
+            index.name(name).table(Notices::Table);
+            for column in columns {
+                index.col(column);
+            }
+            manager.create_index(index.to_owned()).await?;
+        }
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(Notices::Table).to_owned())
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(ScheduleHealth::Table)
+                    .drop_column(ScheduleHealth::FailingSince)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Tenants::Table)
+                    .drop_column(Tenants::Notify)
+                    .to_owned(),
+            )
+            .await?;
+        for column in [Schedules::Notify, Schedules::PauseAfterFailures] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(Schedules::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}
