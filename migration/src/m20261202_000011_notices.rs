@@ -26,6 +26,8 @@ enum Tenants {
 enum ScheduleHealth {
     Table,
     FailingSince,
+    Resets,
+    EpisodeResets,
 }
 
 #[derive(DeriveIden)]
@@ -50,7 +52,7 @@ enum Notices {
 
 /// The schedules already failing under the old fixed rule (3 runs in a row) keep that state.
 const OPEN_EPISODES: &str = "UPDATE schedule_health SET failing_since = COALESCE(last_failure_at, \
-     CURRENT_TIMESTAMP) WHERE consecutive_failures >= 3";
+     CURRENT_TIMESTAMP), episode_resets = 0 WHERE consecutive_failures >= 3";
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
@@ -80,18 +82,32 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(ScheduleHealth::Table)
-                    .add_column(
-                        ColumnDef::new(ScheduleHealth::FailingSince)
-                            .timestamp_with_time_zone()
-                            .null(),
-                    )
-                    .to_owned(),
-            )
-            .await?;
+        // `resets` counts the successes that started the count of failures again; an episode
+        // keeps the count it opened at, so a later reset is its recovery.
+        for column in [
+            ColumnDef::new(ScheduleHealth::FailingSince)
+                .timestamp_with_time_zone()
+                .null()
+                .to_owned(),
+            ColumnDef::new(ScheduleHealth::Resets)
+                .integer()
+                .not_null()
+                .default(0)
+                .to_owned(),
+            ColumnDef::new(ScheduleHealth::EpisodeResets)
+                .integer()
+                .null()
+                .to_owned(),
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(ScheduleHealth::Table)
+                        .add_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
         manager
             .get_connection()
             .execute_unprepared(OPEN_EPISODES)
@@ -175,14 +191,20 @@ impl MigrationTrait for Migration {
         manager
             .drop_table(Table::drop().table(Notices::Table).to_owned())
             .await?;
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(ScheduleHealth::Table)
-                    .drop_column(ScheduleHealth::FailingSince)
-                    .to_owned(),
-            )
-            .await?;
+        for column in [
+            ScheduleHealth::FailingSince,
+            ScheduleHealth::Resets,
+            ScheduleHealth::EpisodeResets,
+        ] {
+            manager
+                .alter_table(
+                    Table::alter()
+                        .table(ScheduleHealth::Table)
+                        .drop_column(column)
+                        .to_owned(),
+                )
+                .await?;
+        }
         manager
             .alter_table(
                 Table::alter()

@@ -189,7 +189,8 @@ pub fn changes<'a>(applied: impl IntoIterator<Item = &'a Finished>) -> Vec<Chang
 
 /// Applies [`Change`]s (in id order, the order the rows are locked in): `{rows}` is a
 /// `VALUES` list of (schedule, failures, last success, last failure, last fire lag). A change
-/// with a success starts the count again from its failures; one without adds them. The last
+/// with a success newer than the last failure recorded starts the count again from its
+/// failures (and counts a reset); one without adds them. The last
 /// success and failure only move forward: two workers' groups of one schedule may commit in
 /// either order. Part of the write-back's transaction, after its runs: one statement per
 /// group, not per fire, on a table only write-backs write (the materialiser holds schedule rows
@@ -198,9 +199,9 @@ pub fn changes<'a>(applied: impl IntoIterator<Item = &'a Finished>) -> Vec<Chang
 const RECORD: &str = "INSERT INTO schedule_health AS h (schedule_id, consecutive_failures, \
      last_success_at, last_failure_at, last_fire_lag_ms) VALUES {rows} \
      ON CONFLICT (schedule_id) DO UPDATE SET \
-     consecutive_failures = CASE WHEN excluded.last_success_at IS NOT NULL \
-         THEN excluded.consecutive_failures \
+     consecutive_failures = CASE WHEN {fresh} THEN excluded.consecutive_failures \
          ELSE h.consecutive_failures + excluded.consecutive_failures END, \
+     resets = h.resets + CASE WHEN {fresh} THEN 1 ELSE 0 END, \
      last_success_at = CASE WHEN h.last_success_at IS NULL \
          OR excluded.last_success_at > h.last_success_at \
          THEN excluded.last_success_at ELSE h.last_success_at END, \
@@ -208,7 +209,11 @@ const RECORD: &str = "INSERT INTO schedule_health AS h (schedule_id, consecutive
          OR excluded.last_failure_at > h.last_failure_at \
          THEN excluded.last_failure_at ELSE h.last_failure_at END, \
      last_fire_lag_ms = COALESCE(excluded.last_fire_lag_ms, h.last_fire_lag_ms) \
-     RETURNING schedule_id, consecutive_failures, failing_since";
+     RETURNING schedule_id, consecutive_failures, failing_since, resets, episode_resets";
+/// A group's success starts the count again only if it is newer than the last failure
+/// recorded: a group that commits late (its write-back retried) must not undo later failures.
+const FRESH_SUCCESS: &str = "(excluded.last_success_at IS NOT NULL AND (h.last_failure_at IS NULL \
+     OR excluded.last_success_at > h.last_failure_at))";
 const RECORD_COLUMNS: usize = 5;
 
 /// A schedule's health as a group left it, with the failing episode as it was before.
@@ -217,6 +222,17 @@ pub struct After {
     pub schedule_id: ScheduleId,
     pub consecutive_failures: i32,
     pub failing_since: Option<DateTime<Utc>>,
+    /// Successes so far that started the count again.
+    pub resets: i32,
+    /// `resets` when the open episode began: a higher `resets` is its recovery.
+    pub episode_resets: Option<i32>,
+}
+
+impl After {
+    /// Whether a success since the open episode began ended it.
+    pub fn recovered(&self) -> bool {
+        self.failing_since.is_some() && self.episode_resets.is_some_and(|at| self.resets > at)
+    }
 }
 
 /// Records the changes of one group (nothing when there are none), in id order; returns each
@@ -226,7 +242,7 @@ pub async fn record(conn: &impl ConnectionTrait, changes: &[Change]) -> anyhow::
         return Ok(Vec::new());
     }
     let backend = conn.get_database_backend();
-    let sql = RECORD.replace(
+    let sql = RECORD.replace("{fresh}", FRESH_SUCCESS).replace(
         "{rows}",
         &placeholder_rows(1, changes.len(), RECORD_COLUMNS),
     );
@@ -374,8 +390,8 @@ pub async fn read(
 pub async fn reset(conn: &impl ConnectionTrait, schedule: ScheduleId) -> anyhow::Result<()> {
     conn.execute(statement(
         conn.get_database_backend(),
-        "UPDATE schedule_health SET consecutive_failures = 0, failing_since = NULL \
-         WHERE schedule_id = $1",
+        "UPDATE schedule_health SET consecutive_failures = 0, failing_since = NULL, \
+         episode_resets = NULL WHERE schedule_id = $1",
         vec![schedule.into()],
     ))
     .await

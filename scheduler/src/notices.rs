@@ -66,11 +66,12 @@ const SUBJECTS: &str = "SELECT s.id, s.tenant_id, s.name, s.enabled, s.notify, \
      FROM schedules s JOIN tenants t ON t.id = s.tenant_id WHERE s.id IN {ids}";
 
 /// Opens or closes failing episodes: `{rows}` is a `VALUES` list of (schedule, failures, failing
-/// since); the rows exist, the group's health write made them.
+/// since, the resets it began at); the rows exist, the group's health write made them.
 const EPISODES: &str = "INSERT INTO schedule_health (schedule_id, consecutive_failures, \
-     failing_since) VALUES {rows} \
-     ON CONFLICT (schedule_id) DO UPDATE SET failing_since = excluded.failing_since";
-const EPISODE_COLUMNS: usize = 3;
+     failing_since, episode_resets) VALUES {rows} \
+     ON CONFLICT (schedule_id) DO UPDATE SET failing_since = excluded.failing_since, \
+     episode_resets = excluded.episode_resets";
+const EPISODE_COLUMNS: usize = 4;
 
 /// Pauses the listed schedules that are still enabled: `$1` the reason, `$2` the time.
 const PAUSE: &str = "UPDATE schedules SET enabled = FALSE, paused_reason = $1, paused_at = $2, \
@@ -83,16 +84,18 @@ const ISSUE_COLUMNS: usize = 10;
 /// One schedule's moves in one group.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Moves {
-    /// The failing episode as it is after the group.
+    /// The failing episode as it is after the group: since when, and the resets it began at.
     failing_since: Option<DateTime<Utc>>,
+    episode_resets: Option<i32>,
     recovered: bool,
     failing: bool,
-    /// Whether it reached its `pause_after_failures` while enabled.
+    /// Whether a failure of the group brought it to its `pause_after_failures` while enabled.
     pause: bool,
 }
 
 /// The moves `after` (the health a group left, with the episode as it was) makes, for a
-/// schedule `failing_after` runs in a row make failing and `pause_after` pause.
+/// schedule `failing_after` runs in a row make failing and `pause_after` pause. Only a group
+/// with a failure after its last success opens an episode or pauses.
 fn moves(
     change: &Change,
     after: &After,
@@ -102,20 +105,23 @@ fn moves(
     now: DateTime<Utc>,
 ) -> Moves {
     let failures = after.consecutive_failures;
-    let recovered = change.last_success_at.is_some() && after.failing_since.is_some();
-    let failing = failures >= failing_after && (after.failing_since.is_none() || recovered);
-    let failing_since = if failing {
-        Some(now)
+    let failed_last = change.failures > 0;
+    let recovered = after.recovered();
+    let failing =
+        failed_last && failures >= failing_after && (after.failing_since.is_none() || recovered);
+    let (failing_since, episode_resets) = if failing {
+        (Some(now), Some(after.resets))
     } else if recovered {
-        None
+        (None, None)
     } else {
-        after.failing_since
+        (after.failing_since, after.episode_resets)
     };
     Moves {
         failing_since,
+        episode_resets,
         recovered,
         failing,
-        pause: enabled && pause_after.is_some_and(|n| failures >= n),
+        pause: enabled && failed_last && pause_after.is_some_and(|n| failures >= n),
     }
 }
 
@@ -202,8 +208,8 @@ pub fn paused_reason(after: i32) -> String {
 /// Follows a group's health through (`changes` and the `after` they left, in the write-back's
 /// transaction): opens and closes failing episodes, pauses schedules at their
 /// `pause_after_failures`, and issues a notice for each transition of a schedule with a
-/// `notify` target. Only schedules whose health may have moved (failures, or a success ending
-/// an episode) cost a query. Returns the notices issued.
+/// `notify` target. Only schedules whose health may have moved (a failure after the group's
+/// last success, or a success ending an episode) cost a query. Returns the notices issued.
 pub async fn follow(
     conn: &impl ConnectionTrait,
     changes: &[Change],
@@ -215,9 +221,7 @@ pub async fn follow(
     let mut moving: Vec<(&After, &Change)> = after
         .iter()
         .filter_map(|a| Some((a, *changes.get(&a.schedule_id)?)))
-        .filter(|(a, c)| {
-            a.consecutive_failures > 0 || (c.last_success_at.is_some() && a.failing_since.is_some())
-        })
+        .filter(|(a, c)| c.failures > 0 || a.recovered())
         .collect();
     if moving.is_empty() {
         return Ok(Vec::new());
@@ -237,7 +241,6 @@ pub async fn follow(
     .map(|s| (s.id, s))
     .collect();
 
-    let mut episodes: Vec<(ScheduleId, i32, Option<DateTime<Utc>>)> = Vec::new();
     let mut to_pause: BTreeMap<i32, Vec<ScheduleId>> = BTreeMap::new();
     let mut planned: Vec<Planned> = Vec::new();
     for (after, change) in moving {
@@ -255,13 +258,6 @@ pub async fn follow(
             subject.enabled,
             now,
         );
-        if moves.failing_since != after.failing_since {
-            episodes.push((
-                after.schedule_id,
-                after.consecutive_failures,
-                moves.failing_since,
-            ));
-        }
         if let (true, Some(n)) = (moves.pause, subject.pause_after_failures) {
             to_pause.entry(n).or_default().push(after.schedule_id);
         }
@@ -275,10 +271,22 @@ pub async fn follow(
         });
     }
 
+    let episodes: Vec<&Planned> = planned
+        .iter()
+        .filter(|p| {
+            (p.moves.failing_since, p.moves.episode_resets)
+                != (p.after.failing_since, p.after.episode_resets)
+        })
+        .collect();
     if !episodes.is_empty() {
         let mut values: Vec<Value> = Vec::with_capacity(episodes.len() * EPISODE_COLUMNS);
-        for (id, failures, since) in &episodes {
-            values.extend([(*id).into(), (*failures).into(), (*since).into()]);
+        for p in &episodes {
+            values.extend([
+                p.after.schedule_id.into(),
+                p.after.consecutive_failures.into(),
+                p.moves.failing_since.into(),
+                p.moves.episode_resets.into(),
+            ]);
         }
         let sql = EPISODES.replace(
             "{rows}",
@@ -534,11 +542,12 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn change(success: bool) -> Change {
+    /// A group with a failure after its last success, or (`failed: false`) ending in one.
+    fn change(failed: bool) -> Change {
         Change {
             schedule_id: ScheduleId::new(),
-            failures: 1,
-            last_success_at: success.then(|| at("2030-01-01T00:00:00Z")),
+            failures: i32::from(failed),
+            last_success_at: (!failed).then(|| at("2030-01-01T00:00:00Z")),
             last_failure_at: None,
             last_fire_lag_ms: None,
             last_failed: None,
@@ -546,51 +555,111 @@ mod tests {
         }
     }
 
-    fn after(change: &Change, failures: i32, since: Option<&str>) -> After {
+    /// The health a group left: `failures` in a row, `resets` so far, and the episode as it
+    /// was (since when, the resets it began at).
+    fn after(change: &Change, failures: i32, resets: i32, episode: Option<(&str, i32)>) -> After {
         After {
             schedule_id: change.schedule_id,
             consecutive_failures: failures,
-            failing_since: since.map(at),
+            failing_since: episode.map(|(since, _)| at(since)),
+            resets,
+            episode_resets: episode.map(|(_, at)| at),
         }
     }
 
     const NOW: &str = "2030-01-01T00:01:00Z";
+    const SINCE: &str = "2030-01-01T00:00:30Z";
 
     #[test]
     fn the_run_that_reaches_the_threshold_opens_an_episode_once() {
-        let c = change(false);
-        let two = moves(&c, &after(&c, 2, None), 3, None, true, at(NOW));
+        let c = change(true);
+        let two = moves(&c, &after(&c, 2, 0, None), 3, None, true, at(NOW));
         assert!(!two.failing && two.failing_since.is_none());
-        let three = moves(&c, &after(&c, 3, None), 3, None, true, at(NOW));
+        let three = moves(&c, &after(&c, 3, 4, None), 3, None, true, at(NOW));
         assert!(three.failing && !three.recovered);
-        assert_eq!(three.failing_since, Some(at(NOW)));
-        let since = "2030-01-01T00:00:30Z";
-        let four = moves(&c, &after(&c, 4, Some(since)), 3, None, true, at(NOW));
+        assert_eq!(
+            (three.failing_since, three.episode_resets),
+            (Some(at(NOW)), Some(4))
+        );
+        let four = moves(
+            &c,
+            &after(&c, 4, 4, Some((SINCE, 4))),
+            3,
+            None,
+            true,
+            at(NOW),
+        );
         assert!(!four.failing, "an open episode is announced once");
-        assert_eq!(four.failing_since, Some(at(since)));
+        assert_eq!(four.failing_since, Some(at(SINCE)));
     }
 
     #[test]
-    fn a_success_closes_the_episode_and_only_an_open_one_is_a_recovery() {
-        let c = change(true);
-        let back = moves(&c, &after(&c, 0, Some(NOW)), 3, None, true, at(NOW));
+    fn only_a_reset_since_the_episode_began_is_a_recovery() {
+        let c = change(false);
+        let back = moves(
+            &c,
+            &after(&c, 0, 5, Some((SINCE, 4))),
+            3,
+            None,
+            true,
+            at(NOW),
+        );
         assert!(back.recovered && !back.failing);
-        assert_eq!(back.failing_since, None);
-        let fine = moves(&c, &after(&c, 0, None), 3, None, true, at(NOW));
+        assert_eq!((back.failing_since, back.episode_resets), (None, None));
+        // A success older than the failures (a group that committed late) reset nothing.
+        let stale = moves(
+            &c,
+            &after(&c, 3, 4, Some((SINCE, 4))),
+            3,
+            None,
+            true,
+            at(NOW),
+        );
+        assert!(!stale.recovered && !stale.failing);
+        assert_eq!(stale.failing_since, Some(at(SINCE)));
+        let fine = moves(&c, &after(&c, 0, 5, None), 3, None, true, at(NOW));
         assert!(!fine.recovered && !fine.failing);
         // A success, then enough failures in the same group: recovered, and failing again.
-        let again = moves(&c, &after(&c, 3, Some(NOW)), 3, None, true, at(NOW));
+        let f = change(true);
+        let again = moves(
+            &f,
+            &after(&f, 3, 5, Some((SINCE, 4))),
+            3,
+            None,
+            true,
+            at(NOW),
+        );
         assert!(again.recovered && again.failing);
-        assert_eq!(again.failing_since, Some(at(NOW)));
+        assert_eq!(
+            (again.failing_since, again.episode_resets),
+            (Some(at(NOW)), Some(5))
+        );
     }
 
     #[test]
-    fn an_enabled_schedule_pauses_at_its_threshold() {
-        let c = change(false);
-        assert!(!moves(&c, &after(&c, 1, None), 3, Some(2), true, at(NOW)).pause);
-        assert!(moves(&c, &after(&c, 2, None), 3, Some(2), true, at(NOW)).pause);
-        assert!(!moves(&c, &after(&c, 2, None), 3, Some(2), false, at(NOW)).pause);
-        assert!(!moves(&c, &after(&c, 9, None), 3, None, true, at(NOW)).pause);
+    fn an_enabled_schedule_pauses_when_a_failure_reaches_its_threshold() {
+        let c = change(true);
+        assert!(!moves(&c, &after(&c, 1, 0, None), 3, Some(2), true, at(NOW)).pause);
+        assert!(moves(&c, &after(&c, 2, 0, None), 3, Some(2), true, at(NOW)).pause);
+        assert!(!moves(&c, &after(&c, 2, 0, None), 3, Some(2), false, at(NOW)).pause);
+        assert!(!moves(&c, &after(&c, 9, 0, None), 3, None, true, at(NOW)).pause);
+        // A group without a failure (a lag only) pauses nothing, whatever the count.
+        let quiet = Change {
+            failures: 0,
+            ..change(true)
+        };
+        assert!(
+            !moves(
+                &quiet,
+                &after(&quiet, 9, 0, None),
+                3,
+                Some(2),
+                true,
+                at(NOW)
+            )
+            .pause
+        );
+        assert!(!moves(&quiet, &after(&quiet, 9, 0, None), 3, None, true, at(NOW)).failing);
     }
 
     #[test]

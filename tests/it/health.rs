@@ -261,10 +261,12 @@ async fn paused_and_ended_schedules_are_listed_by_state(backend: Backend) {
 }
 
 /// Two workers' groups of one schedule can commit in either order: the last success and the
-/// last failure never move back.
+/// last failure never move back, and a success older than the failures recorded neither resets
+/// the count nor ends a failing episode.
 async fn the_last_success_and_failure_never_move_back(backend: Backend) {
     use hookbeat_entity::{RunId, ScheduleId};
     use hookbeat_scheduler::health::{self, Change};
+    use hookbeat_scheduler::notices;
     let Some(app) = spawn_app(backend).await else {
         return;
     };
@@ -299,6 +301,43 @@ async fn the_last_success_and_failure_never_move_back(backend: Backend) {
         .recorded;
     assert_eq!(recorded.last_success_at, Some(later));
     assert_eq!(recorded.last_failure_at, Some(later));
+
+    // The groups above leave 2 failures in a row (the earlier success came after the later
+    // failure was recorded, so it reset nothing). Three more open an episode; a success older
+    // than them, committed late, neither resets the count nor ends the episode.
+    let failed = |minute: i64| change(app.clock.now() + Duration::minutes(minute), false);
+    for minute in 3..=5 {
+        let group = failed(minute);
+        let after = health::record(&app.db, std::slice::from_ref(&group))
+            .await
+            .unwrap();
+        notices::follow(&app.db, &[group], &after, app.clock.now())
+            .await
+            .unwrap();
+    }
+    let stale = change(earlier, true);
+    let after = health::record(&app.db, std::slice::from_ref(&stale))
+        .await
+        .unwrap();
+    assert_eq!(after[0].consecutive_failures, 5, "{after:?}");
+    assert!(!after[0].recovered(), "{after:?}");
+    notices::follow(&app.db, &[stale], &after, app.clock.now())
+        .await
+        .unwrap();
+    let recorded = health::read(&app.db, &[id], app.clock.now())
+        .await
+        .unwrap()
+        .remove(&id)
+        .unwrap()
+        .recorded;
+    assert_eq!(recorded.consecutive_failures, 5);
+    assert!(recorded.failing_since.is_some(), "still failing");
+    // A success newer than every failure ends it.
+    let fresh = change(app.clock.now() + Duration::minutes(6), true);
+    let after = health::record(&app.db, std::slice::from_ref(&fresh))
+        .await
+        .unwrap();
+    assert!(after[0].recovered(), "{after:?}");
 }
 
 on_both_databases!(

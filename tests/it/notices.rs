@@ -59,7 +59,17 @@ async fn a_failing_schedule_is_announced_once_and_so_is_its_recovery(backend: Ba
     };
     let target = Receiver::start();
     let notices = Receiver::start();
+    let tenant_notices = Receiver::start();
     target.script([Reply::status(500), Reply::status(500), Reply::status(500)]);
+    // The schedule's own target wins over its tenant's default.
+    let settings = app
+        .call(
+            Method::PATCH,
+            "/v1/tenant",
+            Some(json!({"notify": {"url": tenant_notices.url}})),
+        )
+        .await;
+    assert_eq!(settings.status, StatusCode::OK, "{}", settings.body);
     let schedule = app
         .create_schedule(hourly(
             "flaky",
@@ -136,13 +146,9 @@ async fn a_failing_schedule_is_announced_once_and_so_is_its_recovery(backend: Ba
     assert_eq!(received.len(), 2);
     let recovered = &received[1];
     assert!(signed(&secret, recovered));
-    assert_ne!(
-        recovered.header("webhook-id"),
-        failing.header("webhook-id"),
-        "each transition has its own webhook-id"
-    );
     let notice = body(recovered);
     assert_eq!(notice["type"], "schedule.recovered", "{notice}");
+    assert_eq!(notice["notice_id"], recovered.header("webhook-id"));
     assert_eq!(notice["run_id"], last_failed.as_str());
     assert_eq!(t(&notice["failing_since"]), fire - Duration::hours(1));
     assert_eq!(notice["consecutive_failures"], 0);
@@ -155,11 +161,12 @@ async fn a_failing_schedule_is_announced_once_and_so_is_its_recovery(backend: Ba
             .await,
         1.0
     );
+    assert!(tenant_notices.received().is_empty());
 }
 
 /// A notice its target does not take is tried again, not before its backoff, with the same
 /// `webhook-id` and body; once answered it is not sent again. One the target refuses (a 4xx)
-/// is given up at once, and counted.
+/// is given up at once, and counted: here the recovery notice of the episode.
 async fn a_notice_is_retried_until_answered_and_given_up_when_refused(backend: Backend) {
     let Some(app) = spawn_app(backend).await else {
         return;
@@ -205,8 +212,8 @@ async fn a_notice_is_retried_until_answered_and_given_up_when_refused(backend: B
     app.run_worker_at(fire + Duration::minutes(30)).await;
     assert_eq!(notices.received().len(), 2, "an answered notice is done");
 
-    // Recovered (its next fire succeeds… after one more failure), then failing again: the
-    // notice of the new episode is refused and given up.
+    // One more failure (still failing, nothing sent), then a success: the recovery notice is
+    // refused and given up.
     let next = fire + Duration::hours(1);
     app.run_worker_at(next).await; // 500: still failing, nothing sent
     assert_eq!(notices.received().len(), 2);

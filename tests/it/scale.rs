@@ -127,6 +127,25 @@ async fn health_and_runs(url: &str) -> Vec<HealthAndRuns> {
 }
 
 #[derive(FromQueryResult)]
+struct NoticeCount {
+    notices: i64,
+}
+
+/// How many notices each schedule with any was issued.
+async fn notices_per_schedule(url: &str) -> Vec<i64> {
+    let db = Database::connect(url).await.unwrap();
+    let rows = NoticeCount::find_by_statement(Statement::from_string(
+        db.get_database_backend(),
+        "SELECT COUNT(*) AS notices FROM notices GROUP BY schedule_id",
+    ))
+    .all(&db)
+    .await
+    .unwrap();
+    db.close().await.ok();
+    rows.into_iter().map(|r| r.notices).collect()
+}
+
+#[derive(FromQueryResult)]
 struct Owned {
     owner: Option<String>,
     shards: i64,
@@ -349,6 +368,8 @@ async fn many_workers_deliver_every_fire_once_through_a_kill() {
             "{name} announced as different notices: {ids:?}"
         );
     }
+    // The notices issued are rows: one per failing schedule, whatever is still on its way.
+    assert_eq!(notices_per_schedule(&db.url).await, vec![1; FAILING]);
     eprintln!(
         "scale: {FAILING} failing schedules, {} notices received, {} distinct",
         notices.received().len(),

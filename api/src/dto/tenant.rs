@@ -102,21 +102,22 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
-/// The `notify` column after a change to it (`None`: unchanged), validated.
+/// The value to write to the `notify` column for a change to it, validated; `None` when the
+/// change leaves it alone (only the columns a request changes are written, so a concurrent
+/// change to another member is not undone).
 pub fn notify_column(
     change: Option<Option<Notify>>,
-    current: Option<serde_json::Value>,
     allow_private_targets: bool,
-) -> Result<Option<serde_json::Value>, ApiError> {
+) -> Result<Option<Option<serde_json::Value>>, ApiError> {
     match change {
-        None => Ok(current),
-        Some(None) => Ok(None),
+        None => Ok(None),
+        Some(None) => Ok(Some(None)),
         Some(Some(notify)) => {
             let mut errors = FieldErrors::new();
             notify.validate("notify", allow_private_targets, &mut errors);
             errors.finish(()).map_err(ApiError::Validation)?;
             serde_json::to_value(notify)
-                .map(Some)
+                .map(|value| Some(Some(value)))
                 .map_err(|e| ApiError::Internal(e.into()))
         }
     }

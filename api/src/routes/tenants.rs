@@ -182,13 +182,11 @@ pub async fn patch(
             "an admin cannot disable its own tenant; use an admin token of another tenant".into(),
         ));
     }
-    let notify = notify_column(
-        change.notify,
-        current.notify.clone(),
-        state.allow_private_targets,
-    )?;
+    let notify = notify_column(change.notify, state.allow_private_targets)?;
     let mut model = current.into_active_model();
-    model.notify = Set(notify);
+    if let Some(notify) = notify {
+        model.notify = Set(notify);
+    }
     model.disabled = Set(disabled);
     model.max_schedules = Set(quotas.max_schedules);
     model.min_interval_seconds = Set(quotas.min_interval_seconds);
@@ -232,13 +230,10 @@ pub async fn patch_own(
     caller.require(Scope::SchedulesWrite)?;
     let settings: TenantSettings = typed(body.0, "")?;
     let current = tenants::load(&state.db, &caller.tenant).await?;
-    let notify = notify_column(
-        settings.notify,
-        current.notify.clone(),
-        state.allow_private_targets,
-    )?;
     let mut model = current.into_active_model();
-    model.notify = Set(notify);
+    if let Some(notify) = notify_column(settings.notify, state.allow_private_targets)? {
+        model.notify = Set(notify);
+    }
     model.updated_at = Set(state.clock.now());
     let updated = model.update(&state.db).await?;
     Ok(HttpResponse::Ok().json(Tenant::from(updated)))

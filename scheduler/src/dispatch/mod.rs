@@ -197,7 +197,7 @@ impl Worker {
             // A delivery can make more due at once (the next step of a chain).
             if !matches!(pass, Pass::More) && done.attempts == 0 {
                 self.hand_back_waiting(now).await?;
-                report.notices = self.send_notices(now).await?;
+                report.notices = self.send_notices(None).await?;
                 return Ok(report);
             }
         }

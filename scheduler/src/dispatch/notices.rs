@@ -23,13 +23,23 @@ const POLL: Duration = Duration::seconds(30);
 const TICK: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Worker {
-    /// Delivers the notices due at `now`, a batch at a time, until none is left; returns how many
-    /// attempts it made.
-    pub async fn send_notices(&self, now: DateTime<Utc>) -> anyhow::Result<usize> {
+    /// Delivers the notices due, a batch at a time (each claimed at the clock's time, so its
+    /// lease starts when it does), until none is left or `stop` fires; returns how many
+    /// attempts it made. A claim waiting on the database gives way to `stop`; a batch being
+    /// sent is finished.
+    pub async fn send_notices(&self, stop: Option<&CancellationToken>) -> anyhow::Result<usize> {
         let parts = &self.parts;
         let mut attempts = 0;
         loop {
-            let due = notices::claim(&parts.db, &parts.config.worker_id, now, BATCH).await?;
+            let now = parts.clock.now();
+            let claim = notices::claim(&parts.db, &parts.config.worker_id, now, BATCH);
+            let due = match stop {
+                Some(stop) => match stop.run_until_cancelled(claim).await {
+                    Some(due) => due?,
+                    None => return Ok(attempts),
+                },
+                None => claim.await?,
+            };
             if due.is_empty() {
                 return Ok(attempts);
             }
@@ -44,7 +54,7 @@ impl Worker {
             });
             futures::future::join_all(sends).await;
             attempts += due.len();
-            if (due.len() as i64) < BATCH {
+            if (due.len() as i64) < BATCH || stop.is_some_and(CancellationToken::is_cancelled) {
                 return Ok(attempts);
             }
         }
@@ -107,17 +117,24 @@ impl Worker {
         }
     }
 
-    /// The sender's loop, until `cancel` fires.
+    /// The sender's loop, until `cancel` fires. Notices being sent when it does have the
+    /// worker's shutdown grace to finish, as deliveries do; what is left returns to the queue
+    /// when its lease ends.
     pub(super) async fn notice_loop(self, cancel: CancellationToken) {
         let parts = &self.parts;
         let mut next_look = parts.clock.now();
         while !cancel.is_cancelled() {
             let now = parts.clock.now();
             if now >= next_look {
-                let Some(looked) = cancel.run_until_cancelled(self.look(now)).await else {
-                    break;
+                let look = self.look(now, &cancel);
+                tokio::pin!(look);
+                next_look = tokio::select! {
+                    looked = &mut look => looked,
+                    _ = cancel.cancelled() => {
+                        let _ = tokio::time::timeout(parts.config.shutdown_grace, look).await;
+                        break;
+                    }
                 };
-                next_look = looked;
             }
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -128,10 +145,13 @@ impl Worker {
     }
 
     /// Sends what is due at `now`; returns when to look next.
-    async fn look(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        if let Err(error) = self.send_notices(now).await {
+    async fn look(&self, now: DateTime<Utc>, stop: &CancellationToken) -> DateTime<Utc> {
+        if let Err(error) = self.send_notices(Some(stop)).await {
             tracing::warn!(error = %format!("{error:#}"), "sending notices failed");
             return now + Duration::seconds(5);
+        }
+        if stop.is_cancelled() {
+            return now;
         }
         match notices::next_due(&self.parts.db).await {
             Ok(Some(due)) => due.min(now + POLL),
