@@ -178,7 +178,7 @@ pub async fn run(settings: &Settings, roles: Roles, migrate: bool) -> anyhow::Re
     )
     .await?;
     if migrate {
-        database::migrate(&db).await?;
+        database::migrate(&db, url).await?;
     } else {
         let pending = Migrator::get_pending_migrations(&db).await?.len();
         if pending > 0 {

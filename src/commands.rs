@@ -16,7 +16,7 @@ use crate::database;
 
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let db = database::connect(&settings.database_url, database::Pool::Api).await?;
-    database::migrate(&db).await?;
+    database::migrate(&db, &settings.database_url).await?;
     tracing::info!("migrations applied");
     Ok(())
 }
@@ -46,7 +46,7 @@ pub async fn token(
     let db = database::connect(&settings.database_url, database::Pool::Api).await?;
     if settings.is_sqlite() {
         // The embedded install sets itself up, so the quick start needs no separate step.
-        database::migrate(&db).await?;
+        database::migrate(&db, &settings.database_url).await?;
     } else if !Migrator::get_pending_migrations(&db).await?.is_empty() {
         anyhow::bail!("the database has pending migrations; run `hookbeat migrate` first");
     }

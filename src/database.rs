@@ -14,7 +14,9 @@ use std::time::Duration;
 use anyhow::Context;
 use hookbeat_migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, TransactionTrait,
+};
 
 /// The size an SQLite `-wal` file is truncated to after a checkpoint empties it, in bytes.
 pub const SQLITE_WAL_LIMIT: u64 = 16 * 1024 * 1024;
@@ -147,8 +149,56 @@ pub fn warn_if_readable_by_others(url: &str) {
     }
 }
 
-pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+/// The PostgreSQL advisory lock key that migrations hold ("hookbeat" in ASCII).
+const MIGRATION_LOCK: i64 = 0x686f_6f6b_6265_6174;
+
+/// Applies the pending migrations of the database at `url`, one process at a time: processes
+/// that start together on a fresh database (two `serve` replicas, `hookbeat migrate` in each
+/// pod of a deployment, `hookbeat token` beside a `serve` that is starting) would otherwise each
+/// create the tables, and all but one fail. PostgreSQL: a transaction holds an advisory lock
+/// while the migrations run; SQLite: an exclusive lock on the file `<database>.migrate-lock`.
+pub async fn migrate(db: &DatabaseConnection, url: &str) -> anyhow::Result<()> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        let held = db.begin().await.context("beginning the migration lock")?;
+        held.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            .await
+            .context("taking the migration lock")?;
+        Migrator::up(db, None)
+            .await
+            .context("applying migrations")?;
+        held.commit()
+            .await
+            .context("releasing the migration lock")?;
+        return Ok(());
+    }
+    let _held = match sqlite_file(url) {
+        Some(file) => Some(lock_beside(&file.path).await?),
+        None => None,
+    };
     Migrator::up(db, None).await.context("applying migrations")
+}
+
+/// An exclusive lock on `<database>.migrate-lock`, held until the file is dropped. The file is
+/// left in place: removing it while another process waits on it would let a third take a lock
+/// on a new file at the same time.
+async fn lock_beside(database: &Path) -> anyhow::Result<std::fs::File> {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".migrate-lock");
+    let path = PathBuf::from(name);
+    tokio::task::spawn_blocking(move || {
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).truncate(false).write(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options
+            .open(&path)
+            .with_context(|| format!("opening the migration lock {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("taking the migration lock {}", path.display()))?;
+        Ok(file)
+    })
+    .await
+    .context("waiting for the migration lock")?
 }
 
 /// The URL without its password, for logs and errors.

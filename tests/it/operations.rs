@@ -747,7 +747,40 @@ async fn creating_later_schedules_leaves_an_idle_worker_asleep(backend: Backend)
     assert!(wakeups(&app, "early").await > woken_before);
 }
 
+/// Processes that start together on a fresh database all migrate it: the migrations run one
+/// process at a time (an advisory lock on PostgreSQL, a lock file beside SQLite's database),
+/// so none fails on a table another has just created.
+async fn processes_migrating_a_fresh_database_at_once_all_succeed(backend: Backend) {
+    let Some(db) = crate::helpers::db::TestDb::unmigrated(backend).await else {
+        return;
+    };
+    let migrations: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_hookbeat"))
+                .args(["--database-url", &db.url, "migrate"])
+                .env_remove("DATABASE_URL")
+                .stderr(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("starting hookbeat migrate")
+        })
+        .collect();
+    for migration in migrations {
+        let out = migration.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a concurrent migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let conn = sea_orm::Database::connect(&db.url).await.unwrap();
+    let pending = Migrator::get_pending_migrations(&conn).await.unwrap();
+    assert!(pending.is_empty());
+    conn.close().await.ok();
+}
+
 on_both_databases!(
+    processes_migrating_a_fresh_database_at_once_all_succeed,
     creating_later_schedules_leaves_an_idle_worker_asleep,
     a_worker_waiting_on_the_database_stops_when_asked,
     a_stalled_worker_says_so,

@@ -60,10 +60,13 @@ async fn template() -> Option<String> {
                 .execute_unprepared(&format!("CREATE DATABASE {name}"))
                 .await
                 .expect("creating the template database");
-            let db = Database::connect(with_database(&admin_url(), &name))
+            let url = with_database(&admin_url(), &name);
+            let db = Database::connect(&url)
                 .await
                 .expect("connecting to the template");
-            hookbeat::database::migrate(&db).await.expect("migrating the template");
+            hookbeat::database::migrate(&db, &url)
+                .await
+                .expect("migrating the template");
             db.close().await.expect("closing the template");
             admin.close().await.ok();
             Some(name)
@@ -101,6 +104,45 @@ async fn drop_leftovers(admin: &DatabaseConnection) {
 }
 
 impl TestDb {
+    /// A fresh database with no tables; `None` when the backend is PostgreSQL and it is absent.
+    pub async fn unmigrated(backend: Backend) -> Option<TestDb> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("creating a temporary directory");
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("hookbeat.db").display()
+                );
+                Some(TestDb {
+                    url,
+                    _dir: Some(dir),
+                    pg_name: None,
+                })
+            }
+            Backend::Postgres => {
+                template().await?;
+                let name = format!(
+                    "hookbeat_t_{}_e{}",
+                    std::process::id(),
+                    uuid::Uuid::now_v7().simple()
+                );
+                let admin = Database::connect(admin_url())
+                    .await
+                    .expect("connecting to PostgreSQL");
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("creating an empty database");
+                admin.close().await.ok();
+                Some(TestDb {
+                    url: with_database(&admin_url(), &name),
+                    _dir: None,
+                    pg_name: Some(name),
+                })
+            }
+        }
+    }
+
     /// A fresh, migrated database; `None` when the backend is PostgreSQL and it is absent.
     pub async fn new(backend: Backend) -> Option<TestDb> {
         match backend {
@@ -113,7 +155,7 @@ impl TestDb {
                 let db = hookbeat::database::connect(&url, Pool::Api)
                     .await
                     .expect("opening SQLite");
-                hookbeat::database::migrate(&db)
+                hookbeat::database::migrate(&db, &url)
                     .await
                     .expect("migrating SQLite");
                 db.close().await.ok();
