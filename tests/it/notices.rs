@@ -330,7 +330,8 @@ on_both_databases!(
 );
 
 /// Bad `notify` members and thresholds are refused naming the field, on a schedule and on the
-/// tenant; a read-only token cannot change the tenant's settings.
+/// tenant; a merge patch changes and removes them; a read-only token cannot change the tenant's
+/// settings.
 #[tokio::test]
 async fn notify_targets_and_thresholds_are_validated() {
     let Some(app) = spawn_app(Backend::Sqlite).await else {
@@ -365,6 +366,38 @@ async fn notify_targets_and_thresholds_are_validated() {
         let fields = answer.error_fields();
         assert_eq!(fields, [field], "{}", answer.body);
     }
+    // A merge patch changes a member of `notify`, and `null` removes it.
+    let schedule = app
+        .create_schedule(hourly(
+            "good",
+            "https://example.com/hook",
+            json!({"notify": {"url": "https://example.com/n"}, "pause_after_failures": 4}),
+        ))
+        .await;
+    let path = format!("/v1/schedules/{}", schedule["id"].as_str().unwrap());
+    let changed = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"notify": {"after_failures": 5}})),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(
+        changed.body["notify"],
+        json!({"url": "https://example.com/n", "after_failures": 5, "timeout_ms": 15000})
+    );
+    let removed = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"notify": null, "pause_after_failures": null})),
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::OK, "{}", removed.body);
+    assert!(removed.body.get("notify").is_none(), "{}", removed.body);
+    assert!(removed.body.get("pause_after_failures").is_none());
+
     let answer = app
         .call(
             Method::PATCH,
