@@ -132,6 +132,7 @@ pub async fn build(
         .context("registering pool metrics")?;
     let metrics = WorkerMetrics::register(&registry).context("registering worker metrics")?;
     let notifications = metrics.wakeups.with_label_values(&["notify"]);
+    let fires_skipped = metrics.fires_skipped.clone();
     let worker = Worker::new(
         worker_db.clone().unwrap_or_else(|| db.clone()),
         clock.clone(),
@@ -151,6 +152,7 @@ pub async fn build(
         auth_failures: Arc::new(hookbeat_api::rate_limit::RateLimiter::for_auth_failures()),
         body_timeout: options.body_timeout,
         worker: None,
+        fires_skipped,
     };
     Ok(Components {
         db,

@@ -211,12 +211,19 @@ async fn save_if_unchanged(
             txn.rollback().await?;
             return Ok(None);
         }
-        if let Some(skip) = paused_fires(current, now) {
-            skips::record(&txn, &[(current.id, skip)], now)
+        let skip = paused_fires(current, now);
+        if let Some(skip) = &skip {
+            skips::record(&txn, &[(current.id, *skip)], now)
                 .await
                 .map_err(ApiError::Internal)?;
         }
         txn.commit().await?;
+        if let Some(skip) = skip {
+            state
+                .fires_skipped
+                .with_label_values(&[SkipReason::Paused.as_str()])
+                .inc_by(skip.fires.max(0) as u64);
+        }
     } else if update.exec(&state.db).await?.rows_affected == 0 {
         return Ok(None);
     }

@@ -29,6 +29,8 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// The worker of this process, if it runs one: `/readyz` reports on it.
     pub worker: Option<Arc<dyn Readiness>>,
+    /// `hookbeat_fires_skipped_total`: the API counts the fires of a pause when it resumes one.
+    pub fires_skipped: prometheus::IntCounterVec,
 }
 
 /// A part of the process that `/readyz` asks whether it can do its work.

@@ -309,6 +309,13 @@ async fn a_schedule_pauses_after_its_failures_and_resuming_starts_again(backend:
     assert_eq!(resumed.body["paused_reason"], Value::Null);
     assert_eq!(resumed.body["health"]["consecutive_failures"], 0);
     assert_eq!(resumed.body["health"]["state"], "healthy");
+    // The fires of the pause (2 and 3 hours after the first) are recorded and counted.
+    assert_eq!(resumed.body["health"]["last_24h"]["skipped"]["paused"], 2);
+    assert_eq!(
+        app.metric("hookbeat_fires_skipped_total{reason=\"paused\"}")
+            .await,
+        2.0
+    );
     // One more failure is one, not three: it stays enabled.
     app.run_worker_at(t(&resumed.body["next_run_at"])).await;
     let after = schedule_of(&app, &id).await;
