@@ -25,7 +25,7 @@ validation errors (422) list every offending field under `errors`.",
     paths(
         schedules::create, schedules::list, schedules::get, schedules::patch, schedules::delete,
         actions::pause, actions::resume, actions::trigger, actions::preview,
-        schedules::put_by_name, actions::backfill, schedules::timeline,
+        schedules::put_by_name, actions::backfill, schedules::timeline, schedules::notices,
         runs::list, runs::list_for_schedule, runs::get, runs::redeliver,
         secrets::list, secrets::rotate,
         tenants::create, tenants::list, tenants::get, tenants::patch,

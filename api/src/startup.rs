@@ -147,6 +147,7 @@ routes! {
     post "/v1/schedules/{id}/backfill" => actions::backfill,
     get "/v1/schedules/{id}/runs" => runs::list_for_schedule,
     get "/v1/schedules/{id}/timeline" => schedules::timeline,
+    get "/v1/schedules/{id}/notices" => schedules::notices,
     get "/v1/runs" => runs::list,
     get "/v1/runs/{id}" => runs::get,
     post "/v1/runs/{id}/redeliver" => runs::redeliver,

@@ -521,6 +521,47 @@ pub async fn next_due(db: &DatabaseConnection) -> anyhow::Result<Option<DateTime
     .map(Option::flatten)
 }
 
+/// A notice as its schedule's history shows it.
+#[derive(Debug, Clone, FromQueryResult)]
+pub struct Issued {
+    pub id: Uuid,
+    pub transition: String,
+    pub status: String,
+    pub attempts: i32,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+}
+
+const ISSUED: &str = "SELECT id, transition, status, attempts, body, created_at, \
+     next_attempt_at, finished_at, last_status_code, last_error FROM notices \
+     WHERE schedule_id = $1 {before} ORDER BY id DESC LIMIT $2";
+
+/// Up to `limit` notices of a schedule, newest first, issued before the notice `before`
+/// (ids are time-ordered).
+pub async fn of_schedule(
+    conn: &impl ConnectionTrait,
+    schedule: ScheduleId,
+    before: Option<Uuid>,
+    limit: u64,
+) -> anyhow::Result<Vec<Issued>> {
+    let mut values: Vec<Value> = vec![schedule.into(), (limit as i64).into()];
+    let sql = match before {
+        Some(before) => {
+            values.push(before.into());
+            ISSUED.replace("{before}", "AND id < $3")
+        }
+        None => ISSUED.replace("{before}", ""),
+    };
+    Issued::find_by_statement(statement(conn.get_database_backend(), &sql, values))
+        .all(conn)
+        .await
+        .context("reading a schedule's notices")
+}
+
 /// Forgets notices delivered or given up before `before`, with the run history.
 pub async fn prune(db: &DatabaseConnection, before: DateTime<Utc>) -> anyhow::Result<u64> {
     Ok(db

@@ -162,6 +162,49 @@ async fn a_failing_schedule_is_announced_once_and_so_is_its_recovery(backend: Ba
         1.0
     );
     assert!(tenant_notices.received().is_empty());
+
+    // The schedule's notices, newest first, with how each went; another tenant sees none.
+    let listed = app.get(&format!("/v1/schedules/{id}/notices")).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    let items = listed.body["items"].as_array().unwrap();
+    let summary: Vec<(&str, &str, i64)> = items
+        .iter()
+        .map(|n| {
+            (
+                n["transition"].as_str().unwrap(),
+                n["status"].as_str().unwrap(),
+                n["attempts"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [("recovered", "delivered", 1), ("failing", "delivered", 1)]
+    );
+    assert_eq!(items[1]["id"], failing.header("webhook-id"));
+    assert_eq!(items[1]["body"], body(failing));
+    assert_eq!(items[1]["next_attempt_at"], Value::Null);
+    let page = app
+        .get(&format!("/v1/schedules/{id}/notices?limit=1"))
+        .await;
+    let cursor = page.body["next_cursor"].as_str().unwrap().to_owned();
+    let rest = app
+        .get(&format!(
+            "/v1/schedules/{id}/notices?limit=1&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(rest.body["items"][0]["transition"], "failing");
+    assert_eq!(rest.body["next_cursor"], Value::Null);
+    let stranger = token_for("another-tenant", "schedules:read");
+    let hidden = app
+        .call_as(
+            &stranger,
+            Method::GET,
+            &format!("/v1/schedules/{id}/notices"),
+            None,
+        )
+        .await;
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
 }
 
 /// A notice its target does not take is tried again, not before its backoff, with the same
@@ -233,6 +276,13 @@ async fn a_notice_is_retried_until_answered_and_given_up_when_refused(backend: B
         3,
         "a refused notice is not retried"
     );
+    let listed = app.get(&format!("/v1/schedules/{id}/notices")).await;
+    let items = listed.body["items"].as_array().unwrap();
+    assert_eq!(items[0]["status"], "failed", "{}", listed.body);
+    assert_eq!(items[0]["last_status_code"], 400);
+    assert_eq!(items[0]["last_error"], "receiver answered 400");
+    assert_eq!(items[1]["status"], "delivered");
+    assert_eq!(items[1]["attempts"], 2);
     assert_eq!(schedule_of(&app, &id).await["health"]["state"], "healthy");
 }
 

@@ -7,6 +7,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::notice::{Notice, NoticePage};
 use super::run::{Attempt, Run, RunDetail, RunPage};
 use super::schedule::{
     BackfillResult, FireTimes, Schedule, ScheduleHealth, ScheduleHealthCounts, ScheduleInput,
@@ -249,6 +250,57 @@ pub fn new_tenant() -> Value {
 /// `PATCH /v1/tenants/{id}`.
 pub fn tenant_change() -> Value {
     json!({"max_schedules": 2000, "api_rate_per_second": 50})
+}
+
+/// A schedule's notices: it turned failing after three failed runs, and recovered.
+pub fn notice_page() -> Value {
+    use hookbeat_scheduler::notices::Issued;
+    let notice = |id: &str, transition: &str, when: &str, run: &str, error: Option<&str>| {
+        let body = json!({
+            "type": format!("schedule.{transition}"), "notice_id": id, "transition": transition,
+            "occurred_at": when, "schedule": {"id": SCHEDULE_ID, "name": "nightly-report"},
+            "consecutive_failures": if error.is_some() { 3 } else { 0 }, "failing_after": 3,
+            "failing_since": if error.is_some() { None } else { Some("2026-03-05T01:30:02Z") },
+            "last_error": error, "paused_reason": null, "run_id": run,
+            "links": {
+                "schedule": format!("/v1/schedules/{SCHEDULE_ID}"),
+                "run": format!("/v1/runs/{run}"),
+                "failed_runs": format!("/v1/runs?schedule_id={SCHEDULE_ID}&status=failed"),
+                "timeline": format!("/v1/schedules/{SCHEDULE_ID}/timeline"),
+            },
+        });
+        Notice::from(Issued {
+            id: Uuid::parse_str(id).expect("example ids are UUIDs"),
+            transition: transition.to_owned(),
+            status: "delivered".to_owned(),
+            attempts: 1,
+            body: body.to_string(),
+            created_at: at(when),
+            next_attempt_at: at(when),
+            finished_at: Some(at(when) + Duration::milliseconds(84)),
+            last_status_code: Some(200),
+            last_error: None,
+        })
+    };
+    to_json(&NoticePage {
+        items: vec![
+            notice(
+                "0195a3c1-7a10-7d3e-8c41-2b9d6e0f4a18",
+                "recovered",
+                "2026-03-06T01:30:00.318Z",
+                "0195a3c1-79f0-7b62-a1c4-5d8e2f3b9c07",
+                None,
+            ),
+            notice(
+                "01959e9b-1e2c-7f45-b7a3-9c0d1e2f3a4b",
+                "failing",
+                "2026-03-05T01:30:02Z",
+                RUN_ID,
+                Some("receiver answered 503"),
+            ),
+        ],
+        next_cursor: None,
+    })
 }
 
 /// `PATCH /v1/tenant`.

@@ -1,6 +1,7 @@
 //! The JSON shapes of the API, with their OpenAPI schemas and examples.
 
 pub mod examples;
+pub mod notice;
 pub mod page;
 pub mod run;
 pub mod schedule;

@@ -4,12 +4,13 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use hookbeat_entity::schedule;
-use hookbeat_scheduler::{runs, skips, stored, timeline};
+use hookbeat_scheduler::{notices, runs, skips, stored, timeline};
 use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::auth::{Caller, Scope};
 use crate::body::{merge_patch, JsonValue, Query};
+use crate::dto::notice::{Notice, NoticePage};
 use crate::dto::page::{finish_page, PageQuery};
 use crate::dto::schedule::{
     Schedule, ScheduleFilter, ScheduleInput, SchedulePage, TimelinePage, TimelineQuery, READ_ONLY,
@@ -336,4 +337,38 @@ pub async fn timeline(
         .more
         .then(|| page.to.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
     Ok(HttpResponse::Ok().json(TimelinePage { items, next_cursor }))
+}
+
+/// The notices of a schedule (its turning `failing`, recovering, pausing itself), newest first,
+/// with whether each arrived. Cursor-paginated; kept as long as the run history.
+#[utoipa::path(
+    get, path = "/v1/schedules/{id}/notices", tag = "schedules", operation_id = "schedule_notices",
+    params(("id" = Uuid, Path, description = "Schedule id"), PageQuery),
+    responses(
+        (status = 200, description = "A page of notices", body = NoticePage),
+        (status = 404, response = NotFound),
+        (status = 422, response = Invalid),
+        ReadAccess,
+    ),
+    security(("bearer" = ["schedules:read"]))
+)]
+pub async fn notices(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+    query: Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::SchedulesRead)?;
+    let id = parse_id(&id, "schedule")?;
+    let limit = query.0.limit()?;
+    let cursor = query.0.cursor()?;
+    schedules::load(&state.db, &caller.tenant, id).await?;
+    let rows = notices::of_schedule(&state.db, id, cursor, limit + 1)
+        .await
+        .map_err(ApiError::Internal)?;
+    let (rows, next_cursor) = finish_page(rows, limit, |n| n.id);
+    Ok(HttpResponse::Ok().json(NoticePage {
+        items: rows.into_iter().map(Notice::from).collect(),
+        next_cursor,
+    }))
 }
