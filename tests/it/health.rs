@@ -260,6 +260,19 @@ async fn paused_and_ended_schedules_are_listed_by_state(backend: Backend) {
     assert_eq!(theirs.body["items"], json!([]));
 }
 
+/// The health recorded for `id`.
+async fn recorded_health(
+    app: &TestApp,
+    id: hookbeat_entity::ScheduleId,
+) -> hookbeat_scheduler::health::Recorded {
+    hookbeat_scheduler::health::read(&app.db, &[id], app.clock.now())
+        .await
+        .unwrap()
+        .remove(&id)
+        .unwrap()
+        .recorded
+}
+
 /// Two workers' groups of one schedule can commit in either order: the last success and the
 /// last failure never move back, and a success older than the failures recorded neither resets
 /// the count nor ends a failing episode.
@@ -293,12 +306,7 @@ async fn the_last_success_and_failure_never_move_back(backend: Backend) {
     ] {
         health::record(&app.db, &[group]).await.unwrap();
     }
-    let recorded = health::read(&app.db, &[id], app.clock.now())
-        .await
-        .unwrap()
-        .remove(&id)
-        .unwrap()
-        .recorded;
+    let recorded = recorded_health(&app, id).await;
     assert_eq!(recorded.last_success_at, Some(later));
     assert_eq!(recorded.last_failure_at, Some(later));
 
@@ -324,12 +332,7 @@ async fn the_last_success_and_failure_never_move_back(backend: Backend) {
     notices::follow(&app.db, &[stale], &after, app.clock.now())
         .await
         .unwrap();
-    let recorded = health::read(&app.db, &[id], app.clock.now())
-        .await
-        .unwrap()
-        .remove(&id)
-        .unwrap()
-        .recorded;
+    let recorded = recorded_health(&app, id).await;
     assert_eq!(recorded.consecutive_failures, 5);
     assert!(recorded.failing_since.is_some(), "still failing");
     // A success newer than every failure ends it.

@@ -103,16 +103,31 @@ async fn drop_leftovers(admin: &DatabaseConnection) {
     }
 }
 
+/// A directory that lives as long as the database, and the URL of an SQLite file in it.
+fn sqlite_in_temporary_directory() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("creating a temporary directory");
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("hookbeat.db").display()
+    );
+    (dir, url)
+}
+
+/// A PostgreSQL database name of this test process (`drop_leftovers` knows the prefix).
+fn database_name() -> String {
+    format!(
+        "hookbeat_t_{}_{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    )
+}
+
 impl TestDb {
     /// A fresh database with no tables; `None` when the backend is PostgreSQL and it is absent.
     pub async fn unmigrated(backend: Backend) -> Option<TestDb> {
         match backend {
             Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("creating a temporary directory");
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("hookbeat.db").display()
-                );
+                let (dir, url) = sqlite_in_temporary_directory();
                 Some(TestDb {
                     url,
                     _dir: Some(dir),
@@ -121,11 +136,7 @@ impl TestDb {
             }
             Backend::Postgres => {
                 template().await?;
-                let name = format!(
-                    "hookbeat_t_{}_e{}",
-                    std::process::id(),
-                    uuid::Uuid::now_v7().simple()
-                );
+                let name = database_name();
                 let admin = Database::connect(admin_url())
                     .await
                     .expect("connecting to PostgreSQL");
@@ -147,11 +158,7 @@ impl TestDb {
     pub async fn new(backend: Backend) -> Option<TestDb> {
         match backend {
             Backend::Sqlite => {
-                let dir = tempfile::tempdir().expect("creating a temporary directory");
-                let url = format!(
-                    "sqlite://{}?mode=rwc",
-                    dir.path().join("hookbeat.db").display()
-                );
+                let (dir, url) = sqlite_in_temporary_directory();
                 let db = hookbeat::database::connect(&url, Pool::Api)
                     .await
                     .expect("opening SQLite");
@@ -167,11 +174,7 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let template = template().await?;
-                let name = format!(
-                    "hookbeat_t_{}_{}",
-                    std::process::id(),
-                    uuid::Uuid::now_v7().simple()
-                );
+                let name = database_name();
                 let admin = Database::connect(admin_url())
                     .await
                     .expect("connecting to PostgreSQL");
