@@ -3,6 +3,7 @@
 
 pub use sea_orm_migration::prelude::*;
 
+mod columns;
 mod m20261122_000001_initial;
 mod m20261122_000002_shards;
 mod m20261122_000003_history;

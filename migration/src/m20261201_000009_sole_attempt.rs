@@ -7,6 +7,8 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::columns;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -21,30 +23,25 @@ enum Runs {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // One column per statement: SQLite's ALTER TABLE adds one at a time.
-        for column in [
-            ColumnDef::new(Runs::SoleAttemptStartedAt)
-                .timestamp_with_time_zone()
-                .null()
-                .to_owned(),
-            ColumnDef::new(Runs::SoleAttemptDurationMs)
-                .big_integer()
-                .null()
-                .to_owned(),
-            ColumnDef::new(Runs::SoleAttemptExcerpt)
-                .text()
-                .null()
-                .to_owned(),
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Runs::Table)
-                        .add_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        columns::add(
+            manager,
+            Runs::Table,
+            [
+                ColumnDef::new(Runs::SoleAttemptStartedAt)
+                    .timestamp_with_time_zone()
+                    .null()
+                    .to_owned(),
+                ColumnDef::new(Runs::SoleAttemptDurationMs)
+                    .big_integer()
+                    .null()
+                    .to_owned(),
+                ColumnDef::new(Runs::SoleAttemptExcerpt)
+                    .text()
+                    .null()
+                    .to_owned(),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -61,20 +58,16 @@ impl MigrationTrait for Migration {
                  FROM runs WHERE sole_attempt_started_at IS NOT NULL",
             )
             .await?;
-        for column in [
-            Runs::SoleAttemptStartedAt,
-            Runs::SoleAttemptDurationMs,
-            Runs::SoleAttemptExcerpt,
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Runs::Table)
-                        .drop_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        columns::drop(
+            manager,
+            Runs::Table,
+            [
+                Runs::SoleAttemptStartedAt,
+                Runs::SoleAttemptDurationMs,
+                Runs::SoleAttemptExcerpt,
+            ],
+        )
+        .await?;
         Ok(())
     }
 }

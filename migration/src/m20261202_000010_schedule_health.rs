@@ -7,6 +7,8 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::columns;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -48,26 +50,21 @@ enum SkippedFires {
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // One column per statement: SQLite's ALTER TABLE adds one at a time.
-        for column in [
-            ColumnDef::new(Schedules::LateAfterMs)
-                .big_integer()
-                .null()
-                .to_owned(),
-            ColumnDef::new(Schedules::PausedAt)
-                .timestamp_with_time_zone()
-                .null()
-                .to_owned(),
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Schedules::Table)
-                        .add_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        columns::add(
+            manager,
+            Schedules::Table,
+            [
+                ColumnDef::new(Schedules::LateAfterMs)
+                    .big_integer()
+                    .null()
+                    .to_owned(),
+                ColumnDef::new(Schedules::PausedAt)
+                    .timestamp_with_time_zone()
+                    .null()
+                    .to_owned(),
+            ],
+        )
+        .await?;
         manager
             .alter_table(
                 Table::alter()
@@ -186,16 +183,12 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        for column in [Schedules::LateAfterMs, Schedules::PausedAt] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Schedules::Table)
-                        .drop_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        columns::drop(
+            manager,
+            Schedules::Table,
+            [Schedules::LateAfterMs, Schedules::PausedAt],
+        )
+        .await?;
         Ok(())
     }
 }

@@ -5,6 +5,8 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::columns;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -57,57 +59,46 @@ const OPEN_EPISODES: &str = "UPDATE schedule_health SET failing_since = COALESCE
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // One column per statement: SQLite's ALTER TABLE adds one at a time.
-        for column in [
-            ColumnDef::new(Schedules::Notify).json().null().to_owned(),
-            ColumnDef::new(Schedules::PauseAfterFailures)
-                .integer()
-                .null()
-                .to_owned(),
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Schedules::Table)
-                        .add_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Tenants::Table)
-                    .add_column(ColumnDef::new(Tenants::Notify).json().null())
+        columns::add(
+            manager,
+            Schedules::Table,
+            [
+                ColumnDef::new(Schedules::Notify).json().null().to_owned(),
+                ColumnDef::new(Schedules::PauseAfterFailures)
+                    .integer()
+                    .null()
                     .to_owned(),
-            )
-            .await?;
+            ],
+        )
+        .await?;
+        columns::add(
+            manager,
+            Tenants::Table,
+            [ColumnDef::new(Tenants::Notify).json().null().to_owned()],
+        )
+        .await?;
         // `resets` counts the successes that started the count of failures again; an episode
         // keeps the count it opened at, so a later reset is its recovery.
-        for column in [
-            ColumnDef::new(ScheduleHealth::FailingSince)
-                .timestamp_with_time_zone()
-                .null()
-                .to_owned(),
-            ColumnDef::new(ScheduleHealth::Resets)
-                .integer()
-                .not_null()
-                .default(0)
-                .to_owned(),
-            ColumnDef::new(ScheduleHealth::EpisodeResets)
-                .integer()
-                .null()
-                .to_owned(),
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(ScheduleHealth::Table)
-                        .add_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        columns::add(
+            manager,
+            ScheduleHealth::Table,
+            [
+                ColumnDef::new(ScheduleHealth::FailingSince)
+                    .timestamp_with_time_zone()
+                    .null()
+                    .to_owned(),
+                ColumnDef::new(ScheduleHealth::Resets)
+                    .integer()
+                    .not_null()
+                    .default(0)
+                    .to_owned(),
+                ColumnDef::new(ScheduleHealth::EpisodeResets)
+                    .integer()
+                    .null()
+                    .to_owned(),
+            ],
+        )
+        .await?;
         manager
             .get_connection()
             .execute_unprepared(OPEN_EPISODES)
@@ -191,38 +182,23 @@ impl MigrationTrait for Migration {
         manager
             .drop_table(Table::drop().table(Notices::Table).to_owned())
             .await?;
-        for column in [
-            ScheduleHealth::FailingSince,
-            ScheduleHealth::Resets,
-            ScheduleHealth::EpisodeResets,
-        ] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(ScheduleHealth::Table)
-                        .drop_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
-        manager
-            .alter_table(
-                Table::alter()
-                    .table(Tenants::Table)
-                    .drop_column(Tenants::Notify)
-                    .to_owned(),
-            )
-            .await?;
-        for column in [Schedules::Notify, Schedules::PauseAfterFailures] {
-            manager
-                .alter_table(
-                    Table::alter()
-                        .table(Schedules::Table)
-                        .drop_column(column)
-                        .to_owned(),
-                )
-                .await?;
-        }
+        columns::drop(
+            manager,
+            ScheduleHealth::Table,
+            [
+                ScheduleHealth::FailingSince,
+                ScheduleHealth::Resets,
+                ScheduleHealth::EpisodeResets,
+            ],
+        )
+        .await?;
+        columns::drop(manager, Tenants::Table, [Tenants::Notify]).await?;
+        columns::drop(
+            manager,
+            Schedules::Table,
+            [Schedules::Notify, Schedules::PauseAfterFailures],
+        )
+        .await?;
         Ok(())
     }
 }

@@ -41,6 +41,19 @@ pub struct AttemptResult {
     pub retry_after: Option<chrono::Duration>,
 }
 
+impl AttemptResult {
+    /// An attempt that got no answer at all, for `error`.
+    pub fn not_sent(error: DeliveryError) -> Self {
+        Self {
+            duration: std::time::Duration::ZERO,
+            status: None,
+            error: Some(error),
+            excerpt: None,
+            retry_after: None,
+        }
+    }
+}
+
 /// Why an attempt got no usable answer. The retry decision branches on it: a run that cannot be
 /// sent fails at once, the rest are worth another attempt. Its text is what `last_error` and
 /// the attempt's history show.
@@ -117,13 +130,7 @@ impl Deliverer {
     }
 
     async fn send(&self, delivery: &Delivery<'_>, now: DateTime<Utc>) -> AttemptResult {
-        let failed = |error: DeliveryError| AttemptResult {
-            duration: std::time::Duration::ZERO,
-            status: None,
-            error: Some(error),
-            excerpt: None,
-            retry_after: None,
-        };
+        let failed = AttemptResult::not_sent;
         let target = delivery.target;
         // IP literals never reach the resolver, so they are checked here (the stored target was
         // checked at creation, but the server's --allow-private-targets may have changed since).

@@ -4,6 +4,7 @@
 //! opens and closes, and the notices that go with it, are `crate::notices`'.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::LazyLock;
 
 use anyhow::Context;
 use chrono::{DateTime, Duration, Utc};
@@ -242,7 +243,9 @@ pub async fn record(conn: &impl ConnectionTrait, changes: &[Change]) -> anyhow::
         return Ok(Vec::new());
     }
     let backend = conn.get_database_backend();
-    let sql = RECORD.replace("{fresh}", FRESH_SUCCESS).replace(
+    static RECORD_FRESH: LazyLock<String> =
+        LazyLock::new(|| RECORD.replace("{fresh}", FRESH_SUCCESS));
+    let sql = RECORD_FRESH.replace(
         "{rows}",
         &placeholder_rows(1, changes.len(), RECORD_COLUMNS),
     );

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod notices;
 pub mod notify;
 pub mod outcome;
+pub mod pausing;
 pub mod politeness;
 pub mod retry;
 pub mod runs;

@@ -38,8 +38,6 @@ const PRUNE_SECRETS: &str = "DELETE FROM signing_secrets WHERE expires_at < $1";
 /// Idempotency keys older than their lifetime (`idempotency_key::KEY_TTL`).
 const PRUNE_IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE created_at < $1";
 
-const COUNT_ENABLED_SCHEDULES: &str = "SELECT COUNT(*) AS n FROM schedules WHERE enabled";
-
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Pruned {
     pub runs: u64,
@@ -159,17 +157,16 @@ impl Maintenance {
             return Ok(());
         }
         let pending = runs::count_due(&self.db, now).await?;
-        let count = sql::statement(
-            self.db.get_database_backend(),
-            COUNT_ENABLED_SCHEDULES,
-            vec![],
-        );
-        let enabled: Option<i64> = sql::value(&self.db, count, "n")
-            .await
-            .context("counting enabled schedules")?;
+        // Every schedule but a paused one is enabled: one scan counts both gauges.
+        let by_state = crate::health::count_by_state(&self.db).await?;
+        let enabled = by_state
+            .iter()
+            .filter(|(state, _)| *state != crate::health::HealthState::Paused)
+            .map(|(_, n)| n)
+            .sum();
         self.metrics.runs_pending.set(pending);
-        self.metrics.schedules_enabled.set(enabled.unwrap_or(0));
-        for (state, n) in crate::health::count_by_state(&self.db).await? {
+        self.metrics.schedules_enabled.set(enabled);
+        for (state, n) in by_state {
             self.metrics
                 .schedules_by_health
                 .with_label_values(&[state.as_str()])

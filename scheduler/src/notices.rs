@@ -73,10 +73,6 @@ const EPISODES: &str = "INSERT INTO schedule_health (schedule_id, consecutive_fa
      episode_resets = excluded.episode_resets";
 const EPISODE_COLUMNS: usize = 4;
 
-/// Pauses the listed schedules that are still enabled: `$1` the reason, `$2` the time.
-const PAUSE: &str = "UPDATE schedules SET enabled = FALSE, paused_reason = $1, paused_at = $2, \
-     updated_at = $2, version = version + 1 WHERE enabled AND id IN {ids} RETURNING id";
-
 const ISSUE: &str = "INSERT INTO notices (id, tenant_id, schedule_id, transition, target, body, \
      status, attempts, next_attempt_at, created_at) VALUES {rows}";
 const ISSUE_COLUMNS: usize = 10;
@@ -300,10 +296,7 @@ pub async fn follow(
     let mut paused: HashMap<ScheduleId, String> = HashMap::new();
     for (after_failures, ids) in to_pause {
         let reason = paused_reason(after_failures);
-        let mut values: Vec<Value> = vec![reason.clone().into(), now.into()];
-        values.extend(ids.iter().map(|id| Value::from(*id)));
-        let sql = PAUSE.replace("{ids}", &placeholders(3, ids.len()));
-        for id in crate::sql::column::<ScheduleId>(conn, statement(backend, &sql, values), "id")
+        for id in crate::pausing::pause(conn, &ids, &reason, now)
             .await
             .context("pausing schedules after their failures")?
         {

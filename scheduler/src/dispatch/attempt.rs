@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use hookbeat_entity::run::{self, RunStatus};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 use tracing::Instrument;
 
 use super::admission::Permits;
@@ -18,12 +18,7 @@ use crate::notify::Wakeup;
 use crate::outcome;
 use crate::politeness::Reservation;
 use crate::runs::{self, AttemptRecord};
-use crate::sql;
 use crate::steps::{self, Steps};
-
-/// Pauses a schedule whose target answered 410; a change like any other, so the version moves.
-const PAUSE_GONE: &str = "UPDATE schedules SET enabled = false, paused_reason = $1, \
-     updated_at = $2, version = version + 1 WHERE id = $3 AND enabled";
 
 /// Slack a lease keeps beyond an attempt's timeout, for recording the result.
 const LEASE_SLACK: Duration = Duration::seconds(30);
@@ -178,16 +173,13 @@ impl Attempts {
             "paused at {}: the target answered 410 Gone; resume the schedule to deliver again",
             now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
-        let statement = sql::statement(
-            self.db.get_database_backend(),
-            PAUSE_GONE,
-            vec![reason.into(), now.into(), run.schedule_id.into()],
-        );
-        match self.db.execute(statement).await {
+        match crate::pausing::pause(&self.db, &[run.schedule_id], &reason, now).await {
             Ok(_) => {
                 tracing::warn!(schedule_id = %run.schedule_id, "target answered 410 Gone; schedule paused")
             }
-            Err(error) => tracing::error!(%error, "pausing a schedule after 410 Gone failed"),
+            Err(error) => {
+                tracing::error!(error = %format!("{error:#}"), "pausing a schedule after 410 Gone failed")
+            }
         }
     }
 
@@ -206,11 +198,5 @@ impl Attempts {
 
 /// The result of an attempt that was never sent: recorded as one failed attempt.
 fn unsendable(reason: &str) -> AttemptResult {
-    AttemptResult {
-        duration: std::time::Duration::ZERO,
-        status: None,
-        error: Some(DeliveryError::Unsendable(reason.to_owned())),
-        excerpt: None,
-        retry_after: None,
-    }
+    AttemptResult::not_sent(DeliveryError::Unsendable(reason.to_owned()))
 }

@@ -65,8 +65,10 @@ impl Worker {
         let parts = &self.parts;
         let started = parts.clock.now();
         let answer = match (keys.is_empty(), request(notice)) {
-            (true, _) => unsendable("the tenant has no signing secret".to_owned()),
-            (false, Err(reason)) => unsendable(reason),
+            (true, _) => AttemptResult::not_sent(DeliveryError::Unsendable(
+                "the tenant has no signing secret".to_owned(),
+            )),
+            (false, Err(reason)) => AttemptResult::not_sent(DeliveryError::Unsendable(reason)),
             (false, Ok(notify)) => {
                 let needs = Duration::milliseconds(notify.timeout_ms) + notices::LEASE_SLACK;
                 if needs > notices::NOTICE_LEASE {
@@ -173,14 +175,4 @@ fn request(notice: &Notice) -> Result<crate::definition::Target, String> {
     let mut target = notify.target();
     target.body = Some(body);
     Ok(target)
-}
-
-fn unsendable(reason: String) -> AttemptResult {
-    AttemptResult {
-        duration: std::time::Duration::ZERO,
-        status: None,
-        error: Some(DeliveryError::Unsendable(reason)),
-        excerpt: None,
-        retry_after: None,
-    }
 }
