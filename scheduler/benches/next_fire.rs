@@ -1,4 +1,5 @@
-//! `next_after` throughput for typical crontabs in DST zones and for solar events.
+//! `next_after` throughput for typical crontabs in DST zones, for solar events and for RFC 5545
+//! rules.
 //!
 //! Each iteration asks for the next fire after an instant that walks through 2026 in steps
 //! that are not a multiple of any schedule's period, so the search starts from ever different
@@ -10,6 +11,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hookbeat_scheduler::schedule::crontab::CronSchedule;
 use hookbeat_scheduler::schedule::solar::{SolarEvent, SolarSchedule};
+use hookbeat_scheduler::schedule::ScheduleSpec;
 
 /// Instants spread over 2026, 7919 s (a prime, ~2.2 h) apart.
 fn instants() -> Vec<DateTime<Utc>> {
@@ -67,5 +69,53 @@ fn solar(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, crontab, solar);
+fn rrule(c: &mut Criterion) {
+    let afters = instants();
+    let mut group = c.benchmark_group("rrule_next_after");
+    group.throughput(Throughput::Elements(1));
+    for (rule, zone, dtstart) in [
+        (
+            "FREQ=MONTHLY;BYDAY=-1FR;BYHOUR=17;BYMINUTE=0",
+            "Europe/Berlin",
+            "2000-01-01T00:00:00",
+        ),
+        (
+            "FREQ=MINUTELY;INTERVAL=5",
+            "Europe/Berlin",
+            "1990-01-01T00:00:00",
+        ),
+        (
+            "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR;BYHOUR=9;BYMINUTE=0",
+            "America/New_York",
+            "2010-01-01T00:00:00",
+        ),
+        (
+            "FREQ=YEARLY;BYMONTH=11;BYDAY=4TH;BYHOUR=12;BYMINUTE=0",
+            "America/New_York",
+            "1990-01-01T00:00:00",
+        ),
+        ("FREQ=HOURLY;INTERVAL=3", "UTC", "2025-06-01T00:30:00"),
+        (
+            "FREQ=DAILY;COUNT=1000",
+            "Europe/Berlin",
+            "2025-06-01T08:00:00",
+        ),
+    ] {
+        let spec: ScheduleSpec = serde_json::from_value(serde_json::json!({
+            "kind": "rrule", "rule": rule, "timezone": zone, "dtstart": dtstart
+        }))
+        .unwrap();
+        let compiled = spec.compile("schedule").unwrap();
+        let mut i = 0;
+        group.bench_function(format!("{rule} {zone}"), |b| {
+            b.iter(|| {
+                i = (i + 1) % afters.len();
+                black_box(compiled.next_after(black_box(afters[i])))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, crontab, solar, rrule);
 criterion_main!(benches);

@@ -163,10 +163,7 @@ pub fn entries(s: &Sources<'_>, page: &Page) -> Vec<Entry> {
 /// The UTC offset in force just before `at`, in seconds.
 fn offset_before(s: &Sources<'_>, at: DateTime<Utc>) -> i32 {
     use chrono::Offset;
-    let zone = match &s.timing.spec {
-        crate::schedule::CompiledSpec::Crontab(cron) => cron.timezone(),
-        _ => chrono_tz::Tz::UTC,
-    };
+    let zone = s.timing.spec.zone();
     (at - chrono::Duration::seconds(1))
         .with_timezone(&zone)
         .offset()

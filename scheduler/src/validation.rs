@@ -80,9 +80,24 @@ pub fn strict_from_json<T: DeserializeOwned>(
         .collect();
     match read {
         Err(e) => {
-            errors.push(FieldError {
-                field: at(&e.path().to_string()),
-                message: e.into_inner().to_string(),
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            // A missing member is named itself: `schedule.dtstart is required`.
+            let missing = message
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.strip_suffix('`'));
+            errors.push(match missing {
+                Some(member) => FieldError {
+                    field: match path.as_str() {
+                        "." => at(member),
+                        _ => at(&format!("{path}.{member}")),
+                    },
+                    message: "is required".to_owned(),
+                },
+                None => FieldError {
+                    field: at(&path),
+                    message,
+                },
             });
             Err(errors)
         }
@@ -112,6 +127,14 @@ mod tests {
         let wrong =
             strict_from_json::<Outer>(serde_json::json!({"inner": {"n": "x"}}), "").unwrap_err();
         assert_eq!(wrong[0].field, "inner.n");
+        let missing =
+            strict_from_json::<Outer>(serde_json::json!({"inner": {}}), "body").unwrap_err();
+        assert_eq!(
+            (missing[0].field.as_str(), missing[0].message.as_str()),
+            ("body.inner.n", "is required")
+        );
+        let missing = strict_from_json::<Outer>(serde_json::json!({}), "").unwrap_err();
+        assert_eq!(missing[0].field, "inner");
         let unknown = strict_from_json::<Outer>(
             serde_json::json!({"inner": {"n": 1, "m": 2}, "z": 3}),
             "body",

@@ -444,7 +444,7 @@ pub struct PreviewRequest {
 pub struct FireTimes {
     /// RFC 3339 UTC instants, ascending.
     pub fire_times: Vec<DateTime<Utc>>,
-    /// The same fires on the schedule's wall clock (its `timezone` for a crontab, UTC for the
+    /// The same fires on the schedule's wall clock (its `timezone` for a crontab or rrule, UTC for the
     /// other kinds): local time, UTC offset, and a `dst` note where a daylight-saving change
     /// moved a fire (`gap_shifted`) or made its local time happen twice (`overlap_first`,
     /// `overlap_second`).

@@ -1,16 +1,10 @@
 //! Crontab schedules: a parsed 5-field expression, a time zone and the day/DST policies.
 //!
 //! Fields are matched on the local wall-clock time of the schedule's zone. The DST rules are the
-//! contract's (section 3), which follow Vixie cron:
+//! contract's (section 3), which follow Vixie cron and are applied by `schedule::wall_clock`;
+//! left out, a fixed-time job gets `shift` + `first`, any other job `skip` + `both`.
 //!
-//! - a matching local time inside a spring-forward gap fires once at the transition instant
-//!   (`shift`, all gap matches collapsing into that one fire) or not at all (`skip`);
-//! - a matching local time inside a fall-back overlap fires at its first occurrence only
-//!   (`first`) or at each (`both`);
-//! - left out, a fixed-time job gets `shift` + `first`, any other job `skip` + `both`;
-//! - a schedule never fires twice at the same instant.
-//!
-//! Parsing lives in `parse`, the fire-time search in `next`.
+//! Parsing lives in `parse`, the local-time search in `next`.
 
 mod next;
 mod parse;
@@ -28,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use parse::CronExpr;
 
 use super::timezone::parse_timezone;
+use super::wall_clock::{Placement, WallClockRule};
 
 /// How the day-of-month and day-of-week fields combine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -79,10 +74,8 @@ pub struct CronError {
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
     expr: CronExpr,
-    tz: Tz,
     day_match: DayMatch,
-    dst_gap: DstGap,
-    dst_overlap: DstOverlap,
+    placement: Placement,
     /// The day-of-week field as day-of-month bits, one mask per weekday of the 1st of the month
     /// (index 0 = the month starts on a Sunday), so a month's matching days are one AND/OR.
     dow_masks: [u64; 7],
@@ -106,23 +99,15 @@ impl CronSchedule {
             message,
         })?;
         let day_match = day_match.unwrap_or(DayMatch::Or);
-        let fixed = expr.is_fixed_time();
-        let dst_gap = dst_gap.unwrap_or(if fixed { DstGap::Shift } else { DstGap::Skip });
-        let dst_overlap = dst_overlap.unwrap_or(if fixed {
-            DstOverlap::First
-        } else {
-            DstOverlap::Both
-        });
+        let placement = Placement::new(tz, dst_gap, dst_overlap, expr.is_fixed_time());
         let day_union = day_match == DayMatch::Or && expr.dom_restricted && expr.dow_restricted;
         if !day_union {
             ensure_some_day_exists(&expr)?;
         }
         Ok(CronSchedule {
             expr,
-            tz,
             day_match,
-            dst_gap,
-            dst_overlap,
+            placement,
             dow_masks: next::weekday_masks(expr.days_of_week),
             day_union,
         })
@@ -131,17 +116,17 @@ impl CronSchedule {
     /// The first fire instant strictly after `after`, or `None` if there is none within the
     /// search bound (about 50 years, enough for "Feb 29 that is a Monday").
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        next::next_after(self, after)
+        super::wall_clock::next_after(self, after)
     }
 
     /// The effective spring-forward policy (explicit, or the Vixie default).
     pub fn dst_gap(&self) -> DstGap {
-        self.dst_gap
+        self.placement.gap
     }
 
     /// The effective fall-back policy (explicit, or the Vixie default).
     pub fn dst_overlap(&self) -> DstOverlap {
-        self.dst_overlap
+        self.placement.overlap
     }
 
     /// The effective day-field combination.
@@ -156,12 +141,30 @@ impl CronSchedule {
 
     /// The zone whose wall clock the fields are matched against.
     pub fn timezone(&self) -> Tz {
-        self.tz
+        self.placement.zone
     }
 
     /// Whether a local wall-clock time (seconds ignored) matches every field under this
     /// schedule's day rule. DST policies are not involved: this is the calendar test alone.
     pub fn matches_local(&self, local: NaiveDateTime) -> bool {
+        next::matches_local(self, local)
+    }
+}
+
+impl WallClockRule for CronSchedule {
+    fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    fn search_years(&self) -> i64 {
+        next::SEARCH_YEARS
+    }
+
+    fn next_local_after(&self, local: i64, limit_year: i64) -> Option<i64> {
+        next::next_local_after(self, local, limit_year)
+    }
+
+    fn matches_local(&self, local: NaiveDateTime) -> bool {
         next::matches_local(self, local)
     }
 }

@@ -1,13 +1,13 @@
 //! A fire as the schedule's wall clock shows it: the local time, the UTC offset, and what a DST
-//! change did to it. Crontab schedules read their own zone; the other kinds are UTC.
+//! change did to it. Wall-clock kinds (crontab, rrule) read their own zone; the other kinds
+//! are UTC.
 
 use chrono::offset::LocalResult;
 use chrono::{DateTime, Duration, NaiveDateTime, Offset, TimeZone, Utc};
-use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{CompiledSpec, DstGap};
+use super::{wall_clock, CompiledSpec, DstGap};
 
 /// What a daylight-saving change did to a fire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -44,21 +44,17 @@ pub struct LocalFire {
 
 /// `at`, a fire of `spec`, on the schedule's wall clock.
 pub fn local_fire(spec: &CompiledSpec, at: DateTime<Utc>) -> LocalFire {
-    let zone = match spec {
-        CompiledSpec::Crontab(cron) => cron.timezone(),
-        _ => Tz::UTC,
-    };
+    let rule = spec.wall_clock();
+    let zone = spec.zone();
     let local = at.with_timezone(&zone);
     let local_time = local.naive_local();
     let dst = match zone.from_local_datetime(&local_time) {
         LocalResult::Ambiguous(first, _) if first == local => Some(DstNote::OverlapFirst),
         LocalResult::Ambiguous(..) => Some(DstNote::OverlapSecond),
-        _ => match spec {
-            // A crontab fires on matching local times; one that does not match was moved out
-            // of a gap.
-            CompiledSpec::Crontab(cron) if !cron.matches_local(local_time) => {
-                Some(DstNote::GapShifted)
-            }
+        // A wall-clock rule fires on matching local times; one that does not match was moved
+        // out of a gap.
+        _ => match rule {
+            Some(rule) if !rule.matches_local(local_time) => Some(DstNote::GapShifted),
             _ => None,
         },
     };
@@ -76,7 +72,7 @@ const MAX_GAP_SEARCH: Duration = Duration::days(366);
 /// The step of the search for offset changes: shorter than any two changes of a zone are apart.
 const GAP_SEARCH_STEP: Duration = Duration::hours(12);
 
-/// Fires a crontab under `dst_gap: skip` does not make from `from` (inclusive) to `before`
+/// Fires a wall-clock rule under `dst_gap: skip` does not make from `from` (inclusive) to `before`
 /// (exclusive): the matching local times inside each spring-forward gap, as (the instant the
 /// gap starts, how many matching local times it swallowed). Empty for other kinds and policies.
 pub fn gap_skips(
@@ -84,13 +80,13 @@ pub fn gap_skips(
     from: DateTime<Utc>,
     before: DateTime<Utc>,
 ) -> Vec<(DateTime<Utc>, i64)> {
-    let CompiledSpec::Crontab(cron) = spec else {
+    let Some(rule) = spec.wall_clock() else {
         return Vec::new();
     };
-    if cron.dst_gap() != DstGap::Skip || before <= from {
+    if rule.placement().gap != DstGap::Skip || before <= from {
         return Vec::new();
     }
-    let zone = cron.timezone();
+    let zone = rule.zone();
     let offset = |at: DateTime<Utc>| at.with_timezone(&zone).offset().fix().local_minus_utc();
     let mut gaps = Vec::new();
     let mut low = from.max(before - MAX_GAP_SEARCH);
@@ -111,12 +107,9 @@ pub fn gap_skips(
             let (a, start) = (at(a), at(b));
             let jump = i64::from(offset(start) - offset(a));
             // The local times that did not exist: from the old wall clock at the change, for
-            // the length of the jump, minute by minute (crontab's resolution).
-            let first_local = (start + Duration::seconds(i64::from(offset(a)))).naive_utc();
-            let missing = (0..jump / 60)
-                .map(|m| first_local + Duration::minutes(m))
-                .filter(|local| cron.matches_local(*local))
-                .count() as i64;
+            // the length of the jump.
+            let first_local = start.timestamp() + i64::from(offset(a));
+            let missing = wall_clock::matches_between(rule, first_local, first_local + jump);
             if missing > 0 && start >= from {
                 gaps.push((start, missing));
             }

@@ -5,8 +5,10 @@ pub mod catchup;
 pub mod crontab;
 mod interval;
 pub mod local;
+pub mod recurrence;
 pub mod solar;
 pub mod timezone;
+pub mod wall_clock;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -16,6 +18,7 @@ use crate::validation::{FieldError, FieldErrors};
 
 pub use crontab::{CronSchedule, DayMatch, DstGap, DstOverlap};
 pub use interval::Interval;
+pub use recurrence::RruleSchedule;
 pub use solar::{SolarEvent, SolarSchedule};
 
 /// The `schedule` member of a schedule: *when* it fires, tagged by `kind`.
@@ -26,6 +29,7 @@ pub enum ScheduleSpec {
     Interval(IntervalSpec),
     Solar(SolarSpec),
     Once(OnceSpec),
+    Rrule(RruleSpec),
 }
 
 /// `crontab`: a POSIX 5-field cron expression evaluated on the wall clock of `timezone`.
@@ -47,6 +51,43 @@ pub struct CrontabSpec {
     pub dst_gap: Option<DstGap>,
     /// A matching local time in a fall-back overlap: `first` or `both`. Left out: `first` for
     /// fixed-time jobs, `both` for others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_overlap: Option<DstOverlap>,
+}
+
+/// `rrule`: an RFC 5545 recurrence rule evaluated on the wall clock of `timezone`, from `dtstart`,
+/// with crontab's DST policies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RruleSpec {
+    /// The RRULE value (an `RRULE:` prefix is allowed): FREQ, INTERVAL, COUNT (at most 1000) or
+    /// UNTIL, BYSECOND, BYMINUTE, BYHOUR, BYDAY, BYMONTHDAY, BYYEARDAY, BYWEEKNO, BYMONTH,
+    /// BYSETPOS, WKST. UNTIL is `YYYYMMDDTHHMMSSZ` (an instant), `YYYYMMDDTHHMMSS` (local) or
+    /// `YYYYMMDD` (through the end of that local day).
+    #[schema(example = "FREQ=MONTHLY;BYDAY=-1FR;BYHOUR=17;BYMINUTE=0")]
+    pub rule: String,
+    /// An IANA time zone name.
+    #[serde(default = "utc")]
+    #[schema(default = "UTC", example = "Europe/Berlin")]
+    pub timezone: String,
+    /// The local date-time the rule counts from (`YYYY-MM-DDTHH:MM:SS`, no offset): the phase of
+    /// INTERVAL, the start of COUNT, and the time of day, day and month for the parts the rule
+    /// leaves out.
+    #[schema(example = "2026-01-01T00:00:00")]
+    pub dtstart: String,
+    /// Extra local date-times to fire at (RFC 5545 RDATE), at most 1000.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(example = json!(["2026-12-23T17:00:00"]))]
+    pub rdate: Vec<String>,
+    /// Local date-times the rule or `rdate` would fire at that are left out (RFC 5545 EXDATE),
+    /// at most 1000.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(example = json!(["2026-12-25T17:00:00"]))]
+    pub exdate: Vec<String>,
+    /// As for crontab. Left out: `shift` for a rule firing at a time of day (FREQ DAILY or
+    /// coarser), `skip` for others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_gap: Option<DstGap>,
+    /// As for crontab. Left out: `first` for a rule firing at a time of day, `both` for others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst_overlap: Option<DstOverlap>,
 }
@@ -92,7 +133,7 @@ pub struct OnceSpec {
     pub at: DateTime<Utc>,
 }
 
-const KINDS: &str = "crontab, interval, solar, once";
+const KINDS: &str = "crontab, interval, solar, once, rrule";
 
 impl ScheduleSpec {
     /// Reads a spec from JSON, naming the offending member on failure
@@ -132,6 +173,7 @@ impl ScheduleSpec {
             "interval" => typed(rest, prefix).map(ScheduleSpec::Interval),
             "solar" => typed(rest, prefix).map(ScheduleSpec::Solar),
             "once" => typed(rest, prefix).map(ScheduleSpec::Once),
+            "rrule" => typed(rest, prefix).map(ScheduleSpec::Rrule),
             other => Err(one(
                 format!("{prefix}.kind"),
                 format!("unknown kind {other:?}; expected one of {KINDS}"),
@@ -147,6 +189,7 @@ pub enum CompiledSpec {
     Interval(Interval),
     Solar(SolarSchedule),
     Once(DateTime<Utc>),
+    Rrule(Box<RruleSchedule>),
 }
 
 impl ScheduleSpec {
@@ -187,6 +230,10 @@ impl ScheduleSpec {
                 Err(message) => errors.add(format!("{prefix}.every_seconds"), message),
             },
             ScheduleSpec::Once(spec) => return Ok(CompiledSpec::Once(spec.at)),
+            ScheduleSpec::Rrule(spec) => match RruleSchedule::new(spec) {
+                Ok(schedule) => return Ok(CompiledSpec::Rrule(Box::new(schedule))),
+                Err(error) => errors.add(format!("{prefix}.{}", error.member), error.message),
+            },
         }
         errors.finish(CompiledSpec::Once(DateTime::UNIX_EPOCH))
     }
@@ -200,7 +247,24 @@ impl CompiledSpec {
             CompiledSpec::Interval(interval) => interval.next_after(after),
             CompiledSpec::Solar(solar) => solar.next_after(after),
             CompiledSpec::Once(at) => (*at > after).then_some(*at),
+            CompiledSpec::Rrule(rule) => rule.next_after(after),
         }
+    }
+
+    /// The wall-clock rule of a kind that matches local times in a zone; `None` for the kinds
+    /// that read no wall clock (interval, solar, once).
+    pub fn wall_clock(&self) -> Option<&dyn wall_clock::WallClockRule> {
+        match self {
+            CompiledSpec::Crontab(cron) => Some(cron.as_ref()),
+            CompiledSpec::Rrule(rule) => Some(rule.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The zone whose wall clock the spec reads; UTC for the kinds that read none.
+    pub fn zone(&self) -> chrono_tz::Tz {
+        self.wall_clock()
+            .map_or(chrono_tz::Tz::UTC, |rule| rule.zone())
     }
 
     /// The first fire at or after `at`.
@@ -441,7 +505,7 @@ mod tests {
             (e.field.as_str(), e.message.as_str()),
             (
                 "schedule.kind",
-                "unknown kind \"weekly\"; expected one of crontab, interval, solar, once"
+                "unknown kind \"weekly\"; expected one of crontab, interval, solar, once, rrule"
             )
         );
         let e = err(serde_json::json!({"every_seconds": 1}));

@@ -1,24 +1,18 @@
-//! The fire-time search: bitset jumps over local wall-clock time, then the DST mapping to UTC.
+//! The local-time search: bitset jumps over local wall-clock time to the next matching minute.
 //!
 //! The search runs on local "seconds since the epoch" (the wall clock read as if it were UTC)
 //! split into calendar parts with integer arithmetic, jumping month -> day -> hour -> minute to
-//! the next set bit. Only a matching local minute is handed to chrono-tz, once, to learn whether
-//! it exists once, twice (fall-back overlap) or not at all (spring-forward gap).
-//!
-//! Why a local walk is enough: local time only runs backwards inside a fall-back overlap. If
-//! `after` lies in the first pass of an overlap, the second occurrences of local times already
-//! passed can still fire (`both`); `back_walk` finds those. Everything else is the first matching
-//! local minute after the local time of `after` that yields an instant after `after`.
+//! the next set bit. Placing a match on the timeline (DST gaps and overlaps) is
+//! `schedule::wall_clock`'s.
 
-use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
-use chrono_tz::{GapInfo, Tz};
+use chrono::NaiveDateTime;
 
-use super::{CronSchedule, DstGap, DstOverlap};
+use super::CronSchedule;
 
 /// How far ahead (in years) a search goes before answering `None`. The sparsest expression that
 /// can fire, "February 29 that is a Monday" in `and` mode, goes up to 40 years between fires
 /// (2072 -> 2112, because 2100 is not a leap year); 50 covers it with room to spare.
-const SEARCH_YEARS: i64 = 50;
+pub(super) const SEARCH_YEARS: i64 = 50;
 
 const SECONDS_PER_DAY: i64 = 86_400;
 
@@ -194,38 +188,6 @@ impl CronSchedule {
     }
 }
 
-/// What a local time is in the zone, as UTC seconds.
-enum Resolved {
-    Single(i64),
-    /// Both occurrences, earlier first.
-    Twice(i64, i64),
-    /// In a spring-forward gap.
-    Gap,
-}
-
-fn naive(local: i64) -> Option<NaiveDateTime> {
-    DateTime::from_timestamp(local, 0).map(|d| d.naive_utc())
-}
-
-fn resolve(tz: Tz, local: i64) -> Option<Resolved> {
-    let offset = |o: &<Tz as TimeZone>::Offset| i64::from(o.fix().local_minus_utc());
-    Some(match tz.offset_from_local_datetime(&naive(local)?) {
-        LocalResult::Single(o) => Resolved::Single(local - offset(&o)),
-        LocalResult::Ambiguous(a, b) => {
-            let (x, y) = (local - offset(&a), local - offset(&b));
-            Resolved::Twice(x.min(y), x.max(y))
-        }
-        LocalResult::None => Resolved::Gap,
-    })
-}
-
-/// The transition instant that ends the gap containing local time `local`: the gap begins at
-/// local `T + offset_before`, so `T` is that local time minus the offset before.
-fn gap_end(tz: Tz, local: i64) -> Option<i64> {
-    let (begin, offset_before) = GapInfo::new(&naive(local)?, &tz)?.begin?;
-    Some(begin.and_utc().timestamp() - i64::from(offset_before.fix().local_minus_utc()))
-}
-
 pub(super) fn matches_local(schedule: &CronSchedule, local: NaiveDateTime) -> bool {
     let c = civil_of(local.and_utc().timestamp());
     let e = &schedule.expr;
@@ -235,109 +197,16 @@ pub(super) fn matches_local(schedule: &CronSchedule, local: NaiveDateTime) -> bo
         && schedule.month_days(c.year, c.month) & (1 << c.day) != 0
 }
 
-pub(super) fn next_after(schedule: &CronSchedule, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    // Fires are whole seconds, so "strictly after `after`" is "after its whole second".
-    let after_s = after.timestamp();
-    let offset = i64::from(
-        schedule
-            .tz
-            .offset_from_utc_datetime(&after.naive_utc())
-            .fix()
-            .local_minus_utc(),
-    );
-    let local_after = after_s.checked_add(offset)?;
-    let forward = forward_walk(schedule, after_s, local_after);
-    let back = match schedule.dst_overlap {
-        DstOverlap::Both => back_walk(schedule, after_s, local_after, offset),
-        DstOverlap::First => None,
-    };
-    let fire = match (forward, back) {
-        (Some(f), Some(b)) => f.min(b),
-        (f, b) => f.or(b)?,
-    };
-    DateTime::from_timestamp(fire, 0)
-}
-
-/// The first fire from a matching local minute strictly after `local_after`.
-///
-/// The first local minute that yields an instant after `after` is the answer: a later local
-/// minute can only map to an earlier instant through the first pass of an overlap, and that
-/// pass is ahead of `after` only when `after` is inside it, which `back_walk` covers.
-fn forward_walk(schedule: &CronSchedule, after: i64, local_after: i64) -> Option<i64> {
-    let start = (local_after.div_euclid(60) + 1) * 60;
-    let mut from = civil_of(start);
-    let limit_year = from.year + SEARCH_YEARS;
-    loop {
-        let found = schedule.next_local_match(from, limit_year)?;
-        let local = local_seconds(found);
-        match resolve(schedule.tz, local)? {
-            Resolved::Single(at) if at > after => return Some(at),
-            Resolved::Single(_) => {}
-            Resolved::Twice(first, _) if first > after => return Some(first),
-            Resolved::Twice(_, second) => {
-                if schedule.dst_overlap == DstOverlap::Both && second > after {
-                    return Some(second);
-                }
-            }
-            Resolved::Gap => {
-                if schedule.dst_gap == DstGap::Shift {
-                    if let Some(transition) = gap_end(schedule.tz, local) {
-                        if transition > after {
-                            return Some(transition);
-                        }
-                    }
-                }
-            }
-        }
-        from = Civil {
-            minute: found.minute + 1,
-            ..found
-        };
-    }
-}
-
-/// With `both`: when `after` is in the first pass of a fall-back overlap, the second occurrence
-/// of a matching local time at or before the local time of `after` is still ahead.
-fn back_walk(
+/// The first matching local minute strictly after local second `local`, up to `limit_year`.
+pub(super) fn next_local_after(
     schedule: &CronSchedule,
-    after: i64,
-    local_after: i64,
-    offset_after: i64,
+    local: i64,
+    limit_year: i64,
 ) -> Option<i64> {
-    let LocalResult::Ambiguous(a, b) = schedule.tz.offset_from_local_datetime(&naive(local_after)?)
-    else {
-        return None;
-    };
-    let (a, b) = (
-        i64::from(a.fix().local_minus_utc()),
-        i64::from(b.fix().local_minus_utc()),
-    );
-    let (larger, smaller) = (a.max(b), a.min(b));
-    if offset_after != larger {
-        // `after` is already in the second pass: nothing behind it repeats.
-        return None;
-    }
-    // The second occurrence of local L is L - smaller, after `after` exactly when
-    // L > local_after - (larger - smaller).
-    let lowest = local_after - (larger - smaller);
-    let mut from = civil_of((lowest.div_euclid(60) + 1) * 60);
-    let limit_year = from.year + 1;
-    loop {
-        let found = schedule.next_local_match(from, limit_year)?;
-        let local = local_seconds(found);
-        if local > local_after {
-            return None;
-        }
-        if let Resolved::Twice(_, second) = resolve(schedule.tz, local)? {
-            if second > after {
-                return Some(second);
-            }
-        }
-        from = Civil {
-            minute: found.minute + 1,
-            ..found
-        };
-    }
+    let from = civil_of((local.div_euclid(60) + 1) * 60);
+    schedule
+        .next_local_match(from, limit_year)
+        .map(local_seconds)
 }
 
 #[cfg(test)]
