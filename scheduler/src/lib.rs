@@ -17,6 +17,7 @@ pub mod health;
 pub mod instant;
 pub mod maintenance;
 pub mod materialise;
+pub mod merge_patch;
 pub mod metrics;
 pub mod notices;
 pub mod notify;

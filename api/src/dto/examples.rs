@@ -370,7 +370,7 @@ mod tests {
             .validate(false)
             .unwrap();
         let mut patched = to_json(&ScheduleInput::from_json(schedule_input()).unwrap());
-        crate::body::merge_patch(&mut patched, &schedule_patch());
+        hookbeat_scheduler::merge_patch::apply(&mut patched, &schedule_patch());
         ScheduleInput::from_json(patched)
             .unwrap()
             .validate(false)

@@ -4,12 +4,12 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use hookbeat_entity::schedule;
-use hookbeat_scheduler::{notices, runs, skips, stored, timeline};
+use hookbeat_scheduler::{merge_patch, notices, runs, skips, stored, timeline};
 use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::auth::{Caller, Scope};
-use crate::body::{merge_patch, JsonValue, Query};
+use crate::body::{JsonValue, Query};
 use crate::dto::notice::{Notice, NoticePage};
 use crate::dto::page::{finish_page, PageQuery};
 use crate::dto::schedule::{
@@ -199,7 +199,7 @@ pub async fn patch(
         |current, now| {
             let mut document = serde_json::to_value(ScheduleInput::from_model(current)?)
                 .map_err(anyhow::Error::from)?;
-            merge_patch(&mut document, &patch);
+            merge_patch::apply(&mut document, &patch);
             let after = ScheduleInput::from_json(document)?;
             schedules::replacement(&state, &caller, current, after, now).map(Some)
         },
