@@ -382,6 +382,24 @@ mod tests {
         crate::body::typed::<TenantChange>(tenant_change(), "").unwrap();
     }
 
+    /// A schedule's document (what responses show and revisions keep) reads back as the same
+    /// schedule, so a revision's content can be written again.
+    #[test]
+    fn a_document_reads_back_as_the_same_schedule() {
+        use hookbeat_scheduler::stored::StoredSchedule;
+        let mut written = schedule_input();
+        written["then"] = json!([{"url": "https://example.com/hooks/archive"}]);
+        written["start_at"] = json!("2026-03-01T00:00:00Z");
+        let input = ScheduleInput::from_json(written).unwrap();
+        let document = to_json(&input);
+        assert_eq!(
+            document,
+            StoredSchedule::from(input.clone()).document().unwrap()
+        );
+        let read = ScheduleInput::from_json(document).unwrap();
+        assert_eq!(StoredSchedule::from(read), StoredSchedule::from(input));
+    }
+
     #[test]
     fn derived_examples_follow_the_story() {
         assert_eq!(

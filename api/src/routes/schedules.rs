@@ -4,6 +4,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use hookbeat_entity::schedule;
+use hookbeat_scheduler::stored::StoredSchedule;
 use hookbeat_scheduler::{merge_patch, notices, runs, skips, stored, timeline};
 use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -197,8 +198,7 @@ pub async fn patch(
         Key::Id(id),
         expected.as_deref(),
         |current, now| {
-            let mut document = serde_json::to_value(ScheduleInput::from_model(current)?)
-                .map_err(anyhow::Error::from)?;
+            let mut document = StoredSchedule::from_model(current)?.document()?;
             merge_patch::apply(&mut document, &patch);
             let after = ScheduleInput::from_json(document)?;
             schedules::replacement(&state, &caller, current, after, now).map(Some)
