@@ -264,16 +264,20 @@ fn paused_fires(paused: &schedule::Model, now: DateTime<Utc>) -> Option<Skip> {
 
 /// The row that replaces the writable members of `current` with `after`: validated, under the
 /// caller's minimum interval when the spec changed, `next_run_at` recomputed when the timing
-/// changed, and unpaused when it is enabled again.
+/// changed, and unpaused when it is enabled again; `None` when `after` is what it has already.
 pub fn replacement(
     state: &AppState,
     caller: &Caller,
     current: &schedule::Model,
     after: ScheduleInput,
     now: DateTime<Utc>,
-) -> Result<schedule::ActiveModel, ApiError> {
+) -> Result<Option<schedule::ActiveModel>, ApiError> {
     let before = StoredSchedule::from_model(current)?;
     let timing = after.validate(state.allow_private_targets)?;
+    let after_stored = StoredSchedule::from(after.clone());
+    if after_stored == before {
+        return Ok(None);
+    }
     let mut row = current.clone().into_active_model();
     if after.schedule != before.spec {
         check_min_interval(caller, &timing, now)?;
@@ -290,8 +294,8 @@ pub fn replacement(
     if after.enabled && !before.enabled {
         row.paused_reason = Set(None);
     }
-    StoredSchedule::from(after).write(&mut row)?;
-    Ok(row)
+    after_stored.write(&mut row)?;
+    Ok(Some(row))
 }
 
 /// The API's view of stored schedules, with their health (the same few queries for a page).
@@ -342,7 +346,7 @@ pub async fn upsert_by_name(
             expected,
             |current, now| {
                 let after = ScheduleInput::from_json(document.clone())?;
-                replacement(state, caller, current, after, now).map(Some)
+                replacement(state, caller, current, after, now)
             },
         )
         .await?;

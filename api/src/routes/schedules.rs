@@ -201,7 +201,7 @@ pub async fn patch(
             let mut document = StoredSchedule::from_model(current)?.document()?;
             merge_patch::apply(&mut document, &patch);
             let after = ScheduleInput::from_json(document)?;
-            schedules::replacement(&state, &caller, current, after, now).map(Some)
+            schedules::replacement(&state, &caller, current, after, now)
         },
     )
     .await?
