@@ -124,7 +124,7 @@ pub async fn list(
         .limit(limit + 1)
         .all(&state.db)
         .await?;
-    let (rows, next_cursor) = finish_page(rows, limit, |s| s.id.into());
+    let (rows, next_cursor) = finish_page(rows, limit, |s| s.id);
     let items = schedules::views(&state, rows).await?;
     Ok(HttpResponse::Ok().json(SchedulePage { items, next_cursor }))
 }
