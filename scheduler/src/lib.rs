@@ -25,6 +25,7 @@ pub mod outcome;
 pub mod pausing;
 pub mod politeness;
 pub mod retry;
+pub mod revisions;
 pub mod runs;
 pub mod schedule;
 pub mod sealing;

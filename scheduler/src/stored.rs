@@ -124,7 +124,17 @@ impl StoredSchedule {
 /// 1, no runs and no next fire yet. The caller fills in the members with [`StoredSchedule::write`]
 /// and sets `next_run_at`.
 pub fn new_row(tenant: &TenantId, now: DateTime<Utc>) -> schedule::ActiveModel {
-    let id = ScheduleId::new();
+    row_again(tenant, ScheduleId::new(), 1, now)
+}
+
+/// The same for a schedule made again under the `id` it had, at `version` (a deleted schedule
+/// restored: its versions go on from its last).
+pub fn row_again(
+    tenant: &TenantId,
+    id: ScheduleId,
+    version: i64,
+    now: DateTime<Utc>,
+) -> schedule::ActiveModel {
     schedule::ActiveModel {
         id: Set(id),
         tenant_id: Set(tenant.clone()),
@@ -135,7 +145,7 @@ pub fn new_row(tenant: &TenantId, now: DateTime<Utc>) -> schedule::ActiveModel {
         total_runs: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
-        version: Set(1),
+        version: Set(version),
         paused_at: Set(None),
         ..Default::default()
     }
