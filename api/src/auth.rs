@@ -10,6 +10,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use hookbeat_entity::{setting, TenantId};
+use hookbeat_scheduler::revisions::{Actor, Author};
 use hookbeat_scheduler::sealing::{Row, Sealer};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use sea_orm::{ActiveModelTrait, DatabaseConnection, DbBackend, EntityTrait, Set};
@@ -62,6 +63,12 @@ pub struct Claims {
     /// list of names (RFC 7519 section 4.1.3), one of which must be the configured audience.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<Audience>,
+    /// The token's own id (RFC 7519 section 4.1.7), kept with the changes it makes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Who or what holds the token (a person, a deploy job), kept with the changes it makes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// The `aud` claim: a string or an array of strings.
@@ -181,6 +188,8 @@ pub fn mint_token(
         nbf: None,
         scope: scope.to_owned(),
         aud: audience.map(|aud| Audience::One(aud.to_owned())),
+        jti: None,
+        name: None,
     };
     Ok(jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -232,12 +241,14 @@ pub async fn resolve_secret(
 
 use sea_orm::ConnectionTrait;
 
-/// The verified caller of a `/v1` request: its tenant and its scopes.
+/// The verified caller of a `/v1` request: its tenant, its scopes, and who it says it is.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub tenant: TenantId,
     /// The tenant's row: its quotas.
     pub account: hookbeat_entity::tenant::Model,
+    /// The token's `sub`, `jti` and `name`: what a revision says made a change.
+    pub actor: Actor,
     scopes: Vec<Scope>,
 }
 
@@ -247,6 +258,14 @@ impl Caller {
             Ok(())
         } else {
             Err(ApiError::MissingScope(scope.as_str()))
+        }
+    }
+
+    /// This caller as the author of a change made for `reason` (its `X-Change-Reason`).
+    pub fn author(&self, reason: Option<String>) -> Author {
+        Author {
+            actor: self.actor.clone(),
+            reason,
         }
     }
 }
@@ -341,6 +360,11 @@ async fn authorise(
         .split_whitespace()
         .filter_map(Scope::parse)
         .collect();
+    let actor = Actor {
+        sub: claims.sub.clone(),
+        token_id: claims.jti,
+        name: claims.name,
+    };
     let tenant = TenantId(claims.sub);
     // Tokens from an external issuer may name a tenant hookbeat has not seen yet.
     let account = tenants::ensure(&state.db, &state.sealer, &tenant, now).await?;
@@ -360,6 +384,7 @@ async fn authorise(
     Ok(Caller {
         tenant,
         account,
+        actor,
         scopes,
     })
 }

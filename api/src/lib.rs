@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod openapi;
 pub mod rate_limit;
 pub mod responses;
+pub mod revisions;
 pub mod routes;
 pub mod schedules;
 pub mod startup;

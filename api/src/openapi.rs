@@ -6,7 +6,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::Problem;
 use crate::responses;
-use crate::routes::{actions, health, meta, runs, schedules, secrets, tenants};
+use crate::routes::{actions, health, meta, revisions, runs, schedules, secrets, tenants};
 
 /// The spec as served at `/openapi.yaml`: the committed file.
 pub const SPEC_YAML: &str = include_str!("../../openapi.yaml");
@@ -26,6 +26,7 @@ validation errors (422) list every offending field under `errors`.",
         schedules::create, schedules::list, schedules::get, schedules::patch, schedules::delete,
         actions::pause, actions::resume, actions::trigger, actions::preview,
         schedules::put_by_name, actions::backfill, schedules::timeline, schedules::notices,
+        revisions::list, revisions::get, revisions::restore,
         runs::list, runs::list_for_schedule, runs::get, runs::redeliver,
         secrets::list, secrets::rotate,
         tenants::create, tenants::list, tenants::get, tenants::patch,

@@ -2,7 +2,7 @@
 //! components (`#/components/responses/<Name>`, a `Problem` with an example rendered by
 //! [`ApiError`] itself) that operations reference by name, either one by one (`(status = 404,
 //! response = NotFound)`) or through the sets below, which group the errors that always come
-//! together; and the `Idempotency-Key` header parameter.
+//! together; and the `Idempotency-Key` and `X-Change-Reason` header parameters.
 
 use utoipa::{IntoParams, IntoResponses, ToResponse};
 
@@ -208,4 +208,14 @@ pub struct IdempotencyKeyHeader {
     /// Makes a retried request return the first successful response (marked Idempotent-Replayed: true) instead of acting again; kept 24 h, per calling tenant
     #[param(rename = "Idempotency-Key")]
     pub idempotency_key: Option<String>,
+}
+
+/// The `X-Change-Reason` request header of the operations that change a schedule (see
+/// `routes::change_reason`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct ChangeReasonHeader {
+    /// Why the change is made, kept with its revision: at most 1000 characters of UTF-8 without control characters, percent-decoded (`caf%C3%A9` is `café`; a `%` not followed by two hex digits stays as it is); 422 otherwise
+    #[param(rename = "X-Change-Reason")]
+    pub change_reason: Option<String>,
 }

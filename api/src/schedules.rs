@@ -1,13 +1,16 @@
 //! Schedules as the API keeps them: one of a tenant's by id or name, a new one under the tenant's
 //! quota, a change under optimistic concurrency (the `If-Match` check and the retry after a lost
-//! race), a delete, and the fires a backfill window holds. Handlers in `routes::schedules` and `routes::actions` speak HTTP around
+//! race), a delete, and the fires a backfill window holds. Each change appends its revision in
+//! its own transaction. Handlers in `routes::schedules` and `routes::actions` speak HTTP around
 //! these; the row's columns are written by the scheduler's `stored` codec.
 
 use chrono::{DateTime, Utc};
+use hookbeat_entity::schedule_revision::RevisionAction;
 use hookbeat_entity::{schedule, tenant, ScheduleId, TenantId};
 use hookbeat_scheduler::health;
 use hookbeat_scheduler::instant;
 use hookbeat_scheduler::notify::announce;
+use hookbeat_scheduler::revisions::{self, Author, Change};
 use hookbeat_scheduler::runs;
 use hookbeat_scheduler::schedule::{ScheduleSpec, Timing};
 use hookbeat_scheduler::skips::{self, Skip, SkipReason};
@@ -15,7 +18,8 @@ use hookbeat_scheduler::stored::{self, StoredSchedule};
 use sea_orm::sea_query::Expr;
 use sea_orm::ActiveValue::{NotSet, Unchanged};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, IntoActiveModel, QueryFilter, Set,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, IntoActiveModel, QueryFilter, QuerySelect,
+    Set,
 };
 
 use crate::auth::Caller;
@@ -36,7 +40,7 @@ pub enum Key<'a> {
     Name(&'a str),
 }
 
-/// What a change by name did.
+/// What a change by name, or a restore, did: made the schedule, or changed the one there was.
 pub enum Upserted {
     Created(schedule::Model),
     Replaced(schedule::Model),
@@ -67,24 +71,41 @@ async fn find(
     Ok(query.one(db).await?)
 }
 
-/// Saves a new schedule of the caller's: validated, under its minimum interval and under its
-/// schedule quota. The quota is checked and the tenant's `schedule_count` raised by one
-/// conditional update in the transaction that inserts the schedule, so concurrent creates
-/// cannot together pass it, and a create costs the same however many schedules the tenant has.
-/// Wakes the workers.
+/// Saves a new schedule of the caller's (see [`insert_row`]), its `created` revision by `author`.
 pub async fn insert(
     state: &AppState,
     caller: &Caller,
     input: ScheduleInput,
+    author: &Author,
+) -> Result<schedule::Model, ApiError> {
+    let now = state.clock.now();
+    let row = stored::new_row(&caller.tenant, now);
+    let change = Change::new(RevisionAction::Created, author);
+    insert_row(state, caller, input, row, change, now).await
+}
+
+/// Saves `row`, a new schedule of the caller's, with `input`'s members: validated, under its
+/// minimum interval and under its schedule quota, with the revision of `change`. The quota is
+/// checked and the tenant's `schedule_count` raised by one conditional update in the transaction
+/// that inserts the schedule, so concurrent creates cannot together pass it, and a create costs
+/// the same however many schedules the tenant has. Wakes the workers.
+pub async fn insert_row(
+    state: &AppState,
+    caller: &Caller,
+    input: ScheduleInput,
+    mut row: schedule::ActiveModel,
+    change: Change<'_>,
+    now: DateTime<Utc>,
 ) -> Result<schedule::Model, ApiError> {
     let timing = input.validate(state.allow_private_targets)?;
-    let now = state.clock.now();
     check_min_interval(caller, &timing, now)?;
     let txn = hookbeat_entity::begin_write(&state.db).await?;
-    let mut row = stored::new_row(&caller.tenant, now);
     row.next_run_at = Set(first_fire(&input, &timing, now, 0)?);
     StoredSchedule::from(input).write(&mut row)?;
     let model = row.insert(&txn).await?;
+    revisions::append(&txn, &model, change, now)
+        .await
+        .map_err(ApiError::Internal)?;
     // Counted last: on PostgreSQL the tenant's row stays locked until the commit, so the
     // tenant's creates queue on it for as short a time as possible.
     let counted = tenant::Entity::count_schedules(&caller.tenant, 1)
@@ -120,13 +141,14 @@ async fn announce_schedule(state: &AppState, saved: &schedule::Model) {
     }
 }
 
-/// Changes the tenant's schedule `key` with `change`, which is given the schedule as it is and
+/// Changes the tenant's schedule `key` with `edit`, which is given the schedule as it is and
 /// the time, and returns the row to save, or `None` to leave the schedule as it is.
 ///
-/// The row is saved only if it is still at the version `change` saw, and its version goes up by
-/// one; after a lost race the schedule is read and changed again, up to [`ATTEMPTS`] times (409
-/// after). `expected` holds the versions `If-Match` allows (`None`: any); each round checks it
-/// against the schedule as read (412). A saved change wakes the workers.
+/// The row is saved only if it is still at the version `edit` saw, and its version goes up by
+/// one, with the revision of `change`; after a lost race the schedule is read and changed again,
+/// up to [`ATTEMPTS`] times (409 after). `expected` holds the versions `If-Match` allows
+/// (`None`: any); each round checks it against the schedule as read (412). A saved change wakes
+/// the workers.
 ///
 /// `Ok(None)` when the tenant has no such schedule.
 pub async fn update_if_version<F>(
@@ -134,7 +156,8 @@ pub async fn update_if_version<F>(
     tenant: &TenantId,
     key: Key<'_>,
     expected: Option<&[i64]>,
-    mut change: F,
+    change: Change<'_>,
+    mut edit: F,
 ) -> Result<Option<schedule::Model>, ApiError>
 where
     F: FnMut(&schedule::Model, DateTime<Utc>) -> Result<Option<schedule::ActiveModel>, ApiError>,
@@ -143,12 +166,12 @@ where
         let Some(current) = find(&state.db, tenant, key).await? else {
             return Ok(None);
         };
-        check_version(expected, &current)?;
+        check_version(expected, current.version)?;
         let now = state.clock.now();
-        let Some(row) = change(&current, now)? else {
+        let Some(row) = edit(&current, now)? else {
             return Ok(Some(current));
         };
-        if let Some(saved) = save_if_unchanged(state, tenant, row, &current, now).await? {
+        if let Some(saved) = save_if_unchanged(state, tenant, row, &current, change, now).await? {
             announce_schedule(state, &saved).await;
             return Ok(Some(saved));
         }
@@ -158,26 +181,24 @@ where
     ))
 }
 
-/// 412 unless `current` is at one of the `expected` versions (`None`: any version).
-fn check_version(expected: Option<&[i64]>, current: &schedule::Model) -> Result<(), ApiError> {
+/// 412 unless the schedule's `version` is one of the `expected` versions (`None`: any version).
+pub fn check_version(expected: Option<&[i64]>, version: i64) -> Result<(), ApiError> {
     match expected {
-        Some(versions) if !versions.contains(&current.version) => {
-            Err(ApiError::PreconditionFailed(format!(
-                "the schedule is at version {}, not the one If-Match names",
-                current.version
-            )))
-        }
+        Some(versions) if !versions.contains(&version) => Err(ApiError::PreconditionFailed(
+            format!("the schedule is at version {version}, not the one If-Match names"),
+        )),
         _ => Ok(()),
     }
 }
 
-/// Saves `row` only if the schedule is still at `current.version`, bumping the version; `None`
-/// when another writer got there first.
+/// Saves `row` only if the schedule is still at `current.version`, bumping the version, with the
+/// revision of `change`; `None` when another writer got there first.
 async fn save_if_unchanged(
     state: &AppState,
     tenant: &TenantId,
     mut row: schedule::ActiveModel,
     current: &schedule::Model,
+    change: Change<'_>,
     now: DateTime<Utc>,
 ) -> Result<Option<schedule::Model>, ApiError> {
     row.version = Set(current.version + 1);
@@ -199,37 +220,40 @@ async fn save_if_unchanged(
         .set(row)
         .filter(schedule::Column::Id.eq(current.id))
         .filter(schedule::Column::Version.eq(current.version));
+    let txn = hookbeat_entity::begin_write(&state.db).await?;
     if resumed {
         // Resuming starts the count of failed runs again, closes a failing episode and records
         // the fires of the pause as skipped, with the change: the health row first, as a
         // write-back that pauses the schedule takes it.
-        let txn = hookbeat_entity::begin_write(&state.db).await?;
         health::reset(&txn, current.id)
             .await
             .map_err(ApiError::Internal)?;
-        if update.exec(&txn).await?.rows_affected == 0 {
-            txn.rollback().await?;
-            return Ok(None);
-        }
-        let skip = paused_fires(current, now);
-        if let Some(skip) = &skip {
-            skips::record(&txn, &[(current.id, *skip)], now)
-                .await
-                .map_err(ApiError::Internal)?;
-        }
-        txn.commit().await?;
-        if let Some(skip) = skip {
-            state
-                .fires_skipped
-                .with_label_values(&[SkipReason::Paused.as_str()])
-                .inc_by(skip.fires.max(0) as u64);
-        }
-    } else if update.exec(&state.db).await?.rows_affected == 0 {
+    }
+    if update.exec(&txn).await?.rows_affected == 0 {
+        txn.rollback().await?;
         return Ok(None);
     }
-    Ok(schedule::Entity::find_for_tenant_by_id(tenant, current.id)
-        .one(&state.db)
-        .await?)
+    let skip = resumed.then(|| paused_fires(current, now)).flatten();
+    if let Some(skip) = &skip {
+        skips::record(&txn, &[(current.id, *skip)], now)
+            .await
+            .map_err(ApiError::Internal)?;
+    }
+    let saved = schedule::Entity::find_for_tenant_by_id(tenant, current.id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("a schedule just saved is gone")))?;
+    revisions::append(&txn, &saved, change, now)
+        .await
+        .map_err(ApiError::Internal)?;
+    txn.commit().await?;
+    if let Some(skip) = skip {
+        state
+            .fires_skipped
+            .with_label_values(&[SkipReason::Paused.as_str()])
+            .inc_by(skip.fires.max(0) as u64);
+    }
+    Ok(Some(saved))
 }
 
 /// The most fires of a pause [`paused_fires`] counts one by one; a longer pause is
@@ -264,16 +288,20 @@ fn paused_fires(paused: &schedule::Model, now: DateTime<Utc>) -> Option<Skip> {
 
 /// The row that replaces the writable members of `current` with `after`: validated, under the
 /// caller's minimum interval when the spec changed, `next_run_at` recomputed when the timing
-/// changed, and unpaused when it is enabled again.
+/// changed, and unpaused when it is enabled again; `None` when `after` is what it has already.
 pub fn replacement(
     state: &AppState,
     caller: &Caller,
     current: &schedule::Model,
     after: ScheduleInput,
     now: DateTime<Utc>,
-) -> Result<schedule::ActiveModel, ApiError> {
+) -> Result<Option<schedule::ActiveModel>, ApiError> {
     let before = StoredSchedule::from_model(current)?;
     let timing = after.validate(state.allow_private_targets)?;
+    let after_stored = StoredSchedule::from(after.clone());
+    if after_stored == before {
+        return Ok(None);
+    }
     let mut row = current.clone().into_active_model();
     if after.schedule != before.spec {
         check_min_interval(caller, &timing, now)?;
@@ -290,8 +318,8 @@ pub fn replacement(
     if after.enabled && !before.enabled {
         row.paused_reason = Set(None);
     }
-    StoredSchedule::from(after).write(&mut row)?;
-    Ok(row)
+    after_stored.write(&mut row)?;
+    Ok(Some(row))
 }
 
 /// The API's view of stored schedules, with their health (the same few queries for a page).
@@ -325,14 +353,15 @@ pub async fn view(state: &AppState, model: schedule::Model) -> Result<Schedule, 
 }
 
 /// Creates the caller's schedule `name` from `document`, or replaces the one of that name
-/// (`expected` as for [`update_if_version`]; with it, a missing schedule is a 412). The name
-/// in `document` must already be `name`.
+/// (`expected` as for [`update_if_version`]; with it, a missing schedule is a 412), by `author`.
+/// The name in `document` must already be `name`.
 pub async fn upsert_by_name(
     state: &AppState,
     caller: &Caller,
     name: &str,
     document: &serde_json::Value,
     expected: Option<&[i64]>,
+    author: &Author,
 ) -> Result<Upserted, ApiError> {
     for _ in 0..ATTEMPTS {
         let replaced = update_if_version(
@@ -340,9 +369,10 @@ pub async fn upsert_by_name(
             &caller.tenant,
             Key::Name(name),
             expected,
+            Change::new(RevisionAction::Replaced, author),
             |current, now| {
                 let after = ScheduleInput::from_json(document.clone())?;
-                replacement(state, caller, current, after, now).map(Some)
+                replacement(state, caller, current, after, now)
             },
         )
         .await?;
@@ -355,7 +385,7 @@ pub async fn upsert_by_name(
             ));
         }
         let input = ScheduleInput::from_json(document.clone())?;
-        match insert(state, caller, input).await {
+        match insert(state, caller, input, author).await {
             // Created concurrently by another request: replace it on the next round.
             Err(ApiError::Conflict(_)) => continue,
             other => return other.map(Upserted::Created),
@@ -367,30 +397,38 @@ pub async fn upsert_by_name(
 }
 
 /// Deletes the tenant's schedule `id` with its run history, only at one of the `expected`
-/// versions when given (412 otherwise), and lowers the tenant's `schedule_count` in the same
-/// transaction.
+/// versions when given (412 otherwise), and lowers the tenant's `schedule_count`, with the
+/// `deleted` revision by `author`, in one transaction that holds the schedule's row.
 pub async fn delete(
     state: &AppState,
     tenant: &TenantId,
     id: ScheduleId,
     expected: Option<&[i64]>,
+    author: &Author,
 ) -> Result<(), ApiError> {
-    let mut query = schedule::Entity::delete_for_tenant(tenant).filter(schedule::Column::Id.eq(id));
-    if expected.is_some() {
-        let current = load(&state.db, tenant, id).await?;
-        check_version(expected, &current)?;
-        query = query.filter(schedule::Column::Version.eq(current.version));
-    }
+    let now = state.clock.now();
     let txn = hookbeat_entity::begin_write(&state.db).await?;
+    // PostgreSQL: the row lock orders concurrent changes; SQLite: the write lock already does.
+    let current = schedule::Entity::find_for_tenant_by_id(tenant, id)
+        .lock_exclusive()
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ApiError::not_found("schedule"))?;
+    check_version(expected, current.version)?;
     runs::delete_of_schedule(&txn, tenant, id)
         .await
         .map_err(ApiError::Internal)?;
-    if query.exec(&txn).await?.rows_affected == 0 {
-        return Err(ApiError::not_found("schedule"));
-    }
+    schedule::Entity::delete_for_tenant(tenant)
+        .filter(schedule::Column::Id.eq(id))
+        .exec(&txn)
+        .await?;
     tenant::Entity::count_schedules(tenant, -1)
         .exec(&txn)
         .await?;
+    let change = Change::new(RevisionAction::Deleted, author);
+    revisions::append(&txn, &current, change, now)
+        .await
+        .map_err(ApiError::Internal)?;
     txn.commit().await?;
     Ok(())
 }

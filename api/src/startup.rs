@@ -14,7 +14,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use crate::error::{problem_response, ApiError, PROBLEM_JSON};
 use crate::head_timeout::{HeadTimeout, HEAD_TIMEOUT};
 use crate::http_metrics::HttpMetrics;
-use crate::routes::{actions, health, meta, runs, schedules, secrets, tenants};
+use crate::routes::{actions, health, meta, revisions, runs, schedules, secrets, tenants};
 use crate::state::AppState;
 use actix_http::error::DispatchError;
 use actix_service::{fn_service, ServiceFactoryExt};
@@ -148,6 +148,9 @@ routes! {
     get "/v1/schedules/{id}/runs" => runs::list_for_schedule,
     get "/v1/schedules/{id}/timeline" => schedules::timeline,
     get "/v1/schedules/{id}/notices" => schedules::notices,
+    get "/v1/schedules/{id}/revisions" => revisions::list,
+    get "/v1/schedules/{id}/revisions/{version}" => revisions::get,
+    post "/v1/schedules/{id}/revisions/{version}/restore" => revisions::restore,
     get "/v1/runs" => runs::list,
     get "/v1/runs/{id}" => runs::get,
     post "/v1/runs/{id}/redeliver" => runs::redeliver,

@@ -11,6 +11,7 @@ pub mod idempotency_key;
 pub mod ids;
 pub mod run;
 pub mod schedule;
+pub mod schedule_revision;
 pub mod setting;
 pub mod signing_secret;
 pub mod tenant;

@@ -15,6 +15,7 @@ mod m20261201_000008_schedule_count;
 mod m20261201_000009_sole_attempt;
 mod m20261202_000010_schedule_health;
 mod m20261202_000011_notices;
+mod m20261202_000012_revisions;
 
 pub use m20261122_000002_shards::SHARDS;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000009_sole_attempt::Migration),
             Box::new(m20261202_000010_schedule_health::Migration),
             Box::new(m20261202_000011_notices::Migration),
+            Box::new(m20261202_000012_revisions::Migration),
         ]
     }
 }

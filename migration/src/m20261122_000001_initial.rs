@@ -2,6 +2,8 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::columns::cascade_to_tenant;
+
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -335,18 +337,6 @@ fn timestamp(column: impl IntoIden) -> ColumnDef {
 
 fn tenant_ref(column: impl IntoIden) -> ColumnDef {
     ColumnDef::new(column).string_len(128).not_null().to_owned()
-}
-
-/// A tenant's rows go with the tenant.
-fn cascade_to_tenant(
-    table: impl IntoIden + 'static,
-    column: impl IntoIden + 'static,
-) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .from(table, column)
-        .to(Tenants::Table, Tenants::Id)
-        .on_delete(ForeignKeyAction::Cascade)
-        .to_owned()
 }
 
 #[derive(DeriveIden)]

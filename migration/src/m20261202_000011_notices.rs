@@ -152,29 +152,20 @@ impl MigrationTrait for Migration {
             )
             .await?;
         // The sender's look for due notices, and the pruning of finished ones.
-        for (name, columns) in [
-            (
-                "notices_due_idx",
-                [
-                    Notices::Status.into_iden(),
-                    Notices::NextAttemptAt.into_iden(),
-                ],
-            ),
-            (
-                "notices_schedule_idx",
-                [
-                    Notices::ScheduleId.into_iden(),
-                    Notices::CreatedAt.into_iden(),
-                ],
-            ),
-        ] {
-            let mut index = Index::create();
-            index.name(name).table(Notices::Table);
-            for column in columns {
-                index.col(column);
-            }
-            manager.create_index(index.to_owned()).await?;
-        }
+        columns::index(
+            manager,
+            Notices::Table,
+            "notices_due_idx",
+            [Notices::Status, Notices::NextAttemptAt],
+        )
+        .await?;
+        columns::index(
+            manager,
+            Notices::Table,
+            "notices_schedule_idx",
+            [Notices::ScheduleId, Notices::CreatedAt],
+        )
+        .await?;
         Ok(())
     }
 

@@ -1,8 +1,8 @@
 //! Housekeeping, as a loop of its own beside the worker's, so that it never holds up a claim:
 //! run history older than the retention is deleted in bounded batches (their attempts go with
 //! them); signing secrets that stopped signing and idempotency keys older than a day are
-//! forgotten, and notices delivered or given up with the history; the installation-wide gauges
-//! are recounted.
+//! forgotten, and notices delivered or given up and schedule revisions (but for each live
+//! schedule's latest) with the history; the installation-wide gauges are recounted.
 
 use std::sync::Arc;
 
@@ -42,6 +42,7 @@ const PRUNE_IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE created
 pub struct Pruned {
     pub runs: u64,
     pub secrets: u64,
+    pub revisions: u64,
 }
 
 /// Deletes history finished more than `retention` before `now`, at most `max_batches` batches.
@@ -62,6 +63,7 @@ pub async fn prune(
     }
     crate::skips::prune(db, now - retention).await?;
     crate::notices::prune(db, now - retention).await?;
+    pruned.revisions = crate::revisions::prune(db, now - retention).await?;
     pruned.secrets = db
         .execute(sql::statement(backend, PRUNE_SECRETS, vec![now.into()]))
         .await
@@ -128,9 +130,10 @@ impl Maintenance {
         }
         if now >= due.prune {
             match prune(&self.db, now, self.retention, PRUNE_BATCHES_PER_ROUND).await {
-                Ok(pruned) if pruned.runs > 0 => tracing::info!(
+                Ok(pruned) if pruned.runs > 0 || pruned.revisions > 0 => tracing::info!(
                     runs = pruned.runs,
                     secrets = pruned.secrets,
+                    revisions = pruned.revisions,
                     "pruned history"
                 ),
                 Ok(_) => {}

@@ -17,7 +17,7 @@ use crate::definition::{Notify, RetryPolicy};
 use crate::deliver::AttemptResult;
 use crate::health::{After, Change};
 use crate::retry::Verdict;
-use crate::sql::{placeholder_rows, placeholders, statement};
+use crate::sql::{delete_before, placeholder_rows, placeholders, statement};
 
 /// What a notice announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -557,15 +557,10 @@ pub async fn of_schedule(
 
 /// Forgets notices delivered or given up before `before`, with the run history.
 pub async fn prune(db: &DatabaseConnection, before: DateTime<Utc>) -> anyhow::Result<u64> {
-    Ok(db
-        .execute(statement(
-            db.get_database_backend(),
-            "DELETE FROM notices WHERE status <> 'pending' AND finished_at < $1",
-            vec![before.into()],
-        ))
+    const PRUNE: &str = "DELETE FROM notices WHERE status <> 'pending' AND finished_at < $1";
+    delete_before(db, PRUNE, before)
         .await
-        .context("pruning notices")?
-        .rows_affected())
+        .context("pruning notices")
 }
 
 #[cfg(test)]

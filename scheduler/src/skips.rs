@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, FromQueryResult, Value};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::sql::{placeholder_rows, statement};
+use crate::sql::{delete_before, placeholder_rows, statement};
 
 /// Why a fire was not delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -166,15 +166,9 @@ pub async fn between(
 const PRUNE: &str = "DELETE FROM skipped_fires WHERE last_at < $1";
 
 pub async fn prune(conn: &impl ConnectionTrait, cutoff: DateTime<Utc>) -> anyhow::Result<u64> {
-    Ok(conn
-        .execute(statement(
-            conn.get_database_backend(),
-            PRUNE,
-            vec![cutoff.into()],
-        ))
+    delete_before(conn, PRUNE, cutoff)
         .await
-        .context("pruning skipped fires")?
-        .rows_affected())
+        .context("pruning skipped fires")
 }
 
 #[cfg(test)]

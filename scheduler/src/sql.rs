@@ -3,6 +3,7 @@
 //! `$N` placeholders become anonymous `?`, with the values laid out in the order the placeholders
 //! appear (see [`positional`]).
 
+use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement, TryGetable, Value};
 
 const ROW_LOCK: &str = " FOR UPDATE SKIP LOCKED";
@@ -79,6 +80,19 @@ pub fn placeholder_rows(first: usize, rows: usize, columns: usize) -> String {
         .map(|row| placeholders(first + row * columns, columns))
         .collect();
     rows.join(", ")
+}
+
+/// Runs `sql`, a `DELETE` of history older than `$1`, with `cutoff`; the rows it deleted.
+pub async fn delete_before(
+    conn: &impl ConnectionTrait,
+    sql: &str,
+    cutoff: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    let backend = conn.get_database_backend();
+    let deleted = conn
+        .execute(statement(backend, sql, vec![cutoff.into()]))
+        .await?;
+    Ok(deleted.rows_affected())
 }
 
 /// The column `name` of every row `statement` returns.

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use hookbeat_entity::{schedule, ScheduleId, TenantId};
 use sea_orm::ActiveValue::Set;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::definition::{Catchup, Notify, Overlap, RetryPolicy, Target};
 use crate::schedule::{ScheduleSpec, Timing};
@@ -15,30 +16,44 @@ use crate::steps::Steps;
 
 /// The members of a schedule its owner writes; everything else in the row is the scheduler's
 /// (shard, next and last run, run count) or bookkeeping (timestamps, version).
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serialized, it is the schedule's *document*: its members as a client writes them (the API's
+/// `ScheduleInput`, which is written out this way too), as responses show them and revisions
+/// keep them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredSchedule {
     pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    #[serde(rename = "schedule")]
     pub spec: ScheduleSpec,
     pub target: Target,
     pub retry: RetryPolicy,
-    /// Delivered in order after the target succeeded; stored as `chain`, NULL when empty.
-    pub then: Vec<Target>,
-    pub on_failure: Option<Target>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub end_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_runs: Option<i64>,
     pub jitter_ms: i64,
     /// A fire whose first attempt starts later than this is late; `None` for the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub late_after_ms: Option<i64>,
     /// Where its notices go; `None` for its tenant's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub notify: Option<Notify>,
     /// Runs failed for good in a row after which it pauses itself; `None` for never.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pause_after_failures: Option<i32>,
     pub catchup: Catchup,
     pub overlap: Overlap,
     pub enabled: bool,
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Delivered in order after the target succeeded; stored as `chain`, NULL when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub then: Vec<Target>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<Target>,
 }
 
 impl StoredSchedule {
@@ -98,13 +113,28 @@ impl StoredSchedule {
     pub fn timing(&self) -> anyhow::Result<Timing> {
         timing_of(&self.spec, self.start_at, self.end_at, self.max_runs)
     }
+
+    /// The schedule's document (see the type).
+    pub fn document(&self) -> anyhow::Result<serde_json::Value> {
+        json(self)
+    }
 }
 
 /// A new row of `tenant`'s, made at `now`: a time-ordered id, the shard that id falls in, version
 /// 1, no runs and no next fire yet. The caller fills in the members with [`StoredSchedule::write`]
 /// and sets `next_run_at`.
 pub fn new_row(tenant: &TenantId, now: DateTime<Utc>) -> schedule::ActiveModel {
-    let id = ScheduleId::new();
+    row_again(tenant, ScheduleId::new(), 1, now)
+}
+
+/// The same for a schedule made again under the `id` it had, at `version` (a deleted schedule
+/// restored: its versions go on from its last).
+pub fn row_again(
+    tenant: &TenantId,
+    id: ScheduleId,
+    version: i64,
+    now: DateTime<Utc>,
+) -> schedule::ActiveModel {
     schedule::ActiveModel {
         id: Set(id),
         tenant_id: Set(tenant.clone()),
@@ -115,7 +145,7 @@ pub fn new_row(tenant: &TenantId, now: DateTime<Utc>) -> schedule::ActiveModel {
         total_runs: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
-        version: Set(1),
+        version: Set(version),
         paused_at: Set(None),
         ..Default::default()
     }

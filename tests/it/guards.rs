@@ -6,23 +6,13 @@
 use std::process::Command;
 
 use chrono::{Duration, Utc};
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use reqwest::{Method, StatusCode};
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 
-use crate::helpers::app::{spawn_app_with, token_for, JWT_SECRET};
+use crate::helpers::app::{signed_token, spawn_app_with, token_for};
 use crate::helpers::{spawn_app, Backend};
 use crate::on_both_databases;
-
-fn hs256(claims: serde_json::Value) -> String {
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(JWT_SECRET.as_bytes()),
-    )
-    .unwrap()
-}
 
 #[tokio::test]
 async fn aud_may_be_a_string_or_a_list() {
@@ -32,7 +22,7 @@ async fn aud_may_be_a_string_or_a_list() {
     .await
     .unwrap();
     let token = |aud: serde_json::Value| {
-        hs256(json!({
+        signed_token(&json!({
             "sub": "listed", "exp": Utc::now().timestamp() + 600,
             "scope": "schedules:read", "aud": aud
         }))
@@ -169,7 +159,7 @@ async fn an_admin_cannot_disable_its_own_tenant(backend: Backend) {
 #[tokio::test]
 async fn failed_authentications_are_limited_per_address() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
-    let forged = hs256(json!({"sub": "x", "exp": 1}));
+    let forged = signed_token(&json!({"sub": "x", "exp": 1}));
     for n in 0..20 {
         let answer = app
             .call_as(&forged, Method::GET, "/v1/schedules", None)

@@ -17,6 +17,7 @@ mod life_cycle;
 mod notices;
 mod operations;
 mod outbound;
+mod revisions;
 mod rrule;
 mod scale;
 mod schedules;

@@ -37,7 +37,7 @@ async fn schedule_of(app: &TestApp, id: &str) -> Value {
 }
 
 /// A schedule firing hourly at `target`, whose runs get one attempt each.
-fn hourly(name: &str, target: &str, extra: Value) -> Value {
+pub(crate) fn hourly(name: &str, target: &str, extra: Value) -> Value {
     let mut body = json!({
         "name": name,
         "schedule": {"kind": "interval", "every_seconds": 3600},

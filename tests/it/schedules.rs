@@ -308,7 +308,12 @@ async fn put_by_name_upserts(backend: Backend) {
     assert_eq!(replaced.body["schedule"]["every_seconds"], 7200);
     assert_eq!(replaced.body["version"], 2);
     let same_again = put(body.clone()).await;
+    assert_eq!(same_again.status, StatusCode::OK);
     assert_eq!(same_again.body["id"], created.body["id"]);
+    assert_eq!(
+        same_again.body["version"], 2,
+        "the same content again changes nothing"
+    );
     assert_eq!(
         app.get("/v1/schedules").await.body["items"]
             .as_array()

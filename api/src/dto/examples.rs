@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::notice::{Notice, NoticePage};
+use super::revision::{Actor, Revision, RevisionDetail, RevisionPage};
 use super::run::{Attempt, Run, RunDetail, RunPage};
 use super::schedule::{
     BackfillResult, FireTimes, Schedule, ScheduleHealth, ScheduleHealthCounts, ScheduleInput,
@@ -16,6 +17,7 @@ use super::schedule::{
 use super::secret::{SigningSecret, SigningSecrets};
 use super::tenant::{Tenant, TenantPage};
 use crate::error::ApiError;
+use hookbeat_entity::schedule_revision::RevisionAction;
 use hookbeat_scheduler::health::HealthState;
 
 const SCHEDULE_ID: &str = "01958f0e-3c2a-7d41-9b6e-2f4c8a1d5e70";
@@ -303,6 +305,67 @@ pub fn notice_page() -> Value {
     })
 }
 
+/// The example schedule as created and as [`schedule_patch`] changed it, as revisions keep it.
+fn revised_documents() -> (Value, Value) {
+    let created = to_json(
+        &ScheduleInput::from_json(schedule_input()).expect("the schedule example is valid"),
+    );
+    let mut patched = created.clone();
+    hookbeat_scheduler::merge_patch::apply(&mut patched, &schedule_patch());
+    let patched =
+        to_json(&ScheduleInput::from_json(patched).expect("the patched example is valid"));
+    (created, patched)
+}
+
+/// The example's second revision: [`schedule_patch`], by a deploy job's token, with its reason.
+fn second_revision() -> RevisionDetail {
+    let (created, patched) = revised_documents();
+    RevisionDetail {
+        revision: Revision {
+            version: 2,
+            created_at: at("2026-03-02T16:05:31Z"),
+            action: RevisionAction::Updated,
+            actor: Actor {
+                sub: "acme".to_owned(),
+                token_id: Some("tok-7f3a".to_owned()),
+                name: Some("deploy-bot".to_owned()),
+            },
+            reason: Some("The report now covers returns (FIN-204)".to_owned()),
+            restored_from: None,
+            patch: Some(hookbeat_scheduler::merge_patch::between(&created, &patched)),
+        },
+        schedule: patched,
+    }
+}
+
+pub fn revision_detail() -> Value {
+    to_json(&second_revision())
+}
+
+/// The example's revisions, newest first: hookbeat paused it after its `pause_after_failures`
+/// runs failed, after the deploy job's change.
+pub fn revision_page() -> Value {
+    let second = second_revision();
+    let mut paused = second.schedule.clone();
+    paused["enabled"] = json!(false);
+    let third = Revision {
+        version: 3,
+        created_at: at("2026-03-12T01:30:04Z"),
+        action: RevisionAction::Paused,
+        actor: Actor::hookbeat(),
+        reason: Some(hookbeat_scheduler::notices::paused_reason(10)),
+        restored_from: None,
+        patch: Some(hookbeat_scheduler::merge_patch::between(
+            &second.schedule,
+            &paused,
+        )),
+    };
+    to_json(&RevisionPage {
+        items: vec![third, second.revision],
+        next_cursor: Some("2".to_owned()),
+    })
+}
+
 /// `PATCH /v1/tenant`.
 pub fn tenant_settings() -> Value {
     json!({"notify": {"url": "https://example.com/hooks/hookbeat-notices", "after_failures": 5}})
@@ -370,7 +433,7 @@ mod tests {
             .validate(false)
             .unwrap();
         let mut patched = to_json(&ScheduleInput::from_json(schedule_input()).unwrap());
-        crate::body::merge_patch(&mut patched, &schedule_patch());
+        hookbeat_scheduler::merge_patch::apply(&mut patched, &schedule_patch());
         ScheduleInput::from_json(patched)
             .unwrap()
             .validate(false)
@@ -380,6 +443,24 @@ mod tests {
             .unwrap();
         crate::body::typed::<NewTenant>(new_tenant(), "").unwrap();
         crate::body::typed::<TenantChange>(tenant_change(), "").unwrap();
+    }
+
+    /// A schedule's document (what responses show and revisions keep) reads back as the same
+    /// schedule, so a revision's content can be written again.
+    #[test]
+    fn a_document_reads_back_as_the_same_schedule() {
+        use hookbeat_scheduler::stored::StoredSchedule;
+        let mut written = schedule_input();
+        written["then"] = json!([{"url": "https://example.com/hooks/archive"}]);
+        written["start_at"] = json!("2026-03-01T00:00:00Z");
+        let input = ScheduleInput::from_json(written).unwrap();
+        let document = to_json(&input);
+        assert_eq!(
+            document,
+            StoredSchedule::from(input.clone()).document().unwrap()
+        );
+        let read = ScheduleInput::from_json(document).unwrap();
+        assert_eq!(StoredSchedule::from(read), StoredSchedule::from(input));
     }
 
     #[test]
@@ -405,5 +486,13 @@ mod tests {
             .map(|e| e["field"].as_str().unwrap())
             .collect();
         assert_eq!(fields, ["schedule.expression", "target.url"], "{problem}");
+        assert_eq!(
+            revision_detail()["patch"],
+            json!({"description": "Builds the sales and returns report", "target": {"timeout_ms": 30000}})
+        );
+        assert_eq!(
+            revision_page()["items"][0]["patch"],
+            json!({"enabled": false})
+        );
     }
 }

@@ -3,6 +3,7 @@
 pub mod examples;
 pub mod notice;
 pub mod page;
+pub mod revision;
 pub mod run;
 pub mod schedule;
 pub mod secret;

@@ -1,5 +1,8 @@
-//! Keyset pagination: `limit` and an opaque `cursor` (the last id of the previous page; ids are
-//! UUIDv7 and sort by creation), stable under concurrent inserts and deletes. No OFFSET.
+//! Keyset pagination: `limit` and an opaque `cursor` (the last key of the previous page: an id,
+//! UUIDv7, which sorts by creation; a revision's version), stable under concurrent inserts and
+//! deletes. No OFFSET.
+
+use std::str::FromStr;
 
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -32,11 +35,17 @@ impl PageQuery {
         }
     }
 
+    /// The cursor of a list keyed by time-ordered ids.
     pub fn cursor(&self) -> Result<Option<Uuid>, ApiError> {
+        self.cursor_as()
+    }
+
+    /// The cursor of a list keyed by something else that reads from its text.
+    pub fn cursor_as<K: FromStr>(&self) -> Result<Option<K>, ApiError> {
         self.cursor
             .as_deref()
             .map(|c| {
-                Uuid::parse_str(c).map_err(|_| {
+                c.parse().map_err(|_| {
                     ApiError::validation("cursor", "is not a cursor returned by this API")
                 })
             })
@@ -44,11 +53,11 @@ impl PageQuery {
     }
 }
 
-/// Cuts one extra fetched row off and turns it into the next cursor.
-pub fn finish_page<T>(
+/// Cuts one extra fetched row off and turns its key into the next cursor.
+pub fn finish_page<T, K: ToString>(
     mut rows: Vec<T>,
     limit: u64,
-    id: impl Fn(&T) -> Uuid,
+    id: impl Fn(&T) -> K,
 ) -> (Vec<T>, Option<String>) {
     if rows.len() as u64 > limit {
         rows.truncate(limit as usize);

@@ -38,7 +38,7 @@ const MAX_JITTER_MS: i64 = 3_600_000;
 
 /// The writable members of a schedule: the body of `POST /v1/schedules`, and the document a
 /// `PATCH` merge patch applies to.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[schema(example = crate::dto::examples::schedule_input)]
 pub struct ScheduleInput {
     /// Unique per tenant, 1 to 200 characters.
@@ -322,6 +322,14 @@ impl ScheduleInput {
     /// The writable members of a stored schedule.
     pub fn from_model(m: &schedule::Model) -> Result<Self, ApiError> {
         Ok(StoredSchedule::from_model(m)?.into())
+    }
+}
+
+// Written out as its `StoredSchedule`, the one writer of a schedule document (which revisions
+// keep too); the serde attributes above describe that same shape to the parser and the schema.
+impl Serialize for ScheduleInput {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        StoredSchedule::from(self.clone()).serialize(serializer)
     }
 }
 

@@ -2,8 +2,10 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
+use hookbeat_entity::schedule_revision::RevisionAction;
 use hookbeat_entity::{run, schedule};
 use hookbeat_scheduler::notify::announce;
+use hookbeat_scheduler::revisions::Change;
 use hookbeat_scheduler::runs::{self, NewRun};
 use hookbeat_scheduler::schedule::preview_local;
 use hookbeat_scheduler::stored;
@@ -21,20 +23,23 @@ use crate::dto::schedule::{
 use crate::error::ApiError;
 use crate::idempotency;
 use crate::responses::{
-    Conflict, IdempotencyKeyHeader, Idempotent, JsonBody, NotFound, ReadAccess, WriteAccess,
+    ChangeReasonHeader, Conflict, IdempotencyKeyHeader, Idempotent, Invalid, JsonBody, NotFound,
+    ReadAccess, WriteAccess,
 };
-use crate::routes::parse_id;
+use crate::routes::{change_reason, parse_id};
 use crate::schedules::{self, Key};
 use crate::state::AppState;
 
 /// Pause a schedule: it stops firing until resumed. Runs already made are still delivered.
+/// Pausing a paused schedule changes nothing.
 #[utoipa::path(
     post, path = "/v1/schedules/{id}/pause", tag = "schedules", operation_id = "pause_schedule",
-    params(("id" = Uuid, Path, description = "Schedule id")),
+    params(("id" = Uuid, Path, description = "Schedule id"), ChangeReasonHeader),
     responses(
         (status = 200, description = "The paused schedule", body = Schedule),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
+        (status = 422, response = Invalid),
         WriteAccess,
     ),
     security(("bearer" = ["schedules:write"]))
@@ -42,19 +47,21 @@ use crate::state::AppState;
 pub async fn pause(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    set_enabled(&state, &caller, &id, false).await
+    set_enabled(&state, &caller, &req, &id, false).await
 }
 
 /// Resume a paused schedule. It fires from now on; fires that fell in the pause are not made up.
 #[utoipa::path(
     post, path = "/v1/schedules/{id}/resume", tag = "schedules", operation_id = "resume_schedule",
-    params(("id" = Uuid, Path, description = "Schedule id")),
+    params(("id" = Uuid, Path, description = "Schedule id"), ChangeReasonHeader),
     responses(
         (status = 200, description = "The resumed schedule", body = Schedule),
         (status = 404, response = NotFound),
         (status = 409, response = Conflict),
+        (status = 422, response = Invalid),
         WriteAccess,
     ),
     security(("bearer" = ["schedules:write"]))
@@ -62,21 +69,34 @@ pub async fn pause(
 pub async fn resume(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    set_enabled(&state, &caller, &id, true).await
+    set_enabled(&state, &caller, &req, &id, true).await
 }
 
 async fn set_enabled(
     state: &AppState,
     caller: &Caller,
+    req: &HttpRequest,
     raw_id: &str,
     enabled: bool,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::SchedulesWrite)?;
     let id = parse_id(raw_id, "schedule")?;
-    let updated =
-        schedules::update_if_version(state, &caller.tenant, Key::Id(id), None, |current, now| {
+    let author = caller.author(change_reason(req)?);
+    let action = if enabled {
+        RevisionAction::Resumed
+    } else {
+        RevisionAction::Paused
+    };
+    let updated = schedules::update_if_version(
+        state,
+        &caller.tenant,
+        Key::Id(id),
+        None,
+        Change::new(action, &author),
+        |current, now| {
             if current.enabled == enabled {
                 return Ok(None);
             }
@@ -90,9 +110,10 @@ async fn set_enabled(
                 row.paused_reason = Set(Some("paused through the API".to_owned()));
             }
             Ok(Some(row))
-        })
-        .await?
-        .ok_or_else(|| ApiError::not_found("schedule"))?;
+        },
+    )
+    .await?
+    .ok_or_else(|| ApiError::not_found("schedule"))?;
     Ok(ok(schedules::view(state, updated).await?))
 }
 

@@ -3,6 +3,7 @@
 pub mod actions;
 pub mod health;
 pub mod meta;
+pub mod revisions;
 pub mod runs;
 pub mod schedules;
 pub mod secrets;
@@ -12,6 +13,11 @@ use actix_web::HttpRequest;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+
+/// The request header that says why a change is made; its revision keeps it.
+pub const CHANGE_REASON: &str = "X-Change-Reason";
+/// The longest change reason, in characters.
+pub const MAX_CHANGE_REASON_CHARS: usize = 1_000;
 
 /// A path id; anything that is not a UUID names nothing, so it is a 404 like an unknown id.
 pub fn parse_id<Id: From<Uuid>>(raw: &str, what: &str) -> Result<Id, ApiError> {
@@ -51,4 +57,29 @@ pub fn if_match(req: &HttpRequest) -> Result<Option<Vec<i64>>, ApiError> {
         }
     }
     Ok(Some(versions))
+}
+
+/// Why the change a request makes is made: its `X-Change-Reason`, percent-decoded (`%C3%A9` is
+/// `é`, so any text survives HTTP; a `%` not followed by two hex digits is kept as it is), at
+/// most [`MAX_CHANGE_REASON_CHARS`] characters of UTF-8 without control characters, else a 422
+/// naming the header. `None` when absent or blank.
+pub fn change_reason(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(CHANGE_REASON) else {
+        return Ok(None);
+    };
+    let refuse = |message: String| ApiError::validation(CHANGE_REASON, message);
+    let decoded = percent_encoding::percent_decode(value.as_bytes())
+        .decode_utf8()
+        .map_err(|_| refuse("must be UTF-8, percent-encoded or not".to_owned()))?;
+    let reason = decoded.trim();
+    let chars = reason.chars().count();
+    if chars > MAX_CHANGE_REASON_CHARS {
+        return Err(refuse(format!(
+            "must be at most {MAX_CHANGE_REASON_CHARS} characters, got {chars}"
+        )));
+    }
+    if reason.chars().any(char::is_control) {
+        return Err(refuse("must not contain control characters".to_owned()));
+    }
+    Ok((!reason.is_empty()).then(|| reason.to_owned()))
 }

@@ -46,7 +46,7 @@ async fn page(
         .limit(limit + 1)
         .all(&state.db)
         .await?;
-    let (rows, next_cursor) = finish_page(rows, limit, |r| r.id.into());
+    let (rows, next_cursor) = finish_page(rows, limit, |r| r.id);
     Ok(HttpResponse::Ok().json(RunPage {
         items: rows.into_iter().map(Run::from).collect(),
         next_cursor,

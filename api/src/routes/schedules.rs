@@ -4,12 +4,15 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use hookbeat_entity::schedule;
-use hookbeat_scheduler::{notices, runs, skips, stored, timeline};
+use hookbeat_entity::schedule_revision::RevisionAction;
+use hookbeat_scheduler::revisions::{Author, Change};
+use hookbeat_scheduler::stored::StoredSchedule;
+use hookbeat_scheduler::{merge_patch, notices, runs, skips, stored, timeline};
 use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::auth::{Caller, Scope};
-use crate::body::{merge_patch, JsonValue, Query};
+use crate::body::{JsonValue, Query};
 use crate::dto::notice::{Notice, NoticePage};
 use crate::dto::page::{finish_page, PageQuery};
 use crate::dto::schedule::{
@@ -18,14 +21,14 @@ use crate::dto::schedule::{
 use crate::error::ApiError;
 use crate::idempotency;
 use crate::responses::{
-    BadRequest, Conflict, IdempotencyKeyHeader, Invalid, JsonBody, NotFound, PreconditionFailed,
-    ReadAccess, WriteAccess,
+    BadRequest, ChangeReasonHeader, Conflict, IdempotencyKeyHeader, Invalid, JsonBody, NotFound,
+    PreconditionFailed, ReadAccess, WriteAccess,
 };
-use crate::routes::{if_match, parse_id};
+use crate::routes::{change_reason, if_match, parse_id};
 use crate::schedules::{self, Key, Upserted};
 use crate::state::AppState;
 
-fn created(schedule: Schedule) -> HttpResponse {
+pub(super) fn created(schedule: Schedule) -> HttpResponse {
     HttpResponse::Created()
         .insert_header((header::LOCATION, format!("/v1/schedules/{}", schedule.id)))
         .insert_header((header::ETAG, schedule.etag()))
@@ -41,7 +44,7 @@ pub(super) fn ok(schedule: Schedule) -> HttpResponse {
 /// Create a schedule.
 #[utoipa::path(
     post, path = "/v1/schedules", tag = "schedules", operation_id = "create_schedule",
-    params(IdempotencyKeyHeader),
+    params(IdempotencyKeyHeader, ChangeReasonHeader),
     request_body = ScheduleInput,
     responses(
         (status = 201, description = "Created", body = Schedule,
@@ -59,12 +62,14 @@ pub async fn create(
     body: JsonValue,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Scope::SchedulesWrite)?;
+    let author = caller.author(change_reason(&req)?);
     idempotency::once(
         &state,
         &caller,
         &req,
         &body.0,
-        create_once(&state, &caller, body.0.clone()),
+        // Boxed: saving a schedule with its revision is a large future.
+        Box::pin(create_once(&state, &caller, body.0.clone(), &author)),
     )
     .await
 }
@@ -73,9 +78,10 @@ async fn create_once(
     state: &AppState,
     caller: &Caller,
     body: serde_json::Value,
+    author: &Author,
 ) -> Result<HttpResponse, ApiError> {
     let input = ScheduleInput::from_json(body)?;
-    let saved = schedules::insert(state, caller, input).await?;
+    let saved = schedules::insert(state, caller, input, author).await?;
     Ok(created(schedules::view_of_new(saved)?))
 }
 
@@ -123,7 +129,7 @@ pub async fn list(
         .limit(limit + 1)
         .all(&state.db)
         .await?;
-    let (rows, next_cursor) = finish_page(rows, limit, |s| s.id.into());
+    let (rows, next_cursor) = finish_page(rows, limit, |s| s.id);
     let items = schedules::views(&state, rows).await?;
     Ok(HttpResponse::Ok().json(SchedulePage { items, next_cursor }))
 }
@@ -157,6 +163,7 @@ pub async fn get(
     params(
         ("id" = Uuid, Path, description = "Schedule id"),
         ("If-Match" = Option<String>, Header, description = "The ETag the change is based on; 412 if stale"),
+        ChangeReasonHeader,
     ),
     request_body(content = Object, content_type = "application/merge-patch+json",
         description = "Members of ScheduleInput to change; null removes an optional member",
@@ -180,6 +187,7 @@ pub async fn patch(
     caller.require(Scope::SchedulesWrite)?;
     let id = parse_id(&id, "schedule")?;
     let expected = if_match(&req)?;
+    let author = caller.author(change_reason(&req)?);
     let patch = body.0;
     let Some(members) = patch.as_object() else {
         return Err(ApiError::validation(
@@ -196,12 +204,12 @@ pub async fn patch(
         &caller.tenant,
         Key::Id(id),
         expected.as_deref(),
+        Change::new(RevisionAction::Updated, &author),
         |current, now| {
-            let mut document = serde_json::to_value(ScheduleInput::from_model(current)?)
-                .map_err(anyhow::Error::from)?;
-            merge_patch(&mut document, &patch);
+            let mut document = StoredSchedule::from_model(current)?.document()?;
+            merge_patch::apply(&mut document, &patch);
             let after = ScheduleInput::from_json(document)?;
-            schedules::replacement(&state, &caller, current, after, now).map(Some)
+            schedules::replacement(&state, &caller, current, after, now)
         },
     )
     .await?
@@ -217,6 +225,7 @@ pub async fn patch(
     params(
         ("name" = String, Path, description = "Schedule name"),
         ("If-Match" = Option<String>, Header, description = "Replace only at this ETag; 412 if stale or absent"),
+        ChangeReasonHeader,
     ),
     request_body = ScheduleInput,
     responses(
@@ -251,24 +260,37 @@ pub async fn put_by_name(
         },
     }
     let expected = if_match(&req)?;
-    match schedules::upsert_by_name(&state, &caller, &name, &document, expected.as_deref()).await? {
+    let author = caller.author(change_reason(&req)?);
+    match schedules::upsert_by_name(
+        &state,
+        &caller,
+        &name,
+        &document,
+        expected.as_deref(),
+        &author,
+    )
+    .await?
+    {
         Upserted::Created(saved) => Ok(created(schedules::view_of_new(saved)?)),
         Upserted::Replaced(saved) => Ok(ok(schedules::view(&state, saved).await?)),
     }
 }
 
-/// Delete a schedule and its run history.
+/// Delete a schedule and its run history. Its revisions stay, with a `deleted` one, for the
+/// history retention: it can be restored from them.
 #[utoipa::path(
     delete, path = "/v1/schedules/{id}", tag = "schedules", operation_id = "delete_schedule",
     params(
         ("id" = Uuid, Path, description = "Schedule id"),
         ("If-Match" = Option<String>, Header, description = "Delete only at this ETag; 412 if stale"),
+        ChangeReasonHeader,
     ),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, response = BadRequest),
         (status = 404, response = NotFound),
         (status = 412, response = PreconditionFailed),
+        (status = 422, response = Invalid),
         WriteAccess,
     ),
     security(("bearer" = ["schedules:write"]))
@@ -282,7 +304,8 @@ pub async fn delete(
     caller.require(Scope::SchedulesWrite)?;
     let id = parse_id(&id, "schedule")?;
     let expected = if_match(&req)?;
-    schedules::delete(&state, &caller.tenant, id, expected.as_deref()).await?;
+    let author = caller.author(change_reason(&req)?);
+    schedules::delete(&state, &caller.tenant, id, expected.as_deref(), &author).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

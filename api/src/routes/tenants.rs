@@ -11,7 +11,7 @@ use sea_orm::{
 
 use crate::auth::{Caller, Scope};
 use crate::body::{typed, JsonValue, Query};
-use crate::dto::page::PageQuery;
+use crate::dto::page::{finish_page, PageQuery};
 use crate::dto::tenant::{
     check_id, check_quotas, notify_column, NewTenant, Tenant, TenantChange, TenantPage,
     TenantSettings,
@@ -104,17 +104,12 @@ pub async fn list(
     if let Some(cursor) = &page.0.cursor {
         query = query.filter(tenant::Column::Id.gt(cursor.as_str()));
     }
-    let mut rows = query
+    let rows = query
         .order_by_asc(tenant::Column::Id)
         .limit(limit + 1)
         .all(&state.db)
         .await?;
-    let next_cursor = if rows.len() as u64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|t| t.id.to_string())
-    } else {
-        None
-    };
+    let (rows, next_cursor) = finish_page(rows, limit, |t| t.id.clone());
     Ok(HttpResponse::Ok().json(TenantPage {
         items: rows.into_iter().map(Tenant::from).collect(),
         next_cursor,

@@ -173,8 +173,14 @@ impl Attempts {
             "paused at {}: the target answered 410 Gone; resume the schedule to deliver again",
             now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
-        match crate::pausing::pause(&self.db, &[run.schedule_id], &reason, now).await {
-            Ok(_) => {
+        let paused = async {
+            let txn = hookbeat_entity::begin_write(&self.db).await?;
+            crate::pausing::pause(&txn, &[run.schedule_id], &reason, now).await?;
+            txn.commit().await?;
+            anyhow::Ok(())
+        };
+        match paused.await {
+            Ok(()) => {
                 tracing::warn!(schedule_id = %run.schedule_id, "target answered 410 Gone; schedule paused")
             }
             Err(error) => {

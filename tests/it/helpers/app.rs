@@ -107,6 +107,16 @@ async fn start(
     })
 }
 
+/// A token signed with the test secret carrying exactly `claims`.
+pub fn signed_token(claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
 pub fn token_for(tenant: &str, scope: &str) -> String {
     mint_token(
         &Secret::new(JWT_SECRET.to_owned()),
@@ -178,10 +188,26 @@ impl TestApp {
         path: &str,
         body: Option<Value>,
     ) -> Answer {
+        self.call_with_headers(token, method, path, &[], body).await
+    }
+
+    /// A call as the tenant of `token` with further request `headers`.
+    pub async fn call_with_headers(
+        &self,
+        token: &str,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &[u8])],
+        body: Option<Value>,
+    ) -> Answer {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.address))
             .bearer_auth(token);
+        for (name, value) in headers {
+            let value = reqwest::header::HeaderValue::from_bytes(value).expect("a header value");
+            request = request.header(*name, value);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
