@@ -80,8 +80,13 @@ pub fn preview(spec: &str, after: Option<chrono::DateTime<Utc>>, count: u16) -> 
         anyhow::anyhow!("invalid spec: {}", reasons.join("; "))
     };
     let spec = ScheduleSpec::from_json(&value, "schedule").map_err(describe)?;
-    let fires = preview_local(&spec, after.unwrap_or_else(Utc::now), usize::from(count))
-        .map_err(describe)?;
+    let fires = preview_local(
+        &spec,
+        Default::default(),
+        after.unwrap_or_else(Utc::now),
+        usize::from(count),
+    )
+    .map_err(describe)?;
     let fire_times: Vec<_> = fires.iter().map(|fire| fire.at).collect();
     writeln!(
         std::io::stdout(),

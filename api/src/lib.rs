@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod body;
+pub mod calendars;
 pub mod dto;
 pub mod error;
 pub mod head_timeout;

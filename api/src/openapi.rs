@@ -6,7 +6,9 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::Problem;
 use crate::responses;
-use crate::routes::{actions, health, meta, revisions, runs, schedules, secrets, tenants};
+use crate::routes::{
+    actions, calendars, health, meta, revisions, runs, schedules, secrets, tenants,
+};
 
 /// The spec as served at `/openapi.yaml`: the committed file.
 pub const SPEC_YAML: &str = include_str!("../../openapi.yaml");
@@ -27,6 +29,7 @@ validation errors (422) list every offending field under `errors`.",
         actions::pause, actions::resume, actions::trigger, actions::preview,
         schedules::put_by_name, actions::backfill, schedules::timeline, schedules::notices,
         revisions::list, revisions::get, revisions::restore,
+        calendars::create, calendars::list, calendars::get, calendars::patch, calendars::delete,
         runs::list, runs::list_for_schedule, runs::get, runs::redeliver,
         secrets::list, secrets::rotate,
         tenants::create, tenants::list, tenants::get, tenants::patch,
@@ -46,6 +49,7 @@ validation errors (422) list every offending field under `errors`.",
     modifiers(&BearerAuth),
     tags(
         (name = "schedules", description = "When to fire and what to send"),
+        (name = "calendars", description = "Dates that schedules excluding them do not fire on"),
         (name = "runs", description = "Fires and their delivery attempts"),
         (name = "signing-secrets", description = "Secrets that sign deliveries"),
         (name = "tenants", description = "Tenants and their quotas (scope admin), and a tenant's own settings"),

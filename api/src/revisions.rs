@@ -102,13 +102,14 @@ pub async fn restore(
     let revision = one(&state.db, &caller.tenant, id, version).await?;
     let change = Change::restore(revision.version, author);
     let input = || ScheduleInput::from_json(revision.document.clone());
+    let calendars = crate::calendars::of_tenant(&state.db, &caller.tenant).await?;
     let restored = schedules::update_if_version(
         state,
         &caller.tenant,
         Key::Id(id),
         expected,
         change,
-        |current, now| schedules::replacement(state, caller, current, input()?, now),
+        |current, now| schedules::replacement(state, caller, current, input()?, &calendars, now),
     )
     .await?;
     if let Some(restored) = restored {

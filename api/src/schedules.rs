@@ -4,9 +4,13 @@
 //! its own transaction. Handlers in `routes::schedules` and `routes::actions` speak HTTP around
 //! these; the row's columns are written by the scheduler's `stored` codec.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use hookbeat_entity::schedule_revision::RevisionAction;
 use hookbeat_entity::{schedule, tenant, ScheduleId, TenantId};
+use hookbeat_scheduler::calendar::Calendar;
 use hookbeat_scheduler::health;
 use hookbeat_scheduler::instant;
 use hookbeat_scheduler::notify::announce;
@@ -23,6 +27,7 @@ use sea_orm::{
 };
 
 use crate::auth::Caller;
+use crate::calendars;
 use crate::dto::schedule::{Schedule, ScheduleInput, MAX_BACKFILL_RUNS};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -97,7 +102,8 @@ pub async fn insert_row(
     change: Change<'_>,
     now: DateTime<Utc>,
 ) -> Result<schedule::Model, ApiError> {
-    let timing = input.validate(state.allow_private_targets)?;
+    let calendars = calendars::of_tenant(&state.db, &caller.tenant).await?;
+    let timing = input.validate(state.allow_private_targets, &calendars)?;
     check_min_interval(caller, &timing, now)?;
     let txn = hookbeat_entity::begin_write(&state.db).await?;
     row.next_run_at = Set(first_fire(&input, &timing, now, 0)?);
@@ -294,10 +300,11 @@ pub fn replacement(
     caller: &Caller,
     current: &schedule::Model,
     after: ScheduleInput,
+    calendars: &HashMap<String, Arc<Calendar>>,
     now: DateTime<Utc>,
 ) -> Result<Option<schedule::ActiveModel>, ApiError> {
     let before = StoredSchedule::from_model(current)?;
-    let timing = after.validate(state.allow_private_targets)?;
+    let timing = after.validate(state.allow_private_targets, calendars)?;
     let after_stored = StoredSchedule::from(after.clone());
     if after_stored == before {
         return Ok(None);
@@ -311,6 +318,7 @@ pub fn replacement(
         && after.start_at == before.start_at
         && after.end_at == before.end_at
         && after.max_runs == before.max_runs
+        && after.exclude == before.exclude
         && after.enabled == before.enabled;
     if !same_timing {
         row.next_run_at = Set(first_fire(&after, &timing, now, current.total_runs)?);
@@ -363,6 +371,7 @@ pub async fn upsert_by_name(
     expected: Option<&[i64]>,
     author: &Author,
 ) -> Result<Upserted, ApiError> {
+    let calendars = calendars::of_tenant(&state.db, &caller.tenant).await?;
     for _ in 0..ATTEMPTS {
         let replaced = update_if_version(
             state,
@@ -372,7 +381,7 @@ pub async fn upsert_by_name(
             Change::new(RevisionAction::Replaced, author),
             |current, now| {
                 let after = ScheduleInput::from_json(document.clone())?;
-                replacement(state, caller, current, after, now)
+                replacement(state, caller, current, after, &calendars, now)
             },
         )
         .await?;
@@ -433,15 +442,17 @@ pub async fn delete(
     Ok(())
 }
 
-/// The fires of `schedule` from `from` to `to` (both inclusive), whatever its `max_runs`: at
-/// most `MAX_BACKFILL_RUNS`, and no closer together than the caller's minimum interval.
-pub fn fires_between(
+/// The fires of `schedule` from `from` to `to` (both inclusive), whatever its `max_runs`, less
+/// the dates its calendars exclude: at most `MAX_BACKFILL_RUNS`, and no closer together than
+/// the caller's minimum interval.
+pub async fn fires_between(
+    state: &AppState,
     caller: &Caller,
     schedule: &schedule::Model,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<Vec<DateTime<Utc>>, ApiError> {
-    let mut timing = stored::timing(schedule)?;
+    let mut timing = hookbeat_scheduler::calendar::timing(&state.db, schedule).await?;
     timing.max_runs = None;
     let mut fires = Vec::new();
     let from = instant::ceil_micros(from);

@@ -14,7 +14,9 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use crate::error::{problem_response, ApiError, PROBLEM_JSON};
 use crate::head_timeout::{HeadTimeout, HEAD_TIMEOUT};
 use crate::http_metrics::HttpMetrics;
-use crate::routes::{actions, health, meta, revisions, runs, schedules, secrets, tenants};
+use crate::routes::{
+    actions, calendars, health, meta, revisions, runs, schedules, secrets, tenants,
+};
 use crate::state::AppState;
 use actix_http::error::DispatchError;
 use actix_service::{fn_service, ServiceFactoryExt};
@@ -151,6 +153,11 @@ routes! {
     get "/v1/schedules/{id}/revisions" => revisions::list,
     get "/v1/schedules/{id}/revisions/{version}" => revisions::get,
     post "/v1/schedules/{id}/revisions/{version}/restore" => revisions::restore,
+    post "/v1/calendars" => calendars::create,
+    get "/v1/calendars" => calendars::list,
+    get "/v1/calendars/{name}" => calendars::get,
+    patch "/v1/calendars/{name}" => calendars::patch,
+    delete "/v1/calendars/{name}" => calendars::delete,
     get "/v1/runs" => runs::list,
     get "/v1/runs/{id}" => runs::get,
     post "/v1/runs/{id}/redeliver" => runs::redeliver,

@@ -394,6 +394,7 @@ mod tests {
             pause_after_failures: None,
             catchup: Catchup::All,
             overlap: Overlap::Skip,
+            exclude: Vec::new(),
             enabled: false,
             metadata: json!({"team": "bench"}).as_object().unwrap().clone(),
         };

@@ -7,6 +7,7 @@
 //! take the tenant from the run itself.
 
 pub mod attempt;
+pub mod calendar;
 pub mod idempotency_key;
 pub mod ids;
 pub mod run;

@@ -46,6 +46,9 @@ pub struct Model {
     pub notify: Option<Json>,
     /// Runs failed for good in a row after which the schedule pauses itself; NULL for never.
     pub pause_after_failures: Option<i32>,
+    /// The names of the tenant's calendars whose dates the schedule does not fire on; NULL for
+    /// none.
+    pub exclude: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -16,6 +16,7 @@ mod m20261201_000009_sole_attempt;
 mod m20261202_000010_schedule_health;
 mod m20261202_000011_notices;
 mod m20261202_000012_revisions;
+mod m20261202_000013_calendars;
 
 pub use m20261122_000002_shards::SHARDS;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_schedule_health::Migration),
             Box::new(m20261202_000011_notices::Migration),
             Box::new(m20261202_000012_revisions::Migration),
+            Box::new(m20261202_000013_calendars::Migration),
         ]
     }
 }

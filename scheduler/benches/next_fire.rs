@@ -11,7 +11,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use hookbeat_scheduler::schedule::crontab::CronSchedule;
 use hookbeat_scheduler::schedule::solar::{SolarEvent, SolarSchedule};
-use hookbeat_scheduler::schedule::ScheduleSpec;
+use std::sync::Arc;
+
+use hookbeat_scheduler::calendar::{Calendar, CalendarDefinition, Exclusions};
+use hookbeat_scheduler::schedule::{ScheduleSpec, Timing};
 
 /// Instants spread over 2026, 7919 s (a prime, ~2.2 h) apart.
 fn instants() -> Vec<DateTime<Utc>> {
@@ -117,5 +120,40 @@ fn rrule(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, crontab, solar, rrule);
+/// A weekday crontab in Berlin excluding a year of German holidays: listed dates, the Christmas
+/// week as a range, and May Day by rule.
+fn calendar_excluded(c: &mut Criterion) {
+    let afters = instants();
+    let mut group = c.benchmark_group("calendar_excluded_next_after");
+    group.throughput(Throughput::Elements(1));
+    let holidays: CalendarDefinition = serde_json::from_value(serde_json::json!({
+        "timezone": "Europe/Berlin",
+        "dates": ["2026-01-01", "2026-04-03", "2026-04-06", "2026-05-14", "2026-05-25",
+                  "2026-10-03", "2027-01-01"],
+        "ranges": [{"from": "2026-12-24", "to": "2026-12-31"}],
+        "rules": ["FREQ=YEARLY;BYMONTH=5;BYMONTHDAY=1"],
+    }))
+    .unwrap();
+    let exclude = Exclusions::new(vec![Arc::new(Calendar::compile(&holidays, "").unwrap())]);
+    for (expression, zone) in [("0 9 * * MON-FRI", "Europe/Berlin"), ("*/5 * * * *", "UTC")] {
+        let spec: ScheduleSpec = serde_json::from_value(serde_json::json!({
+            "kind": "crontab", "expression": expression, "timezone": zone
+        }))
+        .unwrap();
+        let timing = Timing {
+            exclude: exclude.clone(),
+            ..Timing::of(spec.compile("schedule").unwrap())
+        };
+        let mut i = 0;
+        group.bench_function(format!("{expression} {zone}"), |b| {
+            b.iter(|| {
+                i = (i + 1) % afters.len();
+                black_box(timing.next_fire(black_box(afters[i]), 0))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, crontab, solar, rrule, calendar_excluded);
 criterion_main!(benches);

@@ -8,6 +8,7 @@
 //! Every write of `runs` is a transition of [`runs`]; see `docs/architecture.md` for the modules
 //! and what each owns.
 
+pub mod calendar;
 pub mod clock;
 pub mod definition;
 pub mod deliver;

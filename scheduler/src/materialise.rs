@@ -10,6 +10,7 @@
 //! run, the costliest statement once a worker keeps up) is not needed.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -17,6 +18,7 @@ use hookbeat_entity::{run, schedule};
 use hookbeat_entity::{ScheduleId, TenantId};
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Value};
 
+use crate::calendar::{self, Calendar};
 use crate::definition::{Catchup, Overlap};
 use crate::runs::{self, Lease, NewRun};
 use crate::schedule::catchup::{plan, Due, Plan};
@@ -158,6 +160,24 @@ pub async fn materialise_and_lease(
     .context("checking disabled tenants")?;
     let disabled: HashSet<TenantId> = disabled.into_iter().collect();
 
+    // The calendars the due schedules exclude, read once per tenant for the batch.
+    let mut excluded: HashMap<TenantId, Vec<String>> = HashMap::new();
+    for schedule in &due {
+        if let Ok(names) = stored::exclude(schedule) {
+            excluded
+                .entry(schedule.tenant_id.clone())
+                .or_default()
+                .extend(names);
+        }
+    }
+    let mut calendars = HashMap::new();
+    for (tenant, mut names) in excluded.into_iter().filter(|(_, n)| !n.is_empty()) {
+        names.sort();
+        names.dedup();
+        let loaded = calendar::load(&txn, &tenant, &names).await?;
+        calendars.insert(tenant, loaded);
+    }
+
     let mut fires = Vec::new();
     let mut skipped = Vec::new();
     let mut advances = Vec::with_capacity(due.len());
@@ -167,6 +187,7 @@ pub async fn materialise_and_lease(
         };
         let mut plan = plan_for(
             schedule,
+            calendars.get(&schedule.tenant_id),
             next_run_at,
             now,
             unfinished.contains(&schedule.id),
@@ -286,6 +307,7 @@ pub async fn next_due(
 /// log says why.
 fn plan_for(
     schedule: &schedule::Model,
+    calendars: Option<&HashMap<String, Arc<Calendar>>>,
     next_run_at: DateTime<Utc>,
     now: DateTime<Utc>,
     previous_run_unfinished: bool,
@@ -299,7 +321,12 @@ fn plan_for(
         tracing::error!(schedule_id = %schedule.id, %next_run_at, "next fire outside 1970 … 9999; it will not fire");
         return never;
     }
-    match stored::timing(schedule) {
+    let timing = stored::timing(schedule).and_then(|mut timing| {
+        let names = stored::exclude(schedule)?;
+        timing.exclude = calendar::exclusions(&names, calendars.unwrap_or(&HashMap::new()))?;
+        Ok(timing)
+    });
+    match timing {
         Ok(timing) => {
             let due = Due {
                 next_run_at,

@@ -27,16 +27,19 @@ pub enum SkipReason {
     MaxRuns,
     /// Past the schedule's `end_at`.
     EndAt,
+    /// On a date one of the schedule's `exclude` calendars excludes.
+    Calendar,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 6] = [
+    pub const ALL: [SkipReason; 7] = [
         Self::Overlap,
         Self::Catchup,
         Self::DstGap,
         Self::Paused,
         Self::MaxRuns,
         Self::EndAt,
+        Self::Calendar,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +50,7 @@ impl SkipReason {
             Self::Paused => "paused",
             Self::MaxRuns => "max_runs",
             Self::EndAt => "end_at",
+            Self::Calendar => "calendar",
         }
     }
 

@@ -47,6 +47,8 @@ pub struct StoredSchedule {
     pub pause_after_failures: Option<i32>,
     pub catchup: Catchup,
     pub overlap: Overlap,
+    /// Names of the tenant's calendars whose dates it does not fire on; stored NULL when empty.
+    pub exclude: Vec<String>,
     pub enabled: bool,
     pub metadata: serde_json::Map<String, serde_json::Value>,
     /// Delivered in order after the target succeeded; stored as `chain`, NULL when empty.
@@ -76,6 +78,7 @@ impl StoredSchedule {
             pause_after_failures: model.pause_after_failures,
             catchup: Catchup::from_db(&model.catchup),
             overlap: Overlap::from_db(&model.overlap),
+            exclude: exclude(model)?,
             enabled: model.enabled,
             metadata: match &model.metadata {
                 serde_json::Value::Object(map) => map.clone(),
@@ -104,6 +107,9 @@ impl StoredSchedule {
         row.pause_after_failures = Set(self.pause_after_failures);
         row.catchup = Set(self.catchup.as_str().to_owned());
         row.overlap = Set(self.overlap.as_str().to_owned());
+        row.exclude = Set((!self.exclude.is_empty())
+            .then(|| json(&self.exclude))
+            .transpose()?);
         row.enabled = Set(self.enabled);
         row.metadata = Set(serde_json::Value::Object(self.metadata.clone()));
         Ok(())
@@ -151,6 +157,7 @@ pub fn row_again(
     }
 }
 
+/// When the schedule fires, without its `exclude` calendars (see `calendar::timing`).
 pub fn timing(model: &schedule::Model) -> anyhow::Result<Timing> {
     let spec = spec(model)?;
     timing_of(&spec, model.start_at, model.end_at, model.max_runs)
@@ -193,6 +200,14 @@ fn on_failure(model: &schedule::Model) -> anyhow::Result<Option<Target>> {
         .transpose()
 }
 
+/// The names of the calendars the schedule excludes.
+pub fn exclude(model: &schedule::Model) -> anyhow::Result<Vec<String>> {
+    match &model.exclude {
+        Some(names) => read(model, "exclude list", names),
+        None => Ok(Vec::new()),
+    }
+}
+
 pub fn notify(model: &schedule::Model) -> anyhow::Result<Option<Notify>> {
     model
         .notify
@@ -215,6 +230,7 @@ fn timing_of(
         start_at,
         end_at,
         max_runs,
+        exclude: Default::default(),
     })
 }
 
@@ -263,6 +279,7 @@ mod tests {
             pause_after_failures: Some(5),
             catchup: Catchup::default(),
             overlap: Overlap::default(),
+            exclude: vec!["holidays".into()],
             enabled: false,
             metadata: json!({"team": "data"}).as_object().unwrap().clone(),
         }

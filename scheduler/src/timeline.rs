@@ -87,8 +87,8 @@ pub struct Page {
 }
 
 /// The first `limit` nominal fires from `from` to `to` (both inclusive): the spec within
-/// `start_at`, whatever `end_at` and `max_runs` say (the fires they stop are shown as
-/// skipped), none before the schedule existed.
+/// `start_at`, whatever `end_at`, `max_runs` and the `exclude` calendars say (the fires they
+/// stop are shown as skipped), none before the schedule existed.
 pub fn page(
     schedule: &schedule::Model,
     timing: &Timing,
@@ -99,6 +99,7 @@ pub fn page(
     let mut nominal = timing.clone();
     nominal.end_at = None;
     nominal.max_runs = None;
+    nominal.exclude = Default::default();
     let from = from.max(schedule.created_at);
     let mut instants = Vec::with_capacity(limit + 1);
     let mut cursor = from
@@ -216,6 +217,9 @@ fn fire_entry(s: &Sources<'_>, run: Option<&run::Model>, at: DateTime<Utc>) -> E
         .find(|k| k.reason != SkipReason::DstGap && k.covers(at))
     {
         return skipped(skip.reason);
+    }
+    if s.timing.exclude.excludes(at) {
+        return skipped(SkipReason::Calendar);
     }
     if s.timing.end_at.is_some_and(|end| at > end) {
         return skipped(SkipReason::EndAt);

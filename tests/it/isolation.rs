@@ -90,6 +90,7 @@ enum Resource {
     ScheduleName,
     Run,
     Tenant,
+    Calendar,
 }
 
 /// The one parameter of `path` and the resource it names. Panics on a path this test does not
@@ -107,6 +108,7 @@ fn resource_of(path: &str) -> (String, Resource) {
         (["", "v1", "schedules", "by-name"], "{name}") => Resource::ScheduleName,
         (["", "v1", "runs"], "{id}") => Resource::Run,
         (["", "v1", "tenants"], "{id}") => Resource::Tenant,
+        (["", "v1", "calendars"], "{name}") => Resource::Calendar,
         _ => panic!(
             "{path}: the cross-tenant test does not know which of the first tenant's resources \
              fills this parameter; add it to `resource_of`"
@@ -170,6 +172,11 @@ async fn every_id_endpoint_in_the_spec_hides_another_tenants_resources(backend: 
     let run_path = format!("/v1/runs/{run_id}");
     let (schedule_before, run_before) = (app.get(&schedule_path).await, app.get(&run_path).await);
     assert_eq!(run_before.body["status"], "failed");
+    let calendar = request_example(&spec, "post", "/v1/calendars").expect("a calendar example");
+    let created = app.post("/v1/calendars", calendar).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let calendar_name = created.body["name"].as_str().unwrap().to_owned();
+    let calendar_path = format!("/v1/calendars/{calendar_name}");
 
     let intruder = format!("intruder-{}", uuid::Uuid::now_v7().simple());
     let mut calls = Vec::new();
@@ -189,11 +196,11 @@ async fn every_id_endpoint_in_the_spec_hides_another_tenants_resources(backend: 
             let scopes = scopes_of(operation);
             let fill = |value: &str| concrete.replace(&parameter, value);
             match resource {
-                Resource::Schedule | Resource::Run => {
-                    let theirs = if resource == Resource::Schedule {
-                        &schedule_id
-                    } else {
-                        &run_id
+                Resource::Schedule | Resource::Run | Resource::Calendar => {
+                    let theirs = match resource {
+                        Resource::Schedule => &schedule_id,
+                        Resource::Run => &run_id,
+                        _ => &calendar_name,
                     };
                     let token = token_for(&intruder, &scopes);
                     let foreign = app
@@ -257,6 +264,7 @@ async fn every_id_endpoint_in_the_spec_hides_another_tenants_resources(backend: 
         Resource::ScheduleName,
         Resource::Run,
         Resource::Tenant,
+        Resource::Calendar,
     ] {
         assert!(
             calls.iter().any(|call| call.1 == resource),
@@ -267,6 +275,7 @@ async fn every_id_endpoint_in_the_spec_hides_another_tenants_resources(backend: 
     // Nothing of the first tenant's changed, and nothing was queued for it.
     assert_eq!(app.get(&schedule_path).await.body, schedule_before.body);
     assert_eq!(app.get(&run_path).await.body, run_before.body);
+    assert_eq!(app.get(&calendar_path).await.body, created.body);
     assert_eq!(app.get("/v1/runs").await.body, runs);
     assert_eq!(app.run_worker().await.attempts, 0);
     assert_eq!(receiver.received().len(), 1);
@@ -280,6 +289,7 @@ async fn every_id_endpoint_in_the_spec_hides_another_tenants_resources(backend: 
             Resource::ScheduleName => (&app.token, name.as_str()),
             Resource::Run => (&app.token, run_id.as_str()),
             Resource::Tenant => (&admin, app.tenant.as_str()),
+            Resource::Calendar => (&app.token, calendar_name.as_str()),
         };
         let path = template.replace(&parameter, value);
         let answer = app.call_as(token, method.clone(), &path, body).await;

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth;
+mod calendars;
 mod capacity;
 mod cli;
 mod delivery;

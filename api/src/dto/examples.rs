@@ -113,9 +113,52 @@ pub fn fire_times() -> Value {
             .expect("the preview example is valid");
     let count = request.count.expect("the preview example has a count") as usize;
     let after = request.after.expect("the preview example has an instant");
-    let fires = hookbeat_scheduler::schedule::preview_local(&request.schedule, after, count)
-        .expect("the preview example previews");
+    let fires = hookbeat_scheduler::schedule::preview_local(
+        &request.schedule,
+        Default::default(),
+        after,
+        count,
+    )
+    .expect("the preview example previews");
     to_json(&FireTimes::from(fires))
+}
+
+/// `POST /v1/calendars`: German public holidays, Christmas week, and May Day by rule.
+pub fn calendar_input() -> Value {
+    json!({
+        "name": "de-holidays",
+        "timezone": "Europe/Berlin",
+        "dates": ["2026-10-03"],
+        "ranges": [{"from": "2026-12-24", "to": "2026-12-31"}],
+        "rules": ["FREQ=YEARLY;BYMONTH=5;BYMONTHDAY=1"],
+        "ics": "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:easter-monday-2026\r\nDTSTART;VALUE=DATE:20260406\r\nSUMMARY:Ostermontag\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    })
+}
+
+/// The calendar `calendar_input` makes.
+pub fn calendar() -> Value {
+    json!({
+        "name": "de-holidays",
+        "timezone": "Europe/Berlin",
+        "dates": ["2026-10-03"],
+        "ranges": [{"from": "2026-12-24", "to": "2026-12-31"}],
+        "rules": ["FREQ=YEARLY;BYMONTH=5;BYMONTHDAY=1"],
+        "imported_dates": ["2026-04-06"],
+        "imported_events": 1,
+        "ignored_events": 0,
+        "created_at": "2026-03-20T09:00:00Z",
+        "updated_at": "2026-03-20T09:00:00Z"
+    })
+}
+
+/// `PATCH /v1/calendars/{name}`: another closed day, and the imported holidays dropped.
+pub fn calendar_patch() -> Value {
+    json!({"dates": ["2026-10-03", "2026-11-02"], "ics": null})
+}
+
+/// `GET /v1/calendars`.
+pub fn calendar_list() -> Value {
+    json!({"items": [calendar()]})
 }
 
 /// `POST /v1/schedules/{id}/backfill`: Monday and Tuesday of the example schedule.
@@ -411,7 +454,9 @@ pub fn invalid_schedule_problem() -> Value {
     let mut document = schedule_input();
     document["schedule"]["expression"] = json!("30 25 * * MON-FRI");
     document["target"]["url"] = json!("ftp://example.com/hooks/report");
-    let error = match ScheduleInput::from_json(document).and_then(|input| input.validate(false)) {
+    let error = match ScheduleInput::from_json(document)
+        .and_then(|input| input.validate(false, &Default::default()))
+    {
         Err(error @ ApiError::Validation(_)) => error,
         Err(other) => panic!("the invalid schedule example must fail validation, got {other}"),
         Ok(_) => panic!("the invalid schedule example passed validation"),
@@ -430,15 +475,16 @@ mod tests {
     fn request_examples_are_valid_requests() {
         ScheduleInput::from_json(schedule_input())
             .unwrap()
-            .validate(false)
+            .validate(false, &Default::default())
             .unwrap();
         let mut patched = to_json(&ScheduleInput::from_json(schedule_input()).unwrap());
         hookbeat_scheduler::merge_patch::apply(&mut patched, &schedule_patch());
         ScheduleInput::from_json(patched)
             .unwrap()
-            .validate(false)
+            .validate(false, &Default::default())
             .unwrap();
         PreviewRequest::from_json(preview_request()).unwrap();
+        crate::dto::calendar::CalendarInput::from_json(calendar_input()).unwrap();
         crate::body::typed::<super::super::schedule::BackfillRequest>(backfill_request(), "")
             .unwrap();
         crate::body::typed::<NewTenant>(new_tenant(), "").unwrap();

@@ -1,5 +1,6 @@
 //! The JSON shapes of the API, with their OpenAPI schemas and examples.
 
+pub mod calendar;
 pub mod examples;
 pub mod notice;
 pub mod page;

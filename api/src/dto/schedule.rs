@@ -1,10 +1,12 @@
 //! A schedule as clients write it (`ScheduleInput`) and read it (`Schedule`), and the validation
 //! of what they write. `ScheduleInput` is the API's shape of the scheduler's `StoredSchedule`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use hookbeat_entity::schedule;
+use hookbeat_scheduler::calendar::{Calendar, Exclusions, MAX_EXCLUDE};
 use hookbeat_scheduler::definition::{Catchup, Notify, Overlap, RetryPolicy, Target};
 use hookbeat_scheduler::health::{self, HealthState};
 use hookbeat_scheduler::instant;
@@ -93,6 +95,11 @@ pub struct ScheduleInput {
     pub catchup: Catchup,
     #[serde(default)]
     pub overlap: Overlap,
+    /// Names of the tenant's calendars (`/v1/calendars`, at most 10): a fire whose local date,
+    /// in a calendar's zone, the calendar excludes is skipped (reason `calendar`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(example = json!(["de-holidays"]))]
+    pub exclude: Vec<String>,
     #[serde(default = "enabled_by_default")]
     #[schema(default = true)]
     pub enabled: bool,
@@ -221,7 +228,11 @@ impl ScheduleInput {
     }
 
     /// Validates every member, returning the schedule's timing on success.
-    pub fn validate(&self, allow_private_targets: bool) -> Result<Timing, ApiError> {
+    pub fn validate(
+        &self,
+        allow_private_targets: bool,
+        calendars: &HashMap<String, Arc<Calendar>>,
+    ) -> Result<Timing, ApiError> {
         let mut errors = FieldErrors::new();
         let name_chars = self.name.chars().count();
         if name_chars == 0 || name_chars > MAX_NAME_CHARS {
@@ -308,12 +319,14 @@ impl ScheduleInput {
                 format!("must be at most {MAX_METADATA_BYTES} bytes as JSON"),
             );
         }
+        let exclude = exclusions(&self.exclude, "exclude", calendars, &mut errors);
         match (errors.is_empty(), spec) {
             (true, Ok(spec)) => Ok(Timing {
                 spec,
                 start_at: self.start_at,
                 end_at: self.end_at,
                 max_runs: self.max_runs,
+                exclude,
             }),
             _ => Err(ApiError::Validation(errors.into_vec())),
         }
@@ -350,6 +363,7 @@ impl From<StoredSchedule> for ScheduleInput {
             pause_after_failures: s.pause_after_failures,
             catchup: s.catchup,
             overlap: s.overlap,
+            exclude: s.exclude,
             enabled: s.enabled,
             metadata: s.metadata,
             then: s.then,
@@ -375,6 +389,7 @@ impl From<ScheduleInput> for StoredSchedule {
             pause_after_failures: i.pause_after_failures,
             catchup: i.catchup,
             overlap: i.overlap,
+            exclude: i.exclude,
             enabled: i.enabled,
             metadata: i.metadata,
             then: i.then,
@@ -433,11 +448,44 @@ impl PreviewRequest {
     }
 }
 
+/// The calendars `names` names, from the tenant's `calendars`; an unknown or repeated name, or
+/// more than [`MAX_EXCLUDE`], is an error under `field`.
+pub fn exclusions(
+    names: &[String],
+    field: &str,
+    calendars: &HashMap<String, Arc<Calendar>>,
+    errors: &mut FieldErrors,
+) -> Exclusions {
+    if names.len() > MAX_EXCLUDE {
+        errors.add(field, format!("names at most {MAX_EXCLUDE} calendars"));
+        return Exclusions::default();
+    }
+    let mut found = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            errors.add(format!("{field}[{i}]"), format!("{name:?} is named twice"));
+        } else {
+            match calendars.get(name) {
+                Some(calendar) => found.push(calendar.clone()),
+                None => errors.add(
+                    format!("{field}[{i}]"),
+                    format!("the tenant has no calendar named {name:?} (see /v1/calendars)"),
+                ),
+            }
+        }
+    }
+    Exclusions::new(found)
+}
+
 /// `POST /v1/schedules/preview`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[schema(example = crate::dto::examples::preview_request)]
 pub struct PreviewRequest {
     pub schedule: ScheduleSpec,
+    /// Names of the tenant's calendars whose dates the preview leaves out, as a schedule's
+    /// `exclude` does.
+    #[serde(default)]
+    pub exclude: Vec<String>,
     /// Fires strictly after this instant (default: now), within 1970 … 9999.
     #[serde(default, deserialize_with = "instant::deserialize_option")]
     pub after: Option<DateTime<Utc>>,

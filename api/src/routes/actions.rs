@@ -4,12 +4,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use hookbeat_entity::schedule_revision::RevisionAction;
 use hookbeat_entity::{run, schedule};
+use hookbeat_scheduler::calendar;
 use hookbeat_scheduler::notify::announce;
 use hookbeat_scheduler::revisions::Change;
 use hookbeat_scheduler::runs::{self, NewRun};
 use hookbeat_scheduler::schedule::preview_local;
 use hookbeat_scheduler::stored;
-use hookbeat_scheduler::validation::FieldError;
+use hookbeat_scheduler::validation::{FieldError, FieldErrors};
 use sea_orm::{ActiveModelTrait, ColumnTrait, IntoActiveModel, QueryFilter, QuerySelect, Set};
 
 use super::schedules::ok;
@@ -17,8 +18,8 @@ use crate::auth::{Caller, Scope};
 use crate::body::{typed, JsonValue};
 use crate::dto::run::Run;
 use crate::dto::schedule::{
-    BackfillRequest, BackfillResult, FireTimes, PreviewRequest, Schedule, DEFAULT_PREVIEW_COUNT,
-    MAX_PREVIEW_COUNT,
+    exclusions, BackfillRequest, BackfillResult, FireTimes, PreviewRequest, Schedule,
+    DEFAULT_PREVIEW_COUNT, MAX_PREVIEW_COUNT,
 };
 use crate::error::ApiError;
 use crate::idempotency;
@@ -90,6 +91,10 @@ async fn set_enabled(
     } else {
         RevisionAction::Paused
     };
+    let calendars = match enabled {
+        true => crate::calendars::of_tenant(&state.db, &caller.tenant).await?,
+        false => Default::default(),
+    };
     let updated = schedules::update_if_version(
         state,
         &caller.tenant,
@@ -103,7 +108,8 @@ async fn set_enabled(
             let mut row = current.clone().into_active_model();
             row.enabled = Set(enabled);
             if enabled {
-                let timing = stored::timing(current)?;
+                let mut timing = stored::timing(current)?;
+                timing.exclude = calendar::exclusions(&stored::exclude(current)?, &calendars)?;
                 row.next_run_at = Set(timing.next_fire(now, current.total_runs));
                 row.paused_reason = Set(None);
             } else {
@@ -218,7 +224,7 @@ async fn backfill_once(
     if request.from > request.to {
         return Err(ApiError::validation("from", "must not be after to"));
     }
-    let fires = schedules::fires_between(caller, schedule, request.from, request.to)?;
+    let fires = schedules::fires_between(state, caller, schedule, request.from, request.to).await?;
     make_runs(state, caller, schedule, &fires, run::trigger::BACKFILL).await?;
     Ok(HttpResponse::Accepted().json(BackfillResult {
         created: fires.len(),
@@ -316,7 +322,20 @@ pub async fn preview(
         ));
     }
     let after = request.after.unwrap_or_else(|| state.clock.now());
-    let fires =
-        preview_local(&request.schedule, after, count as usize).map_err(ApiError::Validation)?;
+    let calendars = match request.exclude.is_empty() {
+        true => Default::default(),
+        false => crate::calendars::of_tenant(&state.db, &caller.tenant).await?,
+    };
+    let mut errors = FieldErrors::new();
+    let exclude = exclusions(&request.exclude, "exclude", &calendars, &mut errors);
+    let fires = preview_local(&request.schedule, exclude, after, count as usize);
+    let fires = match (fires, errors.into_vec()) {
+        (Ok(fires), errors) if errors.is_empty() => fires,
+        (Ok(_), errors) => return Err(ApiError::Validation(errors)),
+        (Err(mut spec_errors), errors) => {
+            spec_errors.extend(errors);
+            return Err(ApiError::Validation(spec_errors));
+        }
+    };
     Ok(HttpResponse::Ok().json(FireTimes::from(fires)))
 }

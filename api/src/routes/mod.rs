@@ -1,6 +1,7 @@
 //! The routes, one module per resource.
 
 pub mod actions;
+pub mod calendars;
 pub mod health;
 pub mod meta;
 pub mod revisions;

@@ -7,7 +7,7 @@ use hookbeat_entity::schedule;
 use hookbeat_entity::schedule_revision::RevisionAction;
 use hookbeat_scheduler::revisions::{Author, Change};
 use hookbeat_scheduler::stored::StoredSchedule;
-use hookbeat_scheduler::{merge_patch, notices, runs, skips, stored, timeline};
+use hookbeat_scheduler::{merge_patch, notices, runs, skips, timeline};
 use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
 
@@ -199,6 +199,7 @@ pub async fn patch(
         return Err(ApiError::validation(*field, "is read-only"));
     }
 
+    let calendars = crate::calendars::of_tenant(&state.db, &caller.tenant).await?;
     let updated = schedules::update_if_version(
         &state,
         &caller.tenant,
@@ -209,7 +210,7 @@ pub async fn patch(
             let mut document = StoredSchedule::from_model(current)?.document()?;
             merge_patch::apply(&mut document, &patch);
             let after = ScheduleInput::from_json(document)?;
-            schedules::replacement(&state, &caller, current, after, now)
+            schedules::replacement(&state, &caller, current, after, &calendars, now)
         },
     )
     .await?
@@ -335,7 +336,7 @@ pub async fn timeline(
     let now = state.clock.now();
     let window = query.0.window(now)?;
     let schedule = schedules::load(&state.db, &caller.tenant, id).await?;
-    let timing = stored::timing(&schedule)?;
+    let timing = hookbeat_scheduler::calendar::timing(&state.db, &schedule).await?;
     let page = timeline::page(&schedule, &timing, window.from, window.to, window.limit);
     let (runs, skips) = match (page.instants.first(), page.instants.last()) {
         (Some(first), Some(last)) => (

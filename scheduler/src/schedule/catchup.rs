@@ -153,6 +153,8 @@ pub fn plan(timing: &Timing, due: &Due, now: DateTime<Utc>) -> Plan {
                 reason: SkipReason::DstGap,
             });
         }
+        // Fires on dates the schedule's calendars exclude, over the same span.
+        skipped.extend(timing.calendar_skips(next_run_at, before));
     }
     skipped.sort_by_key(|s| s.first);
     Plan {
@@ -197,6 +199,7 @@ mod tests {
             start_at: None,
             end_at: None,
             max_runs: None,
+            exclude: Default::default(),
         }
     }
 
@@ -314,6 +317,7 @@ mod tests {
     fn max_runs_ends_the_schedule() {
         let timing = Timing {
             max_runs: Some(3),
+            exclude: Default::default(),
             ..every(10)
         };
         let now = t("2026-01-01T00:00:30Z");
@@ -337,6 +341,7 @@ mod tests {
             start_at: None,
             end_at: None,
             max_runs: None,
+            exclude: Default::default(),
         };
         let p = plan(
             &timing,

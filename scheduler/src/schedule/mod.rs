@@ -14,7 +14,12 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::calendar::Exclusions;
+use crate::skips::{Skip, SkipReason};
 use crate::validation::{FieldError, FieldErrors};
+
+/// The most nominal fires [`Timing::calendar_skips`] looks at in one call.
+pub const MAX_EXCLUDED_FIRES_COUNTED: usize = 100_000;
 
 pub use crontab::{CronSchedule, DayMatch, DstGap, DstOverlap};
 pub use interval::Interval;
@@ -273,30 +278,99 @@ impl CompiledSpec {
     }
 }
 
-/// A compiled spec within its bounds: `start_at`, `end_at` and `max_runs`.
+/// A compiled spec within its bounds: `start_at`, `end_at` and `max_runs`, less the dates its
+/// `exclude` calendars exclude.
 #[derive(Debug, Clone)]
 pub struct Timing {
     pub spec: CompiledSpec,
     pub start_at: Option<DateTime<Utc>>,
     pub end_at: Option<DateTime<Utc>>,
     pub max_runs: Option<i64>,
+    pub exclude: Exclusions,
 }
 
+/// The most excluded runs of dates a search for the next fire steps over before answering
+/// `None` (each step passes at least one whole excluded day).
+const MAX_EXCLUDED_STEPS: usize = 100_000;
+
 impl Timing {
+    /// A spec without bounds or exclusions.
+    pub fn of(spec: CompiledSpec) -> Timing {
+        Timing {
+            spec,
+            start_at: None,
+            end_at: None,
+            max_runs: None,
+            exclude: Exclusions::default(),
+        }
+    }
+
     /// The next fire strictly after `after`, given that `runs_so_far` runs were already made.
     /// A fire past 9999-12-31T23:59:59Z does not happen (see [`crate::instant`]).
     pub fn next_fire(&self, after: DateTime<Utc>, runs_so_far: i64) -> Option<DateTime<Utc>> {
         if self.max_runs.is_some_and(|max| runs_so_far >= max) {
             return None;
         }
-        let next = match self.start_at {
-            Some(start) if start > after => self.spec.first_at_or_after(start)?,
-            _ => self.spec.next_after(after)?,
-        };
+        let mut next = self.nominal_after(after)?;
+        let mut steps = 0;
+        while let Some(resume) = self.exclude.resume_after(next) {
+            steps += 1;
+            if steps > MAX_EXCLUDED_STEPS || self.end_at.is_some_and(|end| next > end) {
+                return None;
+            }
+            next = self.nominal_after(resume.checked_sub_signed(Duration::microseconds(1))?)?;
+        }
         match self.end_at {
             Some(end) if next > end => None,
             _ => crate::instant::within_range(next),
         }
+    }
+
+    /// The spec's next fire strictly after `after`, from `start_at` on, excluded dates included.
+    fn nominal_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self.start_at {
+            Some(start) if start > after => self.spec.first_at_or_after(start),
+            _ => self.spec.next_after(after),
+        }
+    }
+
+    /// The fires the calendars exclude from `from` (inclusive) to `before` (exclusive), as
+    /// ranges of consecutive excluded fires (at most [`MAX_EXCLUDED_FIRES_COUNTED`] counted).
+    pub fn calendar_skips(&self, from: DateTime<Utc>, before: DateTime<Utc>) -> Vec<Skip> {
+        let mut skips: Vec<Skip> = Vec::new();
+        if self.exclude.is_empty() {
+            return skips;
+        }
+        let mut counted = 0;
+        let mut open = false;
+        let mut cursor = from
+            .checked_sub_signed(Duration::microseconds(1))
+            .and_then(|at| self.nominal_after(at));
+        while let Some(at) = cursor.filter(|at| *at < before) {
+            if self.exclude.excludes(at) {
+                match skips.last_mut() {
+                    Some(skip) if open => {
+                        skip.last = at;
+                        skip.fires += 1;
+                    }
+                    _ => skips.push(Skip {
+                        first: at,
+                        last: at,
+                        fires: 1,
+                        reason: SkipReason::Calendar,
+                    }),
+                }
+                open = true;
+            } else {
+                open = false;
+            }
+            counted += 1;
+            if counted == MAX_EXCLUDED_FIRES_COUNTED {
+                break;
+            }
+            cursor = self.nominal_after(at);
+        }
+        skips
     }
 
     /// The shortest time between two consecutive fires, looking at the next 1,000 fires after
@@ -336,13 +410,18 @@ pub fn preview(
     Ok(unbounded(spec)?.preview(after, count))
 }
 
-/// [`preview`] with each fire's local reading: wall-clock time, UTC offset and DST note.
+/// [`preview`] with each fire's local reading: wall-clock time, UTC offset and DST note, less
+/// the dates `exclude` excludes.
 pub fn preview_local(
     spec: &ScheduleSpec,
+    exclude: Exclusions,
     after: DateTime<Utc>,
     count: usize,
 ) -> Result<Vec<local::LocalFire>, Vec<FieldError>> {
-    let timing = unbounded(spec)?;
+    let timing = Timing {
+        exclude,
+        ..unbounded(spec)?
+    };
     Ok(timing
         .preview(after, count)
         .into_iter()
@@ -352,12 +431,7 @@ pub fn preview_local(
 
 /// A spec's timing without bounds, as previews see it.
 fn unbounded(spec: &ScheduleSpec) -> Result<Timing, Vec<FieldError>> {
-    Ok(Timing {
-        spec: spec.compile("schedule")?,
-        start_at: None,
-        end_at: None,
-        max_runs: None,
-    })
+    Ok(Timing::of(spec.compile("schedule")?))
 }
 
 /// A deterministic delay in `0..=jitter_ms` for one fire of one schedule: the same on every
@@ -402,6 +476,7 @@ mod tests {
             start_at: Some(t("2026-01-01T00:02:00Z")),
             end_at: Some(t("2026-01-01T00:05:00Z")),
             max_runs: None,
+            exclude: Default::default(),
         };
         assert_eq!(
             timing.preview(t("2026-01-01T00:00:00Z"), 10),
@@ -414,6 +489,7 @@ mod tests {
         );
         let capped = Timing {
             max_runs: Some(2),
+            exclude: Default::default(),
             ..timing
         };
         assert_eq!(capped.preview(t("2026-01-01T00:00:00Z"), 10).len(), 2);
@@ -439,6 +515,7 @@ mod tests {
             start_at: None,
             end_at: None,
             max_runs: None,
+            exclude: Default::default(),
         };
         assert_eq!(timing.shortest_gap(after), Some(Duration::minutes(5)));
         let once = Timing {
@@ -446,6 +523,7 @@ mod tests {
             start_at: None,
             end_at: None,
             max_runs: None,
+            exclude: Default::default(),
         };
         assert_eq!(once.shortest_gap(after), None);
     }
@@ -461,6 +539,7 @@ mod tests {
                 start_at: None,
                 end_at: None,
                 max_runs: None,
+                exclude: Default::default(),
             }
         }
     }
