@@ -525,6 +525,10 @@ fn first_fire(
         Some(next) => Ok(Some(next)),
         None => Err(match input.schedule {
             ScheduleSpec::Once(_) => ApiError::validation("schedule.at", "is not in the future"),
+            _ if !input.exclude.is_empty() => ApiError::validation(
+                "schedule",
+                "never fires after now (check end_at, max_runs and the calendars in exclude)",
+            ),
             _ => ApiError::validation(
                 "schedule",
                 "never fires after now (check end_at and max_runs)",

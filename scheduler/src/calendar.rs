@@ -24,8 +24,9 @@ use crate::validation::FieldErrors;
 pub const MAX_ENTRIES: usize = 5_000;
 /// The most calendars one schedule excludes.
 pub const MAX_EXCLUDE: usize = 10;
-/// The largest iCalendar text accepted, in bytes.
-pub const MAX_ICS_BYTES: usize = 1024 * 1024;
+/// The largest iCalendar text accepted, in bytes (the API's request body limit, 256 KiB, comes
+/// first).
+pub const MAX_ICS_BYTES: usize = 256 * 1024;
 /// Rules count from here (their phase: `FREQ=WEEKLY;INTERVAL=2` means every other week from the
 /// week of 1970-01-01).
 const RULE_START: &str = "1970-01-01T00:00:00";

@@ -281,6 +281,30 @@ async fn schedules_skip_the_dates_their_calendars_exclude(backend: Backend) {
     let replanned = call(&app, Method::GET, &format!("/v1/schedules/{id}"), None).await;
     assert_eq!(replanned["next_run_at"], "2030-01-15T08:00:00Z");
 
+    // A calendar that excludes every date leaves a schedule nothing to fire on.
+    call(
+        &app,
+        Method::POST,
+        "/v1/calendars",
+        Some(json!({"name": "never", "ranges": [{"from": "1970-01-01", "to": "9999-12-31"}]})),
+    )
+    .await;
+    let mut never = nine_daily(&receiver, json!(["never"]));
+    never["name"] = json!("never-fires");
+    let refused = app.post("/v1/schedules", never).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.error_fields(), ["schedule"]);
+    assert!(
+        refused.body["detail"].as_str().unwrap().contains("exclude"),
+        "{}",
+        refused.body
+    );
+
     // In use: 409 naming the schedule; free once the schedule lets go of it.
     let in_use = app
         .call(Method::DELETE, "/v1/calendars/office-closed", None)

@@ -33,7 +33,7 @@ pub struct CalendarInput {
     #[serde(default)]
     #[schema(example = json!(["FREQ=YEARLY;BYMONTH=5;BYMONTHDAY=1"]))]
     pub rules: Vec<String>,
-    /// iCalendar text (at most 1 MiB) whose all-day events become excluded dates; the calendar
+    /// iCalendar text (within the 256 KiB request body) whose all-day events become excluded dates; the calendar
     /// keeps the dates (`imported_dates`), not the text. `null` in a PATCH removes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ics: Option<String>,

@@ -291,7 +291,7 @@ pub struct Timing {
 
 /// The most excluded runs of dates a search for the next fire steps over before answering
 /// `None` (each step passes at least one whole excluded day).
-const MAX_EXCLUDED_STEPS: usize = 100_000;
+const MAX_EXCLUDED_STEPS: usize = 10_000;
 
 impl Timing {
     /// A spec without bounds or exclusions.
@@ -342,33 +342,42 @@ impl Timing {
             return skips;
         }
         let mut counted = 0;
-        let mut open = false;
         let mut cursor = from
             .checked_sub_signed(Duration::microseconds(1))
             .and_then(|at| self.nominal_after(at));
         while let Some(at) = cursor.filter(|at| *at < before) {
-            if self.exclude.excludes(at) {
-                match skips.last_mut() {
-                    Some(skip) if open => {
-                        skip.last = at;
-                        skip.fires += 1;
-                    }
-                    _ => skips.push(Skip {
-                        first: at,
-                        last: at,
-                        fires: 1,
-                        reason: SkipReason::Calendar,
-                    }),
+            let Some(resume) = self.exclude.resume_after(at) else {
+                counted += 1;
+                cursor = self.nominal_after(at);
+                if counted >= MAX_EXCLUDED_FIRES_COUNTED {
+                    break;
                 }
-                open = true;
-            } else {
-                open = false;
-            }
+                continue;
+            };
+            // The fires of this excluded run: up to where it ends, without asking the
+            // calendars again.
+            let mut skip = Skip {
+                first: at,
+                last: at,
+                fires: 1,
+                reason: SkipReason::Calendar,
+            };
+            let end = resume.min(before);
             counted += 1;
-            if counted == MAX_EXCLUDED_FIRES_COUNTED {
+            cursor = self.nominal_after(at);
+            while let Some(next) = cursor.filter(|next| *next < end) {
+                skip.last = next;
+                skip.fires += 1;
+                counted += 1;
+                cursor = self.nominal_after(next);
+                if counted >= MAX_EXCLUDED_FIRES_COUNTED {
+                    break;
+                }
+            }
+            skips.push(skip);
+            if counted >= MAX_EXCLUDED_FIRES_COUNTED {
                 break;
             }
-            cursor = self.nominal_after(at);
         }
         skips
     }

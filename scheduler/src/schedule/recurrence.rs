@@ -80,8 +80,8 @@ pub struct RruleSchedule {
     /// The crate's rule with every implicit part filled in from DTSTART, UNTIL removed; for a
     /// rule firing at the same times every day (`times`), the rule of its days, at midnight.
     rule: RRule,
-    /// The times of day of a rule whose fires repeat daily, ascending.
-    times: Option<Vec<NaiveTime>>,
+    /// The times of day of a rule whose fires repeat daily.
+    times: Option<DayTimes>,
     dtstart: NaiveDateTime,
     /// The last local time the rule may produce (UNTIL, read on the zone's wall clock).
     until: Option<NaiveDateTime>,
@@ -177,7 +177,7 @@ impl RruleSchedule {
     /// the rule's days include.
     fn next_on_days(
         &self,
-        times: &[NaiveTime],
+        times: &DayTimes,
         local: NaiveDateTime,
         limit_year: i64,
     ) -> Option<NaiveDateTime> {
@@ -186,13 +186,13 @@ impl RruleSchedule {
             .crate_after(midnight - Duration::seconds(1), limit_year)
             .next()?;
         if day.date() == local.date() {
-            if let Some(time) = times.iter().find(|time| **time > local.time()) {
-                return Some(day.date().and_time(*time));
+            if let Some(time) = times.after(local.time()) {
+                return Some(day.date().and_time(time));
             }
             let next = self.crate_after(midnight, limit_year).next()?;
-            return Some(next.date().and_time(*times.first()?));
+            return Some(next.date().and_time(times.first()?));
         }
-        Some(day.date().and_time(*times.first()?))
+        Some(day.date().and_time(times.first()?))
     }
 
     /// The crate's instances strictly after `local`, up to `limit_year`. A rule with COUNT is
@@ -319,6 +319,37 @@ impl RruleSchedule {
     /// The first fire strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         wall_clock::next_after(self, after)
+    }
+}
+
+/// The times of a day a rule fires at: every combination of its hours, minutes and seconds
+/// (each list ascending, none empty).
+#[derive(Debug, Clone)]
+struct DayTimes([Vec<u32>; 3]);
+
+impl DayTimes {
+    fn first(&self) -> Option<NaiveTime> {
+        let [hours, minutes, seconds] = &self.0;
+        NaiveTime::from_hms_opt(*hours.first()?, *minutes.first()?, *seconds.first()?)
+    }
+
+    /// The first of the times strictly after `time`, the same day.
+    fn after(&self, time: NaiveTime) -> Option<NaiveTime> {
+        let [hours, minutes, seconds] = &self.0;
+        let (h, m, s) = (time.hour(), time.minute(), time.second());
+        let at = |h: u32, m: u32, s: u32| NaiveTime::from_hms_opt(h, m, s);
+        if hours.contains(&h) {
+            if minutes.contains(&m) {
+                if let Some(next) = seconds.iter().find(|v| **v > s) {
+                    return at(h, m, *next);
+                }
+            }
+            if let Some(next) = minutes.iter().find(|v| **v > m) {
+                return at(h, *next, seconds[0]);
+            }
+        }
+        let next = hours.iter().find(|v| **v > h)?;
+        at(*next, minutes[0], seconds[0])
     }
 }
 
@@ -456,10 +487,7 @@ impl RuleParts {
     /// instances in the same order; the crate's own sub-daily stepping loses rules that combine
     /// BYHOUR with a day filter, and builds every time of the day on every query. With COUNT,
     /// which counts times, the crate expands the DAILY rule with the times as BY lists.
-    fn for_crate(
-        &self,
-        dtstart: NaiveDateTime,
-    ) -> Result<(String, Option<Vec<NaiveTime>>), String> {
+    fn for_crate(&self, dtstart: NaiveDateTime) -> Result<(String, Option<DayTimes>), String> {
         let text = |parts: &[(String, String)]| {
             parts
                 .iter()
@@ -493,15 +521,7 @@ impl RuleParts {
             return Ok((text(&parts), None));
         }
         parts.extend(["BYHOUR", "BYMINUTE", "BYSECOND"].map(|name| (name.into(), "0".into())));
-        let [hours, minutes, seconds] = &grid;
-        let mut times: Vec<NaiveTime> = hours
-            .iter()
-            .flat_map(|h| minutes.iter().map(move |m| (*h, *m)))
-            .flat_map(|(h, m)| seconds.iter().map(move |s| (h, m, *s)))
-            .filter_map(|(h, m, s)| NaiveTime::from_hms_opt(h, m, s))
-            .collect();
-        times.sort_unstable();
-        Ok((text(&parts), Some(times)))
+        Ok((text(&parts), Some(DayTimes(grid))))
     }
 
     /// For a sub-daily rule whose INTERVAL steps through the same times every day, as a grid of
@@ -595,7 +615,7 @@ impl RuleParts {
 /// BYDAY's numbers: only in MONTHLY (±1 to ±5) and YEARLY (±1 to ±53, none with BYWEEKNO).
 fn check_weekdays(days: &str, freq: &str, by_week_no: bool) -> Result<(), String> {
     for day in days.split(',').map(str::trim) {
-        let split = day.len().saturating_sub(2);
+        let split = day.char_indices().rev().nth(1).map_or(0, |(at, _)| at);
         let (number, weekday) = day.split_at(split);
         if !["MO", "TU", "WE", "TH", "FR", "SA", "SU"]
             .contains(&weekday.to_ascii_uppercase().as_str())

@@ -457,6 +457,8 @@ fn bad_rules_are_refused_naming_the_part() {
         ("BYDAY=MO", "FREQ is required"),
         ("FREQ=DAILY;BYHOUR=25", "BYHOUR"),
         ("FREQ=DAILY;FOO=1", "unknown part FOO"),
+        ("FREQ=WEEKLY;BYDAY=öx", "BYDAY öx is not a weekday"),
+        ("FREQ=WEEKLY;BYDAY=x", "BYDAY x is not a weekday"),
         ("FREQ=DAILY;FREQ=WEEKLY", "FREQ is given twice"),
         ("FREQ=DAILY;UNTIL=2027-01-01", "UNTIL must be YYYYMMDD"),
         (
