@@ -120,6 +120,35 @@ fn rrule(c: &mut Criterion) {
     group.finish();
 }
 
+/// What the worker pays per planning of an rrule schedule: compiling the spec (COUNT is walked
+/// then) and one next fire.
+fn rrule_compiled_each_time(c: &mut Criterion) {
+    let afters = instants();
+    let mut group = c.benchmark_group("rrule_compile_and_next_after");
+    group.throughput(Throughput::Elements(1));
+    for (rule, dtstart) in [
+        (
+            "FREQ=MONTHLY;BYDAY=-1FR;BYHOUR=17;BYMINUTE=0",
+            "2000-01-01T00:00:00",
+        ),
+        ("FREQ=DAILY;COUNT=1000", "2025-06-01T08:00:00"),
+    ] {
+        let spec: ScheduleSpec = serde_json::from_value(serde_json::json!({
+            "kind": "rrule", "rule": rule, "timezone": "Europe/Berlin", "dtstart": dtstart
+        }))
+        .unwrap();
+        let mut i = 0;
+        group.bench_function(rule, |b| {
+            b.iter(|| {
+                i = (i + 1) % afters.len();
+                let compiled = spec.compile("schedule").unwrap();
+                black_box(compiled.next_after(black_box(afters[i])))
+            })
+        });
+    }
+    group.finish();
+}
+
 /// A weekday crontab in Berlin excluding a year of German holidays: listed dates, the Christmas
 /// week as a range, and May Day by rule.
 fn calendar_excluded(c: &mut Criterion) {
@@ -155,5 +184,12 @@ fn calendar_excluded(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, crontab, solar, rrule, calendar_excluded);
+criterion_group!(
+    benches,
+    crontab,
+    solar,
+    rrule,
+    rrule_compiled_each_time,
+    calendar_excluded
+);
 criterion_main!(benches);

@@ -171,16 +171,23 @@ pub fn changes<'a>(applied: impl IntoIterator<Item = &'a Finished>) -> Vec<Chang
             change.last_fire_lag_ms = lag;
         }
         let at = f.update.finished_at.unwrap_or(f.record.started_at);
+        // Results of one group may be recorded out of the order they finished in (deliveries
+        // run concurrently): the last success and failure are the latest finished.
+        let latest = |seen: Option<DateTime<Utc>>| seen.is_none_or(|seen| at >= seen);
         match done {
             Some(true) => {
                 change.failures = 0;
-                change.last_success_at = Some(at);
-                change.last_succeeded = Some(f.run_id);
+                if latest(change.last_success_at) {
+                    change.last_success_at = Some(at);
+                    change.last_succeeded = Some(f.run_id);
+                }
             }
             Some(false) => {
                 change.failures += 1;
-                change.last_failure_at = Some(at);
-                change.last_failed = Some((f.run_id, f.update.error.clone()));
+                if latest(change.last_failure_at) {
+                    change.last_failure_at = Some(at);
+                    change.last_failed = Some((f.run_id, f.update.error.clone()));
+                }
             }
             None => {}
         }
@@ -552,6 +559,25 @@ mod tests {
                 last_succeeded: None,
             }
         );
+    }
+
+    /// The kill test saw it: two successes of one schedule in one group, the later-finished one
+    /// recorded first; health kept the earlier.
+    #[test]
+    fn the_last_success_of_a_group_is_the_latest_finished_not_the_last_recorded() {
+        let a = ScheduleId::new();
+        let group = [
+            result(a, 1, RunStatus::Succeeded, None, "2030-01-01T00:00:02.500Z"),
+            result(a, 1, RunStatus::Succeeded, None, "2030-01-01T00:00:02Z"),
+            result(a, 1, RunStatus::Failed, None, "2030-01-01T00:00:05Z"),
+            result(a, 1, RunStatus::Failed, None, "2030-01-01T00:00:04Z"),
+        ];
+        let change = &changes(&group)[0];
+        assert_eq!(change.last_success_at, Some(at("2030-01-01T00:00:02.500Z")));
+        assert_eq!(change.last_succeeded, Some(group[0].run_id));
+        assert_eq!(change.last_failure_at, Some(at("2030-01-01T00:00:05Z")));
+        assert_eq!(change.last_failed, Some((group[2].run_id, None)));
+        assert_eq!(change.failures, 2);
     }
 
     #[test]
