@@ -8,8 +8,7 @@
 //!   change at midnight loses no fire and a rule never fires twice at one instant;
 //! - "the first instance after T" starts the crate at the period of the rule that contains T
 //!   (the rule's implicit parts made explicit from DTSTART first), so a query costs the same
-//!   however old DTSTART is; COUNT is walked once, when the rule is compiled, into the UNTIL of
-//!   its last instance, and bounded;
+//!   however old DTSTART is; only a rule with COUNT walks from DTSTART, and COUNT is bounded;
 //! - the RFC's prohibitions the crate lets through are refused here, naming the part; UNTIL,
 //!   RDATE and EXDATE are read and applied here, on local times;
 //! - the stored form is the user's string.
@@ -26,7 +25,7 @@ use super::timezone::parse_timezone;
 use super::wall_clock::{self, Placement, WallClockRule};
 use super::RruleSpec;
 
-/// The most instances COUNT may ask for: compiling a rule with COUNT walks them from DTSTART.
+/// The most instances COUNT may ask for: a rule with COUNT is walked from DTSTART on every query.
 pub const MAX_COUNT: u32 = 1_000;
 /// The most RDATE or EXDATE entries a schedule may list.
 pub const MAX_DATES: usize = 1_000;
@@ -115,32 +114,20 @@ impl RruleSchedule {
         };
         let rdates = dates("rdate", &spec.rdate)?;
         let exdates = dates("exdate", &spec.exdate)?;
-        let mut parts = RuleParts::parse(&spec.rule).map_err(|m| error("rule", m))?;
-        let mut until = parts.until.map(|until| match until {
+        let parts = RuleParts::parse(&spec.rule).map_err(|m| error("rule", m))?;
+        let until = parts.until.map(|until| match until {
             Until::Local(local) => local,
             Until::Instant(at) => at.with_timezone(&tz).naive_local(),
         });
-        let mut compiled = parts.compile(dtstart)?;
-        if let Some(count) = compiled.0.get_count() {
-            // COUNT counts from DTSTART: walked once here, it becomes the UNTIL of its last
-            // instance, and every query seeks like any other rule's.
-            let last = RRuleSet::new(stand_in(compiled_start(&compiled.1, dtstart)))
-                .rrule(compiled.0.clone())
-                .limit()
-                .into_iter()
-                .take(count as usize)
-                .last();
-            let Some(last) = last else {
-                return Err(error(
-                    "rule",
-                    "the rule never fires: no instance from DTSTART on",
-                ));
-            };
-            until = Some(last.naive_utc());
-            parts.parts.retain(|(name, _)| name != "COUNT");
-            compiled = parts.compile(dtstart)?;
-        }
-        let (rule, times) = compiled;
+        let (for_crate, times) = parts.for_crate(dtstart).map_err(|m| error("rule", m))?;
+        let crate_start = match times {
+            Some(_) => dtstart.date().and_time(NaiveTime::MIN),
+            None => dtstart,
+        };
+        let rule = RRule::<Unvalidated>::from_str(&for_crate)
+            .map_err(|e| error("rule", e.to_string()))?
+            .validate(stand_in(crate_start))
+            .map_err(|e| error("rule", e.to_string()))?;
         let fixed = matches!(
             parts.freq().as_str(),
             "YEARLY" | "MONTHLY" | "WEEKLY" | "DAILY"
@@ -208,15 +195,15 @@ impl RruleSchedule {
         Some(day.date().and_time(times.first()?))
     }
 
-    /// The crate's instances strictly after `local`, up to `limit_year`, starting at the period
-    /// containing `local`.
+    /// The crate's instances strictly after `local`, up to `limit_year`. A rule with COUNT is
+    /// walked from DTSTART; any other starts at the period containing `local`.
     fn crate_after(
         &self,
         local: NaiveDateTime,
         limit_year: i64,
     ) -> impl Iterator<Item = NaiveDateTime> {
         let first = self.rule_start();
-        let start = if local < first {
+        let start = if self.rule.get_count().is_some() || local < first {
             first
         } else {
             let period = self.period_start(local).max(first);
@@ -239,7 +226,10 @@ impl RruleSchedule {
 
     /// Where the crate's rule starts: DTSTART, or its midnight for a rule of days.
     fn rule_start(&self) -> NaiveDateTime {
-        compiled_start(&self.times, self.dtstart)
+        match self.times {
+            Some(_) => self.dtstart.date().and_time(NaiveTime::MIN),
+            None => self.dtstart,
+        }
     }
 
     /// The first RDATE strictly after `local` that EXDATE does not remove.
@@ -363,14 +353,6 @@ impl DayTimes {
     }
 }
 
-/// Where the crate's rule starts: DTSTART, or its midnight for a rule of days.
-fn compiled_start(times: &Option<DayTimes>, dtstart: NaiveDateTime) -> NaiveDateTime {
-    match times {
-        Some(_) => dtstart.date().and_time(NaiveTime::MIN),
-        None => dtstart,
-    }
-}
-
 /// A local time as the crate's stand-in wall clock: the same digits, in UTC.
 fn stand_in(local: NaiveDateTime) -> DateTime<rrule::Tz> {
     rrule::Tz::UTC.from_utc_datetime(&local)
@@ -486,17 +468,6 @@ impl RuleParts {
             .map(|(name, value)| (name, value.to_owned()))
             .collect();
         Ok(RuleParts { parts, until })
-    }
-
-    /// The crate's rule (validated from DTSTART, or its midnight for a rule of days) and the
-    /// times of day of a daily-repeating rule.
-    fn compile(&self, dtstart: NaiveDateTime) -> Result<(RRule, Option<DayTimes>), RruleError> {
-        let (for_crate, times) = self.for_crate(dtstart).map_err(|m| error("rule", m))?;
-        let rule = RRule::<Unvalidated>::from_str(&for_crate)
-            .map_err(|e| error("rule", e.to_string()))?
-            .validate(stand_in(compiled_start(&times, dtstart)))
-            .map_err(|e| error("rule", e.to_string()))?;
-        Ok((rule, times))
     }
 
     fn get(&self, name: &str) -> Option<&str> {
