@@ -8,12 +8,15 @@
 //!   change at midnight loses no fire and a rule never fires twice at one instant;
 //! - "the first instance after T" starts the crate at the period of the rule that contains T
 //!   (the rule's implicit parts made explicit from DTSTART first), so a query costs the same
-//!   however old DTSTART is; only a rule with COUNT walks from DTSTART, and COUNT is bounded;
+//!   however old DTSTART is; a rule with COUNT (bounded) is walked once per process, and its
+//!   instances searched;
 //! - the RFC's prohibitions the crate lets through are refused here, naming the part; UNTIL,
 //!   RDATE and EXDATE are read and applied here, on local times;
 //! - the stored form is the user's string.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use chrono::{
     DateTime, Datelike, Duration, Months, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Timelike,
@@ -25,7 +28,7 @@ use super::timezone::parse_timezone;
 use super::wall_clock::{self, Placement, WallClockRule};
 use super::RruleSpec;
 
-/// The most instances COUNT may ask for: a rule with COUNT is walked from DTSTART on every query.
+/// The most instances COUNT may ask for: a rule with COUNT is walked whole from DTSTART.
 pub const MAX_COUNT: u32 = 1_000;
 /// The most RDATE or EXDATE entries a schedule may list.
 pub const MAX_DATES: usize = 1_000;
@@ -82,6 +85,8 @@ pub struct RruleSchedule {
     rule: RRule,
     /// The times of day of a rule whose fires repeat daily.
     times: Option<DayTimes>,
+    /// Every instance of a rule with COUNT, ascending.
+    counted: Option<Arc<Vec<NaiveDateTime>>>,
     dtstart: NaiveDateTime,
     /// The last local time the rule may produce (UNTIL, read on the zone's wall clock).
     until: Option<NaiveDateTime>,
@@ -128,11 +133,15 @@ impl RruleSchedule {
             .map_err(|e| error("rule", e.to_string()))?
             .validate(stand_in(crate_start))
             .map_err(|e| error("rule", e.to_string()))?;
+        let counted = rule
+            .get_count()
+            .map(|_| counted_instances(&for_crate, &rule, crate_start));
         let fixed = matches!(
             parts.freq().as_str(),
             "YEARLY" | "MONTHLY" | "WEEKLY" | "DAILY"
         );
         let schedule = RruleSchedule {
+            counted,
             rule,
             times,
             dtstart,
@@ -159,9 +168,13 @@ impl RruleSchedule {
         // Nothing precedes DTSTART.
         let mut local = local.max(self.dtstart - Duration::seconds(1));
         loop {
-            let at = match &self.times {
-                Some(times) => self.next_on_days(times, local, limit_year)?,
-                None => self.crate_after(local, limit_year).next()?,
+            let at = match (&self.counted, &self.times) {
+                (Some(all), _) => {
+                    let at = *all.get(all.partition_point(|at| *at <= local))?;
+                    (i64::from(at.year()) <= limit_year).then_some(at)?
+                }
+                (None, Some(times)) => self.next_on_days(times, local, limit_year)?,
+                (None, None) => self.crate_after(local, limit_year).next()?,
             };
             if self.until.is_some_and(|until| at > until) {
                 return None;
@@ -351,6 +364,44 @@ impl DayTimes {
         let next = hours.iter().find(|v| **v > h)?;
         at(*next, minutes[0], seconds[0])
     }
+}
+
+/// The most instances the memo of COUNT rules holds in all before it starts again (about 12 MB).
+const MAX_COUNTED_HELD: usize = 1_000_000;
+
+/// Every instance of a rule with COUNT (which counts from its start, so it cannot seek), walked
+/// once per process: a worker compiles a schedule's spec each time it plans it, and the walk is
+/// a pure function of the rule's text and start, so the result is kept by both.
+fn counted_instances(
+    for_crate: &str,
+    rule: &RRule,
+    start: NaiveDateTime,
+) -> Arc<Vec<NaiveDateTime>> {
+    type Memo = (
+        usize,
+        HashMap<(String, NaiveDateTime), Arc<Vec<NaiveDateTime>>>,
+    );
+    static MEMO: LazyLock<Mutex<Memo>> = LazyLock::new(Mutex::default);
+    let key = (for_crate.to_owned(), start);
+    if let Some(found) = MEMO.lock().ok().and_then(|memo| memo.1.get(&key).cloned()) {
+        return found;
+    }
+    let all: Arc<Vec<NaiveDateTime>> = Arc::new(
+        RRuleSet::new(stand_in(start))
+            .rrule(rule.clone())
+            .limit()
+            .into_iter()
+            .map(|at| at.naive_utc())
+            .collect(),
+    );
+    if let Ok(mut memo) = MEMO.lock() {
+        if memo.0 + all.len() > MAX_COUNTED_HELD {
+            *memo = Memo::default();
+        }
+        memo.0 += all.len();
+        memo.1.insert(key, all.clone());
+    }
+    all
 }
 
 /// A local time as the crate's stand-in wall clock: the same digits, in UTC.

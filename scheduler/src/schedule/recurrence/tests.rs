@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
 use serde::Deserialize;
 
@@ -408,6 +410,30 @@ fn count_and_until_end_the_rule_but_not_its_rdates() {
             "{until}"
         );
     }
+}
+
+#[test]
+fn a_rule_with_count_is_walked_once_per_process() {
+    let spec = || {
+        rule(
+            "FREQ=WEEKLY;BYDAY=TU,TH;COUNT=7",
+            "Europe/Berlin",
+            "2031-03-04T08:30:00",
+        )
+    };
+    let (CompiledSpec::Rrule(one), CompiledSpec::Rrule(two)) = (spec(), spec()) else {
+        panic!("an rrule compiles to an rrule");
+    };
+    let (one, two) = (one.counted.clone().unwrap(), two.counted.clone().unwrap());
+    assert!(
+        Arc::ptr_eq(&one, &two),
+        "the second compile finds the first's walk"
+    );
+    assert_eq!(one.len(), 7);
+    let fires = fires(&spec(), t("2031-03-01T00:00:00Z"), 10);
+    assert_eq!(fires.len(), 7);
+    // Tuesdays and Thursdays from Tuesday 4 March: the 4th, 6th, 11th, 13th, 18th, 20th, 25th.
+    assert_eq!(fires[6], t("2031-03-25T07:30:00Z"));
 }
 
 #[test]
