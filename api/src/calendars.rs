@@ -30,8 +30,7 @@ pub async fn of_tenant(
     tenant: &TenantId,
 ) -> Result<HashMap<String, Arc<Calendar>>, ApiError> {
     let rows = calendar::Entity::find_for_tenant(tenant).all(db).await?;
-    let names: Vec<String> = rows.iter().map(|row| row.name.clone()).collect();
-    Ok(calendars::load(db, tenant, &names).await?)
+    Ok(calendars::compile_rows(rows)?)
 }
 
 /// The tenant's calendars, in name order.

@@ -102,7 +102,10 @@ pub async fn insert_row(
     change: Change<'_>,
     now: DateTime<Utc>,
 ) -> Result<schedule::Model, ApiError> {
-    let calendars = calendars::of_tenant(&state.db, &caller.tenant).await?;
+    // Only the calendars it names; none read for a schedule that excludes none.
+    let calendars = hookbeat_scheduler::calendar::load(&state.db, &caller.tenant, &input.exclude)
+        .await
+        .map_err(ApiError::Internal)?;
     let timing = input.validate(state.allow_private_targets, &calendars)?;
     check_min_interval(caller, &timing, now)?;
     let txn = hookbeat_entity::begin_write(&state.db).await?;

@@ -245,6 +245,11 @@ pub async fn load(
         .all(db)
         .await
         .context("reading calendars")?;
+    compile_rows(rows)
+}
+
+/// Stored calendars compiled, by name.
+pub fn compile_rows(rows: Vec<calendar::Model>) -> anyhow::Result<HashMap<String, Arc<Calendar>>> {
     rows.into_iter()
         .map(|row| {
             let definition: CalendarDefinition = serde_json::from_value(row.definition)
