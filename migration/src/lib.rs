@@ -17,6 +17,7 @@ mod m20261202_000010_schedule_health;
 mod m20261202_000011_notices;
 mod m20261202_000012_revisions;
 mod m20261202_000013_calendars;
+mod m20261202_000014_runs_by_rule;
 
 pub use m20261122_000002_shards::SHARDS;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000011_notices::Migration),
             Box::new(m20261202_000012_revisions::Migration),
             Box::new(m20261202_000013_calendars::Migration),
+            Box::new(m20261202_000014_runs_by_rule::Migration),
         ]
     }
 }

@@ -7,7 +7,10 @@
 //! Leasing at creation: a worker with delivery slots that its claim could not fill offers them
 //! to the pass ([`Lease`]). Fires already due are then created `delivering`, leased to that
 //! worker, instead of `pending`: the claim that would have followed (a second write of every
-//! run, the costliest statement once a worker keeps up) is not needed.
+//! run, the costliest statement once a worker keeps up) is not needed. Fires beyond those slots
+//! are leased too, up to the places free in the worker's waiting room, if no older run waits
+//! in the database: they then wait in the worker for a slot instead of being claimed, and a
+//! fire never overtakes a run that was due before it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -209,6 +212,21 @@ pub async fn materialise_and_lease(
         advances.push((schedule.id, plan));
     }
 
+    let lease = match lease {
+        Some(offered) if offered.room > 0 && due_at_once(&fires, now) > offered.max => {
+            let room = if runs::older_waiting(&txn, now).await? {
+                0
+            } else {
+                offered.room
+            };
+            Some(Lease {
+                max: offered.max + room,
+                room: 0,
+                ..offered
+            })
+        }
+        other => other,
+    };
     let mut created: HashMap<ScheduleId, i64> = HashMap::new();
     let mut leased = Vec::new();
     for run in runs::insert(&txn, &fires, now, lease).await? {
@@ -283,6 +301,11 @@ pub async fn materialise_and_lease(
         leased,
         schedules,
     })
+}
+
+/// How many of `fires` are due at `now`, and so may be leased as they are made.
+fn due_at_once(fires: &[NewRun], now: DateTime<Utc>) -> usize {
+    fires.iter().filter(|fire| fire.due_at <= now).count()
 }
 
 /// The earliest fire of an enabled schedule in `shards`.

@@ -300,6 +300,7 @@ async fn every_transition_of_a_run(backend: Backend) {
         worker_id: "w4",
         until: t4 + lease,
         max: 1,
+        room: 0,
     };
     let both = [
         fire(&app, schedule, t4),

@@ -354,6 +354,19 @@ async fn the_latest_migration_rolls_back_and_applies_again(backend: Backend) {
     assert_eq!(receiver.received().len(), 1);
 }
 
+/// Rolls the schema back through the migration `name`, the later ones first.
+async fn roll_back_through(db: &sea_orm::DatabaseConnection, name: &str) {
+    let steps = Migrator::migrations()
+        .iter()
+        .rev()
+        .position(|m| m.name() == name)
+        .expect("a migration of that name")
+        + 1;
+    Migrator::down(db, Some(steps as u32))
+        .await
+        .expect("rolling back");
+}
+
 /// Migration 8 fills each tenant's `schedule_count` from the schedules the database holds,
 /// whatever the column held before: the quota holds on an upgraded database.
 async fn the_schedule_count_migration_counts_existing_schedules(backend: Backend) {
@@ -382,15 +395,7 @@ async fn the_schedule_count_migration_counts_existing_schedules(backend: Backend
     app.create_schedule_as(&other, schedule("theirs")).await;
 
     // Back to the schema before the count; a schedule goes while it is there.
-    let from_eight = Migrator::migrations()
-        .iter()
-        .rev()
-        .position(|m| m.name() == "m20261201_000008_schedule_count")
-        .unwrap()
-        + 1;
-    Migrator::down(&app.db, Some(from_eight as u32))
-        .await
-        .expect("rolling back");
+    roll_back_through(&app.db, "m20261201_000008_schedule_count").await;
     let gone = hookbeat_entity::schedule::Entity::delete_by_id(ScheduleId(ids[0]))
         .exec(&app.db)
         .await
@@ -469,15 +474,7 @@ async fn the_sole_attempt_migration_keeps_every_attempt(backend: Backend) {
         "the failure has a row, the sole attempt none"
     );
 
-    let from_nine = Migrator::migrations()
-        .iter()
-        .rev()
-        .position(|m| m.name() == "m20261201_000009_sole_attempt")
-        .unwrap()
-        + 1;
-    Migrator::down(&app.db, Some(from_nine as u32))
-        .await
-        .expect("rolling back");
+    roll_back_through(&app.db, "m20261201_000009_sole_attempt").await;
     assert_eq!(rows().await, 2, "the sole attempt became a row");
     Migrator::up(&app.db, None).await.expect("applying again");
     assert_eq!(shown(&app).await, before);
@@ -492,6 +489,93 @@ async fn the_sole_attempt_migration_keeps_every_attempt(backend: Backend) {
     let after = shown(&app).await;
     assert_eq!(after.len(), 3);
     assert!(before.iter().all(|(id, attempts)| &after[id] == attempts));
+}
+
+/// Migration 14: on PostgreSQL a run refers to its schedule and tenant by rule, not by foreign
+/// key (SQLite keeps its keys). A database holding runs rolls back (the keys come back, checked
+/// against those runs) and upgrades again with every run kept; deleting a schedule still
+/// deletes its runs, and only its own.
+async fn runs_refer_to_their_schedule_by_rule(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    let mut due = Vec::new();
+    let mut ids = Vec::new();
+    for name in ["kept", "deleted"] {
+        let schedule = app
+            .create_schedule(json!({
+                "name": name,
+                "schedule": {"kind": "interval", "every_seconds": 60},
+                "target": {"url": receiver.url}
+            }))
+            .await;
+        due.push(schedule["next_run_at"].as_str().unwrap().parse().unwrap());
+        ids.push(schedule["id"].as_str().unwrap().to_owned());
+    }
+    let due: chrono::DateTime<chrono::Utc> = due.into_iter().max().unwrap();
+    assert_eq!(app.run_worker_at(due).await.attempts, 2);
+    // A run still waiting, too.
+    let triggered = app
+        .call(
+            Method::POST,
+            &format!("/v1/schedules/{}/trigger", ids[1]),
+            None,
+        )
+        .await;
+    assert_eq!(triggered.status, StatusCode::ACCEPTED);
+
+    let foreign_keys = || async {
+        let query = match backend {
+            Backend::Postgres => {
+                "SELECT COUNT(*) AS n FROM pg_constraint \
+                 WHERE conrelid = 'runs'::regclass AND contype = 'f'"
+            }
+            Backend::Sqlite => "SELECT COUNT(*) AS n FROM pragma_foreign_key_list('runs')",
+        };
+        let row = app
+            .db
+            .query_one(Statement::from_string(app.db.get_database_backend(), query))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
+    };
+    let runs = || async {
+        hookbeat_entity::run::Entity::find()
+            .all(&app.db)
+            .await
+            .unwrap()
+            .len()
+    };
+    let keys = match backend {
+        Backend::Postgres => 0,
+        Backend::Sqlite => 2,
+    };
+    assert_eq!(foreign_keys().await, keys);
+    assert_eq!(runs().await, 3);
+
+    roll_back_through(&app.db, "m20261202_000014_runs_by_rule").await;
+    assert_eq!(foreign_keys().await, 2, "the keys are back");
+    assert_eq!(runs().await, 3);
+    Migrator::up(&app.db, None).await.expect("applying again");
+    assert_eq!(foreign_keys().await, keys);
+    assert_eq!(runs().await, 3);
+
+    let deleted = app
+        .call(Method::DELETE, &format!("/v1/schedules/{}", ids[1]), None)
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let left = hookbeat_entity::run::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        left.len(),
+        1,
+        "the deleted schedule's two runs went with it"
+    );
+    assert_eq!(left[0].schedule_id.to_string(), ids[0]);
 }
 
 /// The embedded database truncates its `-wal` file after checkpoints instead of keeping it at
@@ -787,7 +871,8 @@ on_both_databases!(
     the_schedule_count_migration_counts_existing_schedules,
     the_sole_attempt_migration_keeps_every_attempt,
     readiness_reports_each_check,
-    the_latest_migration_rolls_back_and_applies_again
+    the_latest_migration_rolls_back_and_applies_again,
+    runs_refer_to_their_schedule_by_rule
 );
 
 /// The worker's commits do not wait for the WAL flush, the API's do (`database::Pool`): every

@@ -14,6 +14,7 @@ use hookbeat_scheduler::{fairness, Clock, Worker, WorkerConfig};
 use sea_orm::ConnectionTrait;
 use serde_json::json;
 
+use crate::helpers::app::spawn_app_with;
 use crate::helpers::{spawn_app, Backend, Receiver, TestApp};
 use crate::on_both_databases;
 
@@ -420,6 +421,7 @@ async fn fires_due_at_once_are_leased_to_the_worker_that_makes_them(backend: Bac
             worker_id: "birth-worker",
             until: lease_until,
             max: 1,
+            room: 0,
         }),
     )
     .await
@@ -480,6 +482,61 @@ async fn a_pass_delivers_a_fresh_fire_without_claiming_it(backend: Backend) {
         !metrics.contains("hookbeat_claim_batch_size_count 0\n"),
         "the pass did claim (and found nothing): {metrics}"
     );
+}
+
+/// Fires beyond the free delivery slots wait in the worker that made them when nothing older
+/// waits in the database: one slot, three fires due at once, all delivered and not one claimed
+/// (before, the two beyond the slot were made `pending`, a write more each, and claimed).
+async fn fires_beyond_the_free_slots_wait_in_the_worker_when_nothing_older_waits(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, |options| {
+        options.worker.concurrency = 1;
+        options.worker.claim_batch = 1;
+    })
+    .await
+    else {
+        return;
+    };
+    let receiver = Receiver::start();
+    hourly_schedules_due(&app, &receiver, &["room-a", "room-b", "room-c"]).await;
+    let report = app.run_worker().await;
+    assert_eq!((report.runs_created, report.attempts), (3, 3));
+    assert_eq!(receiver.received().len(), 3);
+    assert_eq!(app.metric("hookbeat_claim_batch_size_sum").await, 0.0);
+}
+
+/// A fire never overtakes a run already waiting in the database: with one of those due, the
+/// fires beyond the free slots are made `pending` and claimed after it, oldest first.
+async fn fires_beyond_the_free_slots_queue_behind_an_older_run(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        return;
+    };
+    let receiver = Receiver::start();
+    waiting_runs_and_fresh_fires(&app, &receiver, 1, 3).await;
+    /// Materialises at `now`, offering one free slot and room for eight.
+    async fn offer_one_slot(app: &TestApp, now: chrono::DateTime<chrono::Utc>) -> (usize, usize) {
+        let lease = Lease {
+            worker_id: "room-worker",
+            until: now + Duration::seconds(60),
+            max: 1,
+            room: 8,
+        };
+        let made = materialise_and_lease(&app.db, now, 10, Shards::All, Some(lease))
+            .await
+            .unwrap();
+        (made.report.runs_created, made.leased.len())
+    }
+    let now = app.clock.now();
+    assert_eq!(
+        offer_one_slot(&app, now).await,
+        (3, 1),
+        "only the free slot"
+    );
+
+    // With the older run delivered, the same offer leases every fire into the room.
+    assert_eq!(app.run_worker().await.attempts, 3);
+    let later = now + Duration::hours(1);
+    app.clock.set(later);
+    assert_eq!(offer_one_slot(&app, later).await, (3, 3), "all leased");
 }
 
 /// `waiting` manual runs of a daily schedule (target `/waiting`), due now, and `fresh` hourly
@@ -588,6 +645,8 @@ on_both_databases!(
     a_pass_delivers_a_fresh_fire_without_claiming_it,
     runs_waiting_are_served_before_fresh_fires_are_leased,
     fires_coming_due_share_the_slots_with_a_backlog,
+    fires_beyond_the_free_slots_wait_in_the_worker_when_nothing_older_waits,
+    fires_beyond_the_free_slots_queue_behind_an_older_run,
 );
 
 /// One tenant with 300 due runs, another with one: the small tenant's run is in the first batch.

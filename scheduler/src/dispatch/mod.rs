@@ -77,8 +77,10 @@ enum Pass {
     More,
     /// No delivery slot is free.
     Saturated,
+    /// Runs wait in the worker for a slot.
+    NoSlot,
     /// Runs wait in the worker, or were held back, because their tenant or host was at its
-    /// limit (or no slot was free for them).
+    /// limit.
     Limited,
     /// Everything due was handled.
     Idle,
@@ -109,12 +111,13 @@ pub struct PassReport {
     pub notices: usize,
 }
 
-/// What taking runs in gave: how many were taken (kept or handed back), and whether a limit
-/// refused some.
+/// What taking runs in gave: how many were taken (kept or handed back), whether a limit
+/// refused some, and whether some found no free slot.
 struct Taken {
     taken: usize,
     kept: usize,
     limited: bool,
+    no_slot: bool,
 }
 
 impl Worker {
@@ -241,15 +244,22 @@ impl Worker {
                 Ok(Pass::More) => continue,
                 // Every slot is busy: a finishing delivery wakes the loop.
                 Ok(Pass::Saturated) => parts.config.max_idle,
-                // A tenant or host is at its limit. Claiming again as each delivery ends would
-                // mostly hand the same runs back, so wait, deaf to wake-ups, until one has half
-                // its places free, or for as long as claims are held back for it at most.
-                Ok(Pass::Limited) => {
-                    let pause = AT_LIMIT_WAIT.to_std().unwrap_or_default();
+                // Runs wait in the worker for a slot: look again shortly, deaf to wake-ups. A
+                // pass at every finishing delivery would cost a due-schedule select each, and
+                // sleeping as for a place limit would leave slots idle for up to 50 ms.
+                Ok(Pass::NoSlot) => {
                     tokio::select! {
                         _ = cancel.cancelled() => break,
-                        _ = tokio::time::sleep(pause) => {}
-                        _ = parts.admission.eased() => {}
+                        _ = tokio::time::sleep(MIN_WAIT.to_std().unwrap_or_default()) => {}
+                    }
+                    continue;
+                }
+                // A tenant or host is at its limit. Claiming again as each delivery ends would
+                // mostly hand the same runs back: see `serve_waiting`.
+                Ok(Pass::Limited) => {
+                    let served = self.serve_waiting(&mut in_flight);
+                    if cancel.run_until_cancelled(served).await.is_none() {
+                        break;
                     }
                     continue;
                 }
@@ -348,12 +358,14 @@ impl Worker {
         let more_schedules = made.report.schedules as u64 == parts.config.materialise_batch;
         let pass = if more_schedules || more_runs || more_made {
             Pass::More
-        } else if parts.waiting.len() > 0 {
-            // Runs wait in the worker, which no due time in the database shows: look again as
-            // soon as a limit eases, and within the short pause in any case.
-            Pass::Limited
+        } else if waited.no_slot || claimed_taken.no_slot || leased_taken.no_slot {
+            Pass::NoSlot
         } else if budget.slots == 0 {
             Pass::Saturated
+        } else if parts.waiting.len() > 0 {
+            // Runs wait in the worker for a place, which no due time in the database shows:
+            // look again as soon as a limit eases, and within the short pause in any case.
+            Pass::Limited
         } else if claimed_taken.limited
             || leased_taken.limited
             || waited.limited
@@ -369,6 +381,31 @@ impl Worker {
             notices: 0,
         };
         Ok((pass, report))
+    }
+
+    /// Waits after a pass that a limit held back, deaf to wake-ups, until a tenant or host has
+    /// half its places free and nothing waits in the worker for a place, or for as long as
+    /// claims are held back at most ([`AT_LIMIT_WAIT`]). Meanwhile the places that come free go
+    /// at once to the runs waiting in the worker, without a pass: they leave as fast as their
+    /// host answers, not at the pace of passes.
+    async fn serve_waiting(&self, in_flight: &mut JoinSet<()>) {
+        let parts = &self.parts;
+        let pause = tokio::time::sleep(AT_LIMIT_WAIT.to_std().unwrap_or_default());
+        tokio::pin!(pause);
+        loop {
+            tokio::select! {
+                _ = &mut pause => return,
+                _ = parts.admission.eased() => {}
+            }
+            if parts.waiting.len() == 0 {
+                return;
+            }
+            while in_flight.try_join_next().is_some() {}
+            if let Err(error) = self.admit_waiting(parts.clock.now(), in_flight).await {
+                tracing::warn!(error = %format!("{error:#}"), "handing back runs that waited too long failed");
+                return;
+            }
+        }
     }
 
     /// Claims what the budget allows, leaving the runs of tenants at their share where they are.
@@ -435,13 +472,17 @@ impl Worker {
         let limited = !admitted.refused.is_empty();
         let mut waiting = admitted.refused;
         let mut kept = 0;
+        let mut no_slot = false;
         for (run, place) in admitted.kept {
             match parts.admission.permits() {
                 Some(permits) => {
                     kept += 1;
                     in_flight.spawn(parts.attempts.clone().deliver(run.run, place, permits));
                 }
-                None => waiting.push(run),
+                None => {
+                    no_slot = true;
+                    waiting.push(run);
+                }
             }
         }
         let overflow = parts.waiting.hold(waiting);
@@ -451,6 +492,7 @@ impl Worker {
             taken,
             kept,
             limited,
+            no_slot,
         })
     }
 
@@ -464,17 +506,20 @@ impl Worker {
     }
 
     /// Materialises one batch of this worker's due schedules, leasing up to `lease_max` of the
-    /// fires already due to this worker.
+    /// fires already due to this worker, and as many more as its waiting room can keep if no
+    /// older run waits.
     async fn materialise(
         &self,
         now: DateTime<Utc>,
         lease_max: usize,
     ) -> anyhow::Result<materialise::Materialised> {
         let parts = &self.parts;
-        let lease = (lease_max > 0).then(|| Lease {
+        let room = parts.waiting.free();
+        let lease = (lease_max > 0 || room > 0).then(|| Lease {
             worker_id: &parts.config.worker_id,
             until: now + parts.config.lease,
             max: lease_max,
+            room,
         });
         materialise::materialise_and_lease(
             &parts.db,

@@ -78,6 +78,11 @@ impl<T> WaitingRoom<T> {
         held.into_iter().map(|waiting| waiting.run).collect()
     }
 
+    /// How many more runs the room can take.
+    pub(super) fn free(&self) -> usize {
+        self.capacity.saturating_sub(self.len())
+    }
+
     pub(super) fn len(&self) -> usize {
         self.held.lock().expect("waiting room poisoned").len()
     }

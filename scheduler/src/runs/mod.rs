@@ -268,6 +268,23 @@ pub async fn next_due(db: &DatabaseConnection) -> anyhow::Result<Option<DateTime
     Ok(due.flatten())
 }
 
+/// Whether a run due at `now` waits to be claimed (of any tenant, disabled ones included: a
+/// fire then queues behind it rather than overtake it).
+pub async fn older_waiting(
+    conn: &impl ConnectionTrait,
+    now: DateTime<Utc>,
+) -> anyhow::Result<bool> {
+    let statement = statement(
+        conn.get_database_backend(),
+        sql::OLDER_WAITING,
+        vec![now.into()],
+    );
+    let waiting: Option<bool> = value(conn, statement, "waiting")
+        .await
+        .context("looking for runs waiting to be claimed")?;
+    Ok(waiting.unwrap_or(false))
+}
+
 /// How many unfinished runs are due at `now`.
 pub async fn count_due(db: &DatabaseConnection, now: DateTime<Utc>) -> anyhow::Result<i64> {
     let statement = statement(db.get_database_backend(), sql::COUNT_DUE, vec![now.into()]);

@@ -183,6 +183,11 @@ pub const NEXT_DUE: &str = "SELECT MIN(due) AS due FROM ( \
      SELECT MIN(due_at) AS due FROM runs WHERE status IN ('pending', 'retrying') \
      UNION ALL SELECT MIN(due_at) AS due FROM runs WHERE status = 'delivering') AS next";
 
+/// Whether a run waits to be claimed that is due at `$1`: a probe of `runs_waiting_idx` that
+/// stops at the first entry.
+pub const OLDER_WAITING: &str = "SELECT EXISTS (SELECT 1 FROM runs \
+     WHERE status IN ('pending', 'retrying') AND due_at <= $1) AS waiting";
+
 /// Unfinished runs due at `$1` (the pending-runs gauge).
 pub const COUNT_DUE: &str = "SELECT COUNT(*) AS n FROM runs \
      WHERE status IN ('pending', 'retrying', 'delivering') AND due_at <= $1";

@@ -28,6 +28,9 @@ pub struct Lease<'a> {
     pub until: DateTime<Utc>,
     /// How many runs at most.
     pub max: usize,
+    /// How many more the worker can keep waiting for a place (its waiting room's free places),
+    /// leased only if no older run waits in the database: a fire must not overtake one.
+    pub room: usize,
 }
 
 /// The state a run moves to after an attempt.
