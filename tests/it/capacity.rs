@@ -134,14 +134,10 @@ async fn manual_runs_count_toward_max_runs(backend: Backend) {
         return;
     };
     let once = capped(&app, "once", 1).await;
-    let first = app
-        .call(Method::POST, &format!("/v1/schedules/{once}/trigger"), None)
-        .await;
+    let first = app.trigger(&once).await;
     assert_eq!(first.status, StatusCode::ACCEPTED, "{}", first.body);
     app.clock.advance(Duration::seconds(5));
-    let second = app
-        .call(Method::POST, &format!("/v1/schedules/{once}/trigger"), None)
-        .await;
+    let second = app.trigger(&once).await;
     assert_max_runs_conflict(&second);
     let schedule = app.get(&format!("/v1/schedules/{once}")).await;
     assert_eq!(schedule.body["total_runs"], 1);

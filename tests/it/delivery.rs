@@ -388,9 +388,7 @@ async fn paused_schedules_do_not_fire_and_trigger_fires_now(backend: Backend) {
         0
     );
 
-    let triggered = app
-        .call(Method::POST, &format!("/v1/schedules/{id}/trigger"), None)
-        .await;
+    let triggered = app.trigger(id).await;
     assert_eq!(triggered.status, StatusCode::ACCEPTED);
     assert_eq!(triggered.body["trigger"], "manual");
     assert_eq!(app.run_worker().await.attempts, 1);

@@ -500,29 +500,12 @@ async fn runs_refer_to_their_schedule_by_rule(backend: Backend) {
         return;
     };
     let receiver = Receiver::start();
-    let mut due = Vec::new();
-    let mut ids = Vec::new();
-    for name in ["kept", "deleted"] {
-        let schedule = app
-            .create_schedule(json!({
-                "name": name,
-                "schedule": {"kind": "interval", "every_seconds": 60},
-                "target": {"url": receiver.url}
-            }))
-            .await;
-        due.push(schedule["next_run_at"].as_str().unwrap().parse().unwrap());
-        ids.push(schedule["id"].as_str().unwrap().to_owned());
-    }
-    let due: chrono::DateTime<chrono::Utc> = due.into_iter().max().unwrap();
+    let (ids, due) = app
+        .interval_schedules(&["kept", "deleted"], 60, &receiver.url)
+        .await;
     assert_eq!(app.run_worker_at(due).await.attempts, 2);
     // A run still waiting, too.
-    let triggered = app
-        .call(
-            Method::POST,
-            &format!("/v1/schedules/{}/trigger", ids[1]),
-            None,
-        )
-        .await;
+    let triggered = app.trigger(&ids[1]).await;
     assert_eq!(triggered.status, StatusCode::ACCEPTED);
 
     let foreign_keys = || async {
@@ -813,13 +796,7 @@ async fn creating_later_schedules_leaves_an_idle_worker_asleep(backend: Backend)
     );
     assert_eq!(app.wakeup.asleep_until(), Some(looks_again));
 
-    let triggered = app
-        .call(
-            Method::POST,
-            &format!("/v1/schedules/{}/trigger", ids[0]),
-            None,
-        )
-        .await;
+    let triggered = app.trigger(&ids[0]).await;
     assert_eq!(triggered.status, StatusCode::ACCEPTED, "{}", triggered.body);
     let delivered = eventually(wait, || async {
         (receiver.received().len() == 1).then_some(())

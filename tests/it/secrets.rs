@@ -84,8 +84,7 @@ async fn deliver(app: &TestApp, receiver: &Receiver) -> Received {
         .await;
     assert_eq!(paused.status, StatusCode::OK, "{}", paused.body);
     let before = receiver.received().len();
-    let path = format!("/v1/schedules/{id}/trigger");
-    let triggered = app.call(Method::POST, &path, None).await;
+    let triggered = app.trigger(id).await;
     assert_eq!(triggered.status, StatusCode::ACCEPTED, "{}", triggered.body);
     app.run_worker().await;
     let received = receiver.received();

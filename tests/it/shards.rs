@@ -36,18 +36,8 @@ async fn hourly_schedules_due(
     receiver: &Receiver,
     names: &[&str],
 ) -> chrono::DateTime<chrono::Utc> {
-    let mut due = Vec::new();
-    for name in names {
-        let schedule = app
-            .create_schedule(json!({
-                "name": name,
-                "schedule": {"kind": "interval", "every_seconds": 3600},
-                "target": {"url": receiver.url}
-            }))
-            .await;
-        due.push(schedule["next_run_at"].as_str().unwrap().parse().unwrap());
-    }
-    app.clock.set(due.into_iter().max().unwrap());
+    let (_, due) = app.interval_schedules(names, 3600, &receiver.url).await;
+    app.clock.set(due);
     app.clock.now()
 }
 
@@ -568,13 +558,7 @@ async fn waiting_runs_and_fresh_fires(
     }
     let id = daily["id"].as_str().unwrap();
     for _ in 0..waiting {
-        let triggered = app
-            .call(
-                reqwest::Method::POST,
-                &format!("/v1/schedules/{id}/trigger"),
-                None,
-            )
-            .await;
+        let triggered = app.trigger(id).await;
         assert_eq!(triggered.status, reqwest::StatusCode::ACCEPTED);
     }
     app.clock.set(due.into_iter().max().unwrap());

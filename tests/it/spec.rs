@@ -62,9 +62,7 @@ async fn responses_match_the_published_schemas() {
         "RunDetail",
         &app.get(&format!("/v1/runs/{run_id}")).await.body,
     );
-    let triggered = app
-        .call(Method::POST, &format!("/v1/schedules/{id}/trigger"), None)
-        .await;
+    let triggered = app.trigger(id).await;
     assert_matches(&spec, "Run", &triggered.body);
     assert_matches(
         &spec,

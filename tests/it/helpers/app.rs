@@ -265,6 +265,36 @@ impl TestApp {
         }
     }
 
+    /// Interval schedules named `names`, every `every_seconds`, to `url`: their ids, and the
+    /// latest of their first fires.
+    pub async fn interval_schedules(
+        &self,
+        names: &[&str],
+        every_seconds: u64,
+        url: &str,
+    ) -> (Vec<String>, DateTime<Utc>) {
+        let mut ids = Vec::new();
+        let mut due = Vec::new();
+        for name in names {
+            let schedule = self
+                .create_schedule(serde_json::json!({
+                    "name": name,
+                    "schedule": {"kind": "interval", "every_seconds": every_seconds},
+                    "target": {"url": url}
+                }))
+                .await;
+            ids.push(schedule["id"].as_str().unwrap().to_owned());
+            due.push(schedule["next_run_at"].as_str().unwrap().parse().unwrap());
+        }
+        (ids, due.into_iter().max().expect("at least one name"))
+    }
+
+    /// `POST /v1/schedules/{id}/trigger`: a manual run of the schedule.
+    pub async fn trigger(&self, id: &str) -> Answer {
+        self.call(Method::POST, &format!("/v1/schedules/{id}/trigger"), None)
+            .await
+    }
+
     /// One worker pass at the clock's current time.
     pub async fn run_worker(&self) -> hookbeat_scheduler::dispatch::PassReport {
         self.worker.run_once().await.expect("worker pass")
